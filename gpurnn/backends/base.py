@@ -1,0 +1,66 @@
+"""The operations every backend answers; `gpurnn.bptt` is written once against them.
+
+Arrays are the backend's own (NumPy on the CPU, device arrays on the GPU), time-major
+and C-contiguous. Shapes: T steps, B sequences, n inputs, d hidden units, k outputs,
+R = T·B rows.
+"""
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+Array = Any
+
+
+class Backend(Protocol):
+    name: str
+
+    def asarray(self, array, dtype=None) -> Array:
+        """The backend's array for a host (or its own) array; no copy when already there."""
+
+    def to_host(self, array) -> Any:
+        """A NumPy copy of a backend array (the array itself on the CPU)."""
+
+    def zeros(self, shape, dtype) -> Array: ...
+
+    def project_inputs(self, inputs, U, b, lengths) -> Array:
+        """XP (T,B,d) = x_t U + b: a row gather of U for token ids (T,B), one GEMM over
+        all T·B rows for dense inputs (T,B,n). Rows past a sequence's length are not read
+        (their content is arbitrary)."""
+
+    def recurrence_forward(self, XP, W, s0, lengths, activation) -> Array:
+        """S (T+1,B,d): S[0] = s0, S[t+1] = σ(XP[t] + S[t] W) while t < lengths[b], else
+        S[t+1][b] = S[t][b] (a finished sequence keeps its state)."""
+
+    def affine(self, X, V, c) -> Array:
+        """X (R,d) V + c -> (R,k)."""
+
+    def softmax_xent(self, Z, targets) -> tuple[float, int, Array]:
+        """Fused softmax + cross-entropy on logits Z (R,k) and targets (R,) (−1: no loss):
+        (summed loss as a float, number of loss terms, dZ = ŷ − onehot (R,k), 0 on rows
+        without a target)."""
+
+    def recurrence_backward(self, G, g_last, S, W, lengths, activation, truncate) -> tuple[Array, Array]:
+        """BPTT through the recurrence. G (T,B,d) = ∂L_t/∂s_t explicit (or None); g_last
+        (B,d) = ∂L/∂s_last added at each sequence's last step (or None). Returns
+        Δ (T,B,d) = ∂L/∂a_t (0 past each length) and ds0 (B,d) = Δ_0 W^T (plus g_last for
+        sequences of length 0). G must be 0 past each sequence's length. `truncate` None: exact; τ: each loss term keeps
+        at most τ factors ∂s_j/∂s_{j−1} (O(T·τ) work)."""
+
+    def matmul(self, A, B, *, trans_a=False, trans_b=False) -> Array:
+        """op(A) op(B) for 2-D arrays."""
+
+    def sum_rows(self, A) -> Array:
+        """A (R,m) summed over rows -> (m,)."""
+
+    def input_grad(self, inputs, delta, n, lengths) -> Array:
+        """dU (n,d) = Σ_t x_t^T Δ_t: a scatter-add of Δ's rows for token ids (rows past a
+        sequence's length are skipped: their ids are not read), one GEMM for dense inputs."""
+
+    def sum_squares(self, A) -> float:
+        """Σ A², accumulated in float64 in a fixed order (deterministic)."""
+
+    def scale(self, A, factor) -> Array:
+        """A · factor, a new array."""
+
+    def clamp(self, A, limit) -> Array:
+        """A clamped to [−limit, limit], a new array."""

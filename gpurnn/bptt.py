@@ -1,0 +1,109 @@
+"""Forward pass and backpropagation through time, written once against a backend.
+
+    forward   XP = x U + b (all T·B rows at once)
+              S[t+1] = σ(XP[t] + S[t] W)              the recurrence (sequential)
+              Z = S V + c (all rows at once)
+    loss      L = Σ_{t with a target} −log softmax(z_t)[target_t]
+    backward  dZ = ŷ − onehot;  dV = Sᵀ dZ;  dc = Σ dZ;  G = dZ Vᵀ = ∂L_t/∂s_t
+              Δ_t = (G_t + Δ_{t+1} Wᵀ) ⊙ σ'(a_t)     the recurrence backward (sequential)
+              dW = S_prevᵀ Δ;  dU = Xᵀ Δ;  db = Σ Δ;  ds0 = Δ_0 Wᵀ
+
+Only the two recurrences run step by step (inside the backend); every other product is
+one GEMM over T·B rows. Results come back as NumPy arrays when the parameters are NumPy
+arrays, and stay on the device when they are the device backend's arrays.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from .backends import get_backend
+from .model import Params
+from .validation import Problem, check_call
+
+
+class ForwardResult(NamedTuple):
+    """states (T,B,d): s_1..s_T; logits (T,B,k): z_1..z_T; s_last (B,d): each sequence's final state."""
+
+    states: Any
+    logits: Any
+    s_last: Any
+
+
+@dataclasses.dataclass
+class BPTTResult:
+    """loss: summed cross-entropy (float); grads: ∂L/∂θ as `Params`; ds0 (B,d): ∂L/∂s0;
+    s_last (B,d): each sequence's final state; count: the number of loss terms."""
+
+    loss: float
+    grads: Params
+    ds0: Any
+    s_last: Any
+    count: int
+
+
+def forward(params: Params, inputs, *, lengths=None, s0=None, activation="tanh", backend="auto") -> ForwardResult:
+    """Run the RNN over `inputs`: token ids (T,B) or floats (T,B,n); see the module docstring."""
+    problem = check_call(params, inputs, lengths=lengths, s0=s0, activation=activation)
+    be = get_backend(backend)
+    run = _Run(be, params, problem)
+    S = run.states()
+    T, B, d, k = problem.T, problem.B, problem.d, problem.k
+    logits = be.affine(S[1:].reshape(T * B, d), run.P.V, run.P.c).reshape(T, B, k)
+    return ForwardResult(run.out(S[1:]), run.out(logits), run.out(S[T]))
+
+
+def bptt(params: Params, inputs, targets, *, lengths=None, s0=None, activation="tanh", output="all",
+         truncate=None, backend="auto") -> BPTTResult:
+    """Loss and exact (or τ-truncated) gradients of the summed cross-entropy.
+
+    output="all": targets (T,B), a negative target takes no loss at that step.
+    output="last": targets (B,), one loss at each sequence's last step (read from s_last).
+    truncate=τ keeps at most τ Jacobian factors ∂s_j/∂s_{j−1} per loss term; None is exact.
+    """
+    problem = check_call(params, inputs, lengths=lengths, s0=s0, activation=activation, output=output,
+                         targets=targets, truncate=truncate, need_targets=True)
+    be = get_backend(backend)
+    run = _Run(be, params, problem)
+    P, T, B, d = run.P, problem.T, problem.B, problem.d
+    S = run.states()
+    targets = be.asarray(problem.targets)
+    if output == "all":
+        visible = S[1:].reshape(T * B, d)        # rows that carry outputs: s_1..s_T
+    else:
+        visible = S[T]                           # s_last (B,d)
+    loss, count, dZ = be.softmax_xent(be.affine(visible, P.V, P.c), targets)
+    dV = be.matmul(visible, dZ, trans_a=True)
+    dc = be.sum_rows(dZ)
+    explicit = be.matmul(dZ, P.V, trans_b=True)  # ∂L/∂s from the outputs alone
+    G, g_last = (explicit.reshape(T, B, d), None) if output == "all" else (None, explicit)
+    delta, ds0 = be.recurrence_backward(G, g_last, S, P.W, run.lengths, problem.activation, problem.truncate)
+    flat_delta = delta.reshape(T * B, d)
+    dW = be.matmul(S[:-1].reshape(T * B, d), flat_delta, trans_a=True)
+    db = be.sum_rows(flat_delta)
+    dU = be.input_grad(run.inputs, delta, problem.n, run.lengths)
+    grads = Params(dU, dW, dV, db, dc).map(run.out)
+    return BPTTResult(loss, grads, run.out(ds0), run.out(S[T]), count)
+
+
+class _Run:
+    """One call's arrays moved to the backend once, and the way results go back."""
+
+    def __init__(self, be, params: Params, problem: Problem):
+        dtype = problem.dtype
+        self.be, self.problem = be, problem
+        self.on_host = isinstance(params.W, np.ndarray)
+        self.P = params.map(be.asarray)
+        self.inputs = be.asarray(problem.inputs, None if problem.tokens else dtype)
+        self.lengths = be.asarray(problem.lengths)
+        self.s0 = be.zeros((problem.B, problem.d), dtype) if problem.s0 is None else be.asarray(problem.s0, dtype)
+
+    def states(self):
+        """S (T+1,B,d) with S[0] = s0."""
+        XP = self.be.project_inputs(self.inputs, self.P.U, self.P.b, self.lengths)
+        return self.be.recurrence_forward(XP, self.P.W, self.s0, self.lengths, self.problem.activation)
+
+    def out(self, array):
+        return self.be.to_host(array) if self.on_host else array

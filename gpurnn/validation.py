@@ -1,0 +1,180 @@
+"""Checks of every argument of `forward` and `bptt`, run before any work starts.
+
+Each check raises `ValueError` (`TypeError` for a wrong kind of value) with a message
+that names the argument and says what was expected. The checks work on NumPy and CuPy
+arrays alike (`array_module`), so data kept on a GPU is checked where it lives.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from .activations import activation_code
+from .arrays import array_module, is_array
+from .model import FIELDS, Params
+
+OUTPUTS = ("all", "last")
+
+
+@dataclasses.dataclass
+class Problem:
+    """One checked call: sizes, the normalised arguments and the loss targets.
+
+    `targets` is flat `(T·B,)` for output "all" and `(B,)` for "last", with −1 wherever
+    no loss is taken (a negative target, or a step past the sequence's length).
+    """
+
+    T: int
+    B: int
+    n: int
+    d: int
+    k: int
+    dtype: np.dtype
+    tokens: bool          # inputs are token ids (T,B), else dense floats (T,B,n)
+    inputs: object
+    lengths: object       # (B,) int64, T where not given
+    s0: object            # (B,d) or None for zeros
+    activation: int
+    output: str = "all"
+    targets: object = None
+    truncate: int | None = None
+
+
+def check_params(params) -> tuple[np.dtype, int, int, int]:
+    """The dtype and sizes (n, d, k) of valid parameters."""
+    if not isinstance(params, Params):
+        raise TypeError(f"params must be a gpurnn.Params, got {type(params).__name__}")
+    for name, value in params.items():
+        if not is_array(value):
+            raise TypeError(f"params.{name} must be an array, got {type(value).__name__}")
+    dtypes = {name: np.dtype(value.dtype) for name, value in params.items()}
+    if len(set(dtypes.values())) != 1:
+        raise ValueError(f"params must share one dtype, got {', '.join(f'{k}={v}' for k, v in dtypes.items())}")
+    dtype = dtypes["W"]
+    if dtype not in (np.float32, np.float64):
+        raise ValueError(f"params must be float32 or float64, got {dtype}")
+    n, d = _shape(params.U, "params.U", 2)
+    k = _shape(params.V, "params.V", 2)[1]
+    expected = {"U": (n, d), "W": (d, d), "V": (d, k), "b": (d,), "c": (k,)}
+    for name in FIELDS:
+        got = tuple(getattr(params, name).shape)
+        if got != expected[name]:
+            raise ValueError(f"params.{name} must have shape {expected[name]} (from U {(n, d)} and V's {k} "
+                             f"columns), got {got}")
+    for name, value in params.items():
+        _check_finite(value, f"params.{name}")
+    return dtype, n, d, k
+
+
+def check_call(params, inputs, *, lengths=None, s0=None, activation="tanh", output="all",
+               targets=None, truncate=None, need_targets=False) -> Problem:
+    """Check a whole `forward`/`bptt` call and return its normalised `Problem`."""
+    act = activation_code(activation)
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be 'all' or 'last', got {output!r}")
+    if truncate is not None and (not _is_int(truncate) or truncate < 0):
+        raise ValueError(f"truncate must be None or an int >= 0, got {truncate!r}")
+    dtype, n, d, k = check_params(params)
+    tokens, T, B = _check_inputs(inputs, n)
+    lengths = _check_lengths(lengths, T, B)
+    if tokens:
+        _check_token_ids(inputs, lengths, n)
+    if s0 is not None:
+        if not is_array(s0) or tuple(s0.shape) != (B, d):
+            raise ValueError(f"s0 must be an array of shape (B, d) = {(B, d)}, got "
+                             f"{getattr(s0, 'shape', type(s0).__name__)}")
+        _check_finite(s0, "s0")
+    problem = Problem(T, B, n, d, k, dtype, tokens, inputs, lengths, s0, act, output,
+                      truncate=None if truncate is None or truncate >= T - 1 else int(truncate))
+    if need_targets:
+        problem.targets = _loss_targets(targets, output, lengths, T, B, k)
+    return problem
+
+
+def _check_inputs(inputs, n):
+    if not is_array(inputs):
+        raise TypeError(f"inputs must be an array: token ids (T,B) or floats (T,B,n), got {type(inputs).__name__}")
+    kind = np.dtype(inputs.dtype).kind
+    if kind in "iu":
+        if inputs.ndim != 2:
+            raise ValueError(f"inputs of token ids must have shape (T, B), got {tuple(inputs.shape)}")
+        tokens = True
+    elif kind == "f":
+        if inputs.ndim != 3 or inputs.shape[2] != n:
+            raise ValueError(f"dense inputs must have shape (T, B, n) with n = {n} (rows of U), "
+                             f"got {tuple(inputs.shape)}")
+        _check_finite(inputs, "inputs")
+        tokens = False
+    else:
+        raise TypeError(f"inputs must hold int token ids or floats, got dtype {inputs.dtype}")
+    T, B = int(inputs.shape[0]), int(inputs.shape[1])
+    if T < 1 or B < 1:
+        raise ValueError(f"inputs must have at least one step and one sequence, got shape {tuple(inputs.shape)}")
+    return tokens, T, B
+
+
+def _check_lengths(lengths, T, B):
+    if lengths is None:
+        return np.full(B, T, np.int64)
+    if not is_array(lengths):
+        lengths = np.asarray(lengths)
+    if np.dtype(lengths.dtype).kind not in "iu":
+        raise TypeError(f"lengths must be ints, got dtype {lengths.dtype}")
+    if tuple(lengths.shape) != (B,):
+        raise ValueError(f"lengths must have shape (B,) = {(B,)}, got {tuple(lengths.shape)}")
+    low, high = int(lengths.min()), int(lengths.max())
+    if low < 0 or high > T:
+        raise ValueError(f"lengths must lie in [0, T] = [0, {T}], got values in [{low}, {high}]")
+    return lengths.astype(np.int64)
+
+
+def _check_token_ids(inputs, lengths, n):
+    """Token ids must lie in [0, n) wherever they are read: before each sequence's length."""
+    xp = array_module(inputs)
+    active = xp.arange(inputs.shape[0])[:, None] < xp.asarray(lengths)[None, :]
+    if not bool(active.any()):
+        return
+    read = inputs[active]
+    low, high = int(read.min()), int(read.max())
+    if low < 0 or high >= n:
+        raise ValueError(f"inputs (token ids) must lie in [0, n) = [0, {n}) before each sequence's length, "
+                         f"got values in [{low}, {high}]")
+
+
+def _loss_targets(targets, output, lengths, T, B, k):
+    """Flat targets with −1 wherever no loss is taken."""
+    if targets is None or not is_array(targets) and not isinstance(targets, (list, tuple)):
+        raise TypeError(f"targets must be an int array, got {type(targets).__name__}")
+    if not is_array(targets):
+        targets = np.asarray(targets)
+    if np.dtype(targets.dtype).kind not in "iu":
+        raise TypeError(f"targets must be int class ids, got dtype {targets.dtype}")
+    shape = (T, B) if output == "all" else (B,)
+    if tuple(targets.shape) != shape:
+        raise ValueError(f"targets for output={output!r} must have shape {shape}, got {tuple(targets.shape)}")
+    if int(targets.max()) >= k:
+        raise ValueError(f"targets must be < k = {k} (columns of V; negative means no loss), "
+                         f"got a maximum of {int(targets.max())}")
+    xp = array_module(targets)
+    targets = targets.astype(xp.int64)
+    if output == "last":
+        return xp.where(targets >= 0, targets, -1)
+    active = xp.arange(T)[:, None] < xp.asarray(lengths)[None, :]
+    return xp.where(active & (targets >= 0), targets, -1).reshape(T * B)
+
+
+def _shape(value, name, ndim):
+    if value.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {tuple(value.shape)}")
+    return tuple(int(s) for s in value.shape)
+
+
+def _check_finite(value, name):
+    xp = array_module(value)
+    if not bool(xp.isfinite(value).all()):
+        raise ValueError(f"{name} must be finite, got NaN or Inf")
+
+
+def _is_int(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)

@@ -1,0 +1,61 @@
+"""Shared test set-up: which backends the parametrized suite runs on, and test sizes.
+
+One pytest process runs the CPU backend (and the CUDA backend too on a machine with a
+real GPU). Under the Numba CUDA simulator (`NUMBA_ENABLE_CUDASIM=1`, which must be set
+before Numba is imported, hence a process of its own: `make test` runs both), only the
+tests that take the `backend` fixture or carry the `sim` marker run, on the "cuda"
+backend, at tiny sizes: the simulator executes every thread in Python.
+"""
+import os
+
+import pytest
+
+SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+
+
+def real_gpu() -> bool:
+    """A real CUDA GPU that the CUDA backend can use (never under the simulator)."""
+    if SIMULATOR:
+        return False
+    from gpurnn.backends import cuda_usable
+
+    return cuda_usable()
+
+
+def _backends():
+    chosen = os.environ.get("GPURNN_TEST_BACKENDS")
+    if chosen:
+        return chosen.split(",")
+    if SIMULATOR:
+        return ["cuda"]
+    return ["cpu", "cuda"] if real_gpu() else ["cpu"]
+
+
+BACKENDS = _backends()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    """The backend name each parametrized test runs on."""
+    return request.param
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under the simulator keep only backend-parametrized and `sim` tests; elsewhere skip
+    `sim` tests; skip `cuda` tests without a real GPU, saying why."""
+    no_gpu = pytest.mark.skip(reason="needs a real CUDA GPU; run profiling/gpu_check.sh on one")
+    kept, dropped = [], []
+    for item in items:
+        sim_test = "backend" in getattr(item, "fixturenames", ()) or item.get_closest_marker("sim")
+        if SIMULATOR and not sim_test:
+            dropped.append(item)
+            continue
+        if not SIMULATOR and item.get_closest_marker("sim") and "backend" not in getattr(item, "fixturenames", ()):
+            dropped.append(item)
+            continue
+        if item.get_closest_marker("cuda") and not real_gpu():
+            item.add_marker(no_gpu)
+        kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
