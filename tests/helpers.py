@@ -1,0 +1,238 @@
+"""Shared test utilities: random problems, tolerances, finite differences, and a plain
+per-step NumPy reference of the Elman RNN, independent of gpurnn's engine.
+
+The reference (flax's "cell vs fused loop" idea) runs one `cell` per step in Python and
+backpropagates each loss term on its own (brute force, O(T²)), walking back at most τ
+Jacobian factors: for the loss L_t read from s_t,
+
+    ∂L_t/∂θ ≈ Σ_{k=max(1,t−τ)}^{t} ∂L_t/∂s_t · ∂s_t/∂s_k · ∂⁺s_k/∂θ     (τ = None: k from 1)
+
+and s0 receives ∂L_t/∂s_0 only when the window reaches the first step. A loss read at
+step 0 (output "last", a sequence of length 0) reads s0 itself.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from gpurnn import Params
+
+# Comparison tolerances keyed by dtype: |actual − ref| <= atol + rtol·|ref| (CuPy's style).
+TOL = {
+    np.dtype(np.float64): dict(atol=1e-12, rtol=1e-9),
+    np.dtype(np.float32): dict(atol=2e-5, rtol=2e-4),
+}
+FIELDS = ("U", "W", "V", "b", "c")
+
+
+def assert_close(actual, ref, dtype, name, scale=1.0):
+    """Elementwise |actual − ref| <= scale·(atol + rtol·|ref|) with the tolerances of `dtype`."""
+    tol = TOL[np.dtype(dtype)]
+    np.testing.assert_allclose(np.asarray(actual, np.float64), np.asarray(ref, np.float64),
+                               atol=scale * tol["atol"], rtol=scale * tol["rtol"], err_msg=name)
+
+
+def relative_error(a, b) -> float:
+    """‖a − b‖ / max(‖a‖, ‖b‖) (0 when both are 0)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    denom = max(np.linalg.norm(a), np.linalg.norm(b))
+    return 0.0 if denom == 0 else float(np.linalg.norm(a - b) / denom)
+
+
+# --- random problems -----------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Case:
+    """One call's arguments: `kwargs()` feeds `gpurnn.bptt` (and `forward`, minus targets)."""
+
+    params: Params
+    inputs: np.ndarray
+    targets: np.ndarray
+    lengths: np.ndarray | None
+    s0: np.ndarray | None
+    activation: str
+    output: str
+    truncate: int | None = None
+
+    def kwargs(self, **changes):
+        kw = dict(lengths=self.lengths, s0=self.s0, activation=self.activation, output=self.output,
+                  truncate=self.truncate)
+        kw.update(changes)
+        return kw
+
+    def forward_kwargs(self):
+        return dict(lengths=self.lengths, s0=self.s0, activation=self.activation)
+
+    def astype(self, dtype):
+        """The same case with params, s0 and dense inputs cast to `dtype`."""
+        cast = (lambda a: a if a is None else a.astype(dtype))
+        inputs = self.inputs if self.inputs.dtype.kind in "iu" else cast(self.inputs)
+        return dataclasses.replace(self, params=self.params.map(cast), inputs=inputs, s0=cast(self.s0))
+
+
+def make_case(seed, *, T=5, B=3, n=4, d=4, k=3, tokens=True, activation="tanh", output="all",
+              lengths=False, s0=False, truncate=None, dtype=np.float64) -> Case:
+    """A random problem. lengths=True gives lengths (T, 0, then random in [1, T−1]) with
+    garbage past each length (out-of-range token ids, large dense values, targets) that the
+    engine must never read. For relu, draws until no pre-activation lies within 1e-3 of the
+    kink, so finite differences never cross it."""
+    rng = np.random.default_rng(seed)
+    for _ in range(100):
+        case = _draw(rng, T, B, n, d, k, tokens, activation, output, lengths, s0, truncate)
+        if activation != "relu" or np.abs(preactivations(case)).min() > 1e-3:
+            return case.astype(dtype)
+    raise AssertionError("no relu case away from the kink")
+
+
+def _draw(rng, T, B, n, d, k, tokens, activation, output, lengths, s0, truncate):
+    params = Params(U=rng.uniform(-1, 1, (n, d)), W=rng.uniform(-0.8, 0.8, (d, d)),
+                    V=rng.uniform(-1, 1, (d, k)), b=rng.uniform(-0.5, 0.5, d), c=rng.uniform(-0.5, 0.5, k))
+    lens = None
+    if lengths:
+        lens = np.concatenate([[T, 0], rng.integers(1, T, B - 2)])[:B].astype(np.int64)
+    if tokens:
+        inputs = rng.integers(0, n, (T, B))
+    else:
+        inputs = rng.normal(size=(T, B, n))
+    if output == "all":
+        targets = rng.integers(0, k, (T, B))
+        targets[rng.random((T, B)) < 0.2] = -1          # unlabelled steps
+    else:
+        targets = rng.integers(0, k, B)
+    if lens is not None:
+        past = np.arange(T)[:, None] >= lens[None, :]
+        if tokens:
+            inputs[past] = n + 3                         # never read
+        else:
+            inputs[past] = 1e3                           # would dominate if read
+        if output == "all":
+            targets[past] = rng.integers(0, k, int(past.sum()))
+    s0_arr = rng.uniform(-0.9, 0.9, (B, d)) if s0 else None
+    return Case(params, inputs, targets, lens, s0_arr, activation, output, truncate)
+
+
+# --- the plain per-step reference ------------------------------------------------------------
+
+def sigma(act, a):
+    if act == "tanh":
+        return np.tanh(a)
+    if act in ("logistic", "sigmoid"):
+        return 1.0 / (1.0 + np.exp(-a))
+    return np.maximum(a, 0.0)
+
+
+def sigma_prime(act, s):
+    """σ'(a) through s = σ(a)."""
+    if act == "tanh":
+        return 1.0 - s * s
+    if act in ("logistic", "sigmoid"):
+        return s * (1.0 - s)
+    return (s > 0).astype(s.dtype)
+
+
+def _lengths(case):
+    T, B = case.inputs.shape[:2]
+    return np.full(B, T) if case.lengths is None else case.lengths
+
+
+def _x(case, t, i):
+    """Row x_t of sequence i as a dense vector (one-hot for token ids)."""
+    if case.inputs.ndim == 3:
+        return case.inputs[t, i]
+    x = np.zeros(case.params.n_in)
+    x[case.inputs[t, i]] = 1.0
+    return x
+
+
+def cell(case, t, i, s_prev):
+    """One step of one sequence: (a_t, s_t) from s_{t−1}."""
+    P = case.params
+    a = _x(case, t, i) @ P.U + s_prev @ P.W + P.b
+    return a, sigma(case.activation, a)
+
+
+def preactivations(case):
+    """a_t for every active step (those before each sequence's length), flattened."""
+    S = reference_forward(case)[0]
+    lens = _lengths(case)
+    return np.array([cell(case, t, i, S[t, i])[0] for i in range(len(lens)) for t in range(lens[i])]).ravel()
+
+
+def reference_forward(case):
+    """(S (T+1,B,d) with S[0] = s0, Z (T,B,k), s_last (B,d)), one `cell` per step and sequence."""
+    P = case.params
+    T, B = case.inputs.shape[:2]
+    lens = _lengths(case)
+    S = np.zeros((T + 1, B, P.hidden))
+    if case.s0 is not None:
+        S[0] = case.s0
+    for i in range(B):
+        for t in range(T):
+            S[t + 1, i] = cell(case, t, i, S[t, i])[1] if t < lens[i] else S[t, i]
+    Z = S[1:] @ P.V + P.c
+    return S, Z, S[T]
+
+
+def _loss_terms(case):
+    """(step, sequence, target) of every loss term; step t reads s_t (t = 0 reads s0)."""
+    lens = _lengths(case)
+    if case.output == "last":
+        return [(int(lens[i]), i, int(case.targets[i])) for i in range(len(lens)) if case.targets[i] >= 0]
+    T, B = case.targets.shape
+    return [(t + 1, i, int(case.targets[t, i])) for i in range(B) for t in range(T)
+            if t < lens[i] and case.targets[t, i] >= 0]
+
+
+def reference_loss(case) -> float:
+    S = reference_forward(case)[0]
+    P, loss = case.params, 0.0
+    for t, i, y in _loss_terms(case):
+        z = S[t, i] @ P.V + P.c
+        loss += np.logaddexp.reduce(z) - z[y]
+    return float(loss)
+
+
+def reference_bptt(case):
+    """(loss, grads as a dict by field name, ds0): every loss term backpropagated on its own."""
+    P = case.params
+    S = reference_forward(case)[0]
+    grads = {name: np.zeros_like(value, dtype=np.float64) for name, value in P.items()}
+    ds0 = np.zeros_like(S[0])
+    loss = 0.0
+    for t, i, y in _loss_terms(case):
+        z = S[t, i] @ P.V + P.c
+        loss += np.logaddexp.reduce(z) - z[y]
+        dz = np.exp(z - np.logaddexp.reduce(z))
+        dz[y] -= 1.0
+        grads["V"] += np.outer(S[t, i], dz)
+        grads["c"] += dz
+        g = P.V @ dz                                     # ∂L_t/∂s_t
+        first = 1 if case.truncate is None else max(1, t - case.truncate)
+        for step in range(t, first - 1, -1):            # s_step = σ(x_step U + s_{step−1} W + b)
+            delta = g * sigma_prime(case.activation, S[step, i])
+            grads["W"] += np.outer(S[step - 1, i], delta)
+            grads["b"] += delta
+            grads["U"] += np.outer(_x(case, step - 1, i), delta)
+            g = P.W @ delta                              # ∂L_t/∂s_{step−1}
+        if first == 1:
+            ds0[i] += g
+    return float(loss), grads, ds0
+
+
+# --- finite differences ----------------------------------------------------------------------
+
+def finite_difference(fn, array, step=1e-6):
+    """Central differences (fn(x + h e_i) − fn(x − h e_i)) / 2h of a scalar fn for every
+    entry of `array`, perturbed in place and restored."""
+    grad = np.zeros(array.shape)
+    flat, out = array.reshape(-1), grad.reshape(-1)
+    for j in range(flat.size):
+        saved = flat[j]
+        flat[j] = saved + step
+        up = fn()
+        flat[j] = saved - step
+        down = fn()
+        flat[j] = saved
+        out[j] = (up - down) / (2 * step)
+    return grad
