@@ -1,0 +1,149 @@
+"""Jacobians through time, their norms, the lecture's bound and the explicit ∂⁺s_k/∂W.
+
+Row-vector model (DESIGN.md): a_t = x_t U + s_{t−1} W + b, s_t = σ(a_t). As a column
+Jacobian (rows index s_t, columns index s_{t−1}),
+
+    ∂s_t/∂s_{t−1} = diag(σ'(a_t)) Wᵀ,    ∂s_t/∂s_k = Π_{j=t}^{k+1} diag(σ'(a_j)) Wᵀ   (k ≤ t)
+
+(the product ordered left to right from j = t down to j = k+1; the empty product at k = t is
+I). Its transpose W diag(σ'(a_{k+1})) ⋯ W diag(σ'(a_t)) is the row-vector form and has the same
+2-norm. Since ‖diag(σ')‖₂ ≤ γ = max σ' and ‖Wᵀ‖₂ = ‖W‖₂ = λ, the lecture's bound is
+
+    ‖∂s_t/∂s_k‖₂ ≤ (γλ)^(t−k),      γ = 1 (tanh, relu), 1/4 (logistic).
+
+The spectral radius ρ(W) ≤ λ decides the long-run rate (‖W^m‖^(1/m) → ρ(W)), so vanishing
+is guaranteed for γλ < 1 and possible growth needs γρ(W) > 1.
+
+Indices: states s_1..s_T are rows/columns 0..T−1 of every (T,T) matrix, entry [t−1, k−1] for
+the pair (t, k); pairs with k > t are NaN. Arrays may be NumPy or CuPy (`gpurnn.arrays`).
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from .. import activations
+from ..arrays import array_module
+from ..bptt import forward
+
+# σ'(a) from s = σ(a), elementwise on host arrays: the shared scalar definition, vectorised.
+_sigma_prime = numba.vectorize(["float32(int64, float32)", "float64(int64, float64)"],
+                               cache=True)(activations.sigma_prime_from_state)
+
+SVD_MAX_HIDDEN = 64   # "auto" uses an exact SVD up to this d, power iteration above
+
+
+def sigma_prime_states(states, activation) -> object:
+    """σ'(a) for every state (any shape), computed from the states s = σ(a) themselves."""
+    xp = array_module(states)
+    code = activations.activation_code(activation)
+    values = _sigma_prime(code, np.ascontiguousarray(host(states)))
+    return values if xp is np else xp.asarray(values)
+
+
+def run_states(params, inputs, *, activation="tanh", s0=None, backend="auto"):
+    """(states (T,B,d) = s_1..s_T, s0 (B,d), σ'(a_t) (T,B,d), logits (T,B,k)) on params' backend."""
+    result = forward(params, inputs, s0=s0, activation=activation, backend=backend)
+    xp = array_module(result.states)
+    start = xp.zeros(result.s_last.shape, result.states.dtype) if s0 is None else xp.asarray(s0)
+    return result.states, start, sigma_prime_states(result.states, activation), result.logits
+
+
+def spectral_norm(W) -> float:
+    """λ = ‖W‖₂, the largest singular value (exact)."""
+    W = host(W)
+    return float(np.linalg.norm(W.astype(np.float64), 2))
+
+
+def spectral_radius(W) -> float:
+    """ρ(W) = max |eigenvalue of W|."""
+    W = host(W)
+    return float(np.abs(np.linalg.eigvals(W.astype(np.float64))).max())
+
+
+def lecture_bound(W, activation, lags) -> np.ndarray:
+    """(γλ)^lag for each lag, λ = ‖W‖₂ and γ = max σ' of the activation."""
+    gamma = activations.GAMMA[activations.activation_code(activation)]
+    return (gamma * spectral_norm(W)) ** np.asarray(lags, dtype=np.float64)
+
+
+def batched_spectral_norm(M, *, method="auto", iterations=300, tol=1e-12, seed=0):
+    """‖M_i‖₂ for a stack M (N,d,d) (NumPy or CuPy), as a host float64 array (N,).
+
+    method "svd": the largest singular value, exact. "power": power iteration on MᵀM,
+    v ← Mᵀ(M v)/‖Mᵀ(M v)‖, estimate ‖M v‖, until every estimate changes by less than `tol`
+    (relative) or after `iterations` rounds; its error shrinks like (σ₂/σ₁)^(2m).
+    "auto": svd when d ≤ SVD_MAX_HIDDEN, else power.
+    """
+    if method not in ("auto", "svd", "power"):
+        raise ValueError(f"method must be 'auto', 'svd' or 'power', got {method!r}")
+    xp = array_module(M)
+    if method == "svd" or (method == "auto" and M.shape[-1] <= SVD_MAX_HIDDEN):
+        return host(xp.linalg.svd(M, compute_uv=False)[..., 0]).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    v = xp.asarray(rng.standard_normal(M.shape[:-1]).astype(M.dtype))
+    v /= xp.linalg.norm(v, axis=-1, keepdims=True)
+    estimate = xp.zeros(M.shape[0], M.dtype)
+    for _ in range(iterations):
+        u = xp.einsum("nij,nj->ni", M, v)
+        new = xp.linalg.norm(u, axis=-1)
+        w = xp.einsum("nji,nj->ni", M, u)
+        size = xp.linalg.norm(w, axis=-1, keepdims=True)
+        v = xp.where(size > 0, w / xp.where(size > 0, size, 1), v)
+        done = bool((xp.abs(new - estimate) <= tol * xp.maximum(new, 1e-300)).all())
+        estimate = new
+        if done:
+            break
+    return host(estimate).astype(np.float64)
+
+
+def jacobian_norms(params, inputs, *, activation="tanh", s0=None, sequence=0, method="auto",
+                   backend="auto") -> np.ndarray:
+    """(T,T) matrix N[t−1, k−1] = ‖∂s_t/∂s_k‖₂ for one sequence of the batch (NaN for k > t).
+
+    The products are built lag by lag, all start steps k at once: J_{k+ℓ,k} =
+    diag(σ'(a_{k+ℓ})) Wᵀ J_{k+ℓ−1,k}, one batched (T−ℓ, d, d) product per lag (O(T² d³) work,
+    T−1 batched steps), each norm by `batched_spectral_norm(method=…)`.
+    """
+    states, _, dsig, _ = run_states(params, inputs, activation=activation, s0=s0, backend=backend)
+    T, B, d = states.shape
+    if not 0 <= sequence < B:
+        raise ValueError(f"sequence must be in [0, B) = [0, {B}), got {sequence!r}")
+    xp = array_module(states)
+    W = xp.asarray(params.W, dtype=states.dtype)
+    D = dsig[:, sequence, :]                                  # (T,d): σ'(a_t) for t = 1..T
+    norms = np.full((T, T), np.nan)
+    np.fill_diagonal(norms, 1.0)
+    J = xp.broadcast_to(xp.eye(d, dtype=states.dtype), (T, d, d))
+    for lag in range(1, T):
+        J = D[lag:, :, None] * xp.matmul(W.T, J[:T - lag])     # J[k0] = ∂s_{k0+lag+1}/∂s_{k0+1}
+        values = batched_spectral_norm(J, method=method)
+        norms[np.arange(lag, T), np.arange(T - lag)] = values
+    return norms
+
+
+def explicit_dW(params, inputs, k, *, activation="tanh", s0=None, sequence=0, backend="auto") -> np.ndarray:
+    """The lecture's 3-D tensor ∂⁺s_k/∂W (d,d,d) for one sequence, step k in 1..T (host float64).
+
+    E[p, q, r] = ∂⁺s_{k,p} / ∂W[r, q] = σ'(a_{k,p}) s_{k−1,r} if p = q, else 0:
+    "explicit" holds s_{k−1} fixed. Index convention for the row-vector model: W[r, q] joins
+    unit r of s_{k−1} to unit q of a_k (a_{k,q} = Σ_r s_{k−1,r} W[r,q] + …), so the lecture's
+    column-vector matrix is Wᵀ and its element (q, r) is our W[r, q]. Contracting with
+    ∂L/∂s_k gives the step's share of the gradient: dW[r, q] += Σ_p (∂L/∂s_k)_p E[p, q, r].
+    """
+    states, start, dsig, _ = run_states(params, inputs, activation=activation, s0=s0, backend=backend)
+    T = states.shape[0]
+    if not 1 <= k <= T:
+        raise ValueError(f"k must be a step in [1, T] = [1, {T}], got {k!r}")
+    previous = host(start[sequence] if k == 1 else states[k - 2, sequence]).astype(np.float64)
+    dk = host(dsig[k - 1, sequence]).astype(np.float64)
+    d = dk.shape[0]
+    E = np.zeros((d, d, d))
+    E[np.arange(d), np.arange(d), :] = dk[:, None] * previous[None, :]
+    return E
+
+
+def host(array):
+    """A NumPy view or copy of a NumPy or CuPy array."""
+    xp = array_module(array)
+    return array if xp is np else xp.asnumpy(array)
