@@ -1,0 +1,230 @@
+"""gpurnn's CPU backend against torch.nn.RNN + nn.Linear + cross-entropy (sum), forward + backward.
+
+    .venv/bin/python profiling/bench_cpu.py --out profiling/results_cpu.json
+
+Each side runs in its own process (torch from /work/torchenv, gpurnn from .venv) on the
+same weights and inputs, written once to a temporary .npz per row; both get 2 threads.
+A worker times `repeats` calls after `warmup` untimed ones (Numba compiles there) and
+reports the loss too, so the orchestrator checks that both sides computed the same thing.
+Rounds alternate torch and gpurnn processes; the table shows medians over all samples.
+
+Work per call, counted as 2 flops per multiply-add (dense inputs; token inputs skip the
+two products with n):  2·T·B·(2·n·d + 3·d·d + 3·d·k)  — x U, dU, s W fwd/bwd, dW, s V, dV, dZ Vᵀ.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ROWS = [(100, 32, 64, 128, 64), (100, 1, 64, 128, 64), (1000, 8, 64, 256, 64),
+        (50, 128, 128, 512, 128), (200, 64, 65, 256, 65)]
+THREADS = 2
+TORCH_PYTHON = "/work/torchenv/bin/python"
+GPURNN_PYTHON = str(ROOT / ".venv/bin/python")
+# OpenBLAS overrides that some machines set; they can pin a slower kernel, so the
+# workers of this benchmark (never the tests) run without them. See RESULTS.md.
+OPENBLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+def flops(T, B, n, d, k, tokens=False):
+    """Multiply-adds ×2 of one forward + backward call (see the module docstring)."""
+    return 2 * T * B * ((0 if tokens else 2 * n * d) + 3 * d * d + 3 * d * k)
+
+
+def make_case(path, T, B, n, d, k, seed=0):
+    """Weights (float32, PyTorch's U(−1/√d, 1/√d) init), dense inputs, token ids, targets."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    bound = 1 / math.sqrt(d)
+
+    def uniform(*shape):
+        return rng.uniform(-bound, bound, shape).astype(np.float32)
+
+    np.savez(path, U=uniform(n, d), W=uniform(d, d), V=uniform(d, k), b=uniform(d), c=uniform(k),
+             x=rng.standard_normal((T, B, n)).astype(np.float32),
+             tokens=rng.integers(0, n, (T, B)), targets=rng.integers(0, k, (T, B)))
+
+
+def time_calls(step, warmup, repeats):
+    """Seconds of each of `repeats` calls of step() after `warmup` untimed calls, and its last value."""
+    for _ in range(warmup):
+        value = step()
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        value = step()
+        samples.append(time.perf_counter() - start)
+    return samples, value
+
+
+def torch_worker(case, warmup, repeats):
+    """torch.nn.RNN (b_ih = b, b_hh = 0) + Linear + cross_entropy(sum), forward + backward."""
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(THREADS)
+    a = np.load(case)
+    (T, B, n), d, k = a["x"].shape, a["W"].shape[0], a["V"].shape[1]
+    rnn, head = torch.nn.RNN(n, d, nonlinearity="tanh"), torch.nn.Linear(d, k)
+    with torch.no_grad():
+        rnn.weight_ih_l0.copy_(torch.from_numpy(a["U"].T.copy()))
+        rnn.weight_hh_l0.copy_(torch.from_numpy(a["W"].T.copy()))
+        rnn.bias_ih_l0.copy_(torch.from_numpy(a["b"]))
+        rnn.bias_hh_l0.zero_()
+        head.weight.copy_(torch.from_numpy(a["V"].T.copy()))
+        head.bias.copy_(torch.from_numpy(a["c"]))
+    x, targets = torch.from_numpy(a["x"]), torch.from_numpy(a["targets"]).reshape(-1)
+    weights = list(rnn.parameters()) + list(head.parameters())
+
+    def step():
+        for w in weights:
+            w.grad = None
+        states, _ = rnn(x)
+        loss = torch.nn.functional.cross_entropy(head(states).reshape(T * B, k), targets, reduction="sum")
+        loss.backward()
+        return loss.item()
+
+    samples, loss = time_calls(step, warmup, repeats)
+    return {"dense": samples, "loss": loss}
+
+
+def gpurnn_worker(case, warmup, repeats):
+    """gpurnn.bptt(backend="cpu") on the same dense inputs, and on token ids (extra column)."""
+    import numpy as np
+    from threadpoolctl import threadpool_limits
+
+    import gpurnn
+
+    threadpool_limits(THREADS)
+    a = np.load(case)
+    params = gpurnn.Params(a["U"], a["W"], a["V"], a["b"], a["c"])
+    result = {}
+    for kind in ("dense", "tokens"):
+        inputs = a["x"] if kind == "dense" else a["tokens"]
+        samples, res = time_calls(lambda: gpurnn.bptt(params, inputs, a["targets"], backend="cpu"),
+                                  warmup, repeats)
+        result[kind] = samples
+        if kind == "dense":
+            result["loss"] = res.loss
+    return result
+
+
+def gemm_rate(size=2048, repeats=5):
+    """This process's large float32 GEMM rate (numpy matmul of size² squares), flop/s, best of repeats."""
+    import numpy as np
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(THREADS)
+    A = np.random.default_rng(0).standard_normal((size, size)).astype(np.float32)
+    samples, _ = time_calls(lambda: A @ A, 1, repeats)
+    return 2 * size**3 / min(samples)
+
+
+def blas_info():
+    """Which BLAS library, kernel (architecture) and thread count this process uses."""
+    from threadpoolctl import threadpool_info
+
+    return [{key: info.get(key) for key in ("filepath", "architecture", "num_threads", "version")}
+            for info in threadpool_info()]
+
+
+def worker_main(args):
+    """Run one side over every case file and print one JSON object on stdout."""
+    run = torch_worker if args.worker == "torch" else gpurnn_worker
+    out = {"rows": [run(case, args.warmup, args.repeats) for case in args.cases]}
+    if args.worker == "gpurnn":
+        out["gemm_flops"] = gemm_rate()
+        out["blas"] = blas_info()
+    print(json.dumps(out))
+
+
+def run_worker(python, side, cases, warmup, repeats):
+    """One worker process; its JSON answer."""
+    env = {key: value for key, value in os.environ.items() if key not in OPENBLAS_OVERRIDES}
+    env["PYTHONPATH"] = str(ROOT)
+    cmd = [python, __file__, "--worker", side, "--warmup", str(warmup), "--repeats", str(repeats), *cases]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    if done.returncode:
+        sys.exit(f"{side} worker failed:\n{done.stderr}")
+    return json.loads(done.stdout)
+
+
+def summarise(rows, answers):
+    """Median seconds per side and row, ratios, flop rates, loss agreement."""
+    gemm = statistics.median(a["gemm_flops"] for a in answers["gpurnn"])
+    table = []
+    for i, shape in enumerate(rows):
+        med = {}
+        for side, kind in (("torch", "dense"), ("gpurnn", "dense"), ("gpurnn", "tokens")):
+            med[f"{side}_{kind}"] = statistics.median(s for a in answers[side] for s in a["rows"][i][kind])
+        torch_loss, ours_loss = answers["torch"][0]["rows"][i]["loss"], answers["gpurnn"][0]["rows"][i]["loss"]
+        rate = flops(*shape) / med["gpurnn_dense"]
+        table.append({"shape": dict(zip("TBndk", shape)), "seconds": med,
+                      "speedup_dense": med["torch_dense"] / med["gpurnn_dense"],
+                      "speedup_tokens": med["torch_dense"] / med["gpurnn_tokens"],
+                      "gpurnn_flops": rate, "gemm_fraction": rate / gemm,
+                      "loss_rel_diff": abs(torch_loss - ours_loss) / abs(torch_loss)})
+    geo = math.exp(statistics.mean(math.log(r["speedup_dense"]) for r in table))
+    return {"gemm_flops": gemm, "geomean_speedup_dense": geo, "rows": table,
+            "blas": answers["gpurnn"][0]["blas"], "threads": THREADS}
+
+
+def markdown(summary):
+    """The results as a markdown table."""
+    lines = ["| T | B | n | d | k | torch ms | gpurnn ms | speed-up | gpurnn tokens ms | speed-up (tokens) "
+             "| gpurnn GFLOP/s | % of GEMM |", "|" + "---|" * 12]
+    for r in summary["rows"]:
+        s, sec = r["shape"], r["seconds"]
+        lines.append(f"| {s['T']} | {s['B']} | {s['n']} | {s['d']} | {s['k']} | {1e3 * sec['torch_dense']:.2f} "
+                     f"| {1e3 * sec['gpurnn_dense']:.2f} | {r['speedup_dense']:.2f}× "
+                     f"| {1e3 * sec['gpurnn_tokens']:.2f} | {r['speedup_tokens']:.2f}× "
+                     f"| {r['gpurnn_flops'] / 1e9:.1f} | {100 * r['gemm_fraction']:.0f}% |")
+    lines.append(f"\nGeometric mean speed-up (dense): {summary['geomean_speedup_dense']:.2f}×; "
+                 f"large float32 GEMM rate (numpy, 2048²): {summary['gemm_flops'] / 1e9:.0f} GFLOP/s; "
+                 f"{summary['threads']} threads each side.")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("cases", nargs="*", help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=("torch", "gpurnn"), help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help="write the summary JSON here")
+    parser.add_argument("--rounds", type=int, default=3, help="torch/gpurnn process pairs, alternating")
+    parser.add_argument("--repeats", type=int, default=10, help="timed calls per row and process")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed calls first (compiles, caches)")
+    parser.add_argument("--rows", type=int, nargs="*", help="indices into ROWS (default: all)")
+    args = parser.parse_args()
+    if args.worker:
+        return worker_main(args)
+    rows = [ROWS[i] for i in args.rows] if args.rows else ROWS
+    with tempfile.TemporaryDirectory() as tmp:
+        cases = []
+        for i, shape in enumerate(rows):
+            cases.append(f"{tmp}/row{i}.npz")
+            make_case(cases[-1], *shape)
+        answers = {"torch": [], "gpurnn": []}
+        for _ in range(args.rounds):
+            for side, python in (("torch", TORCH_PYTHON), ("gpurnn", GPURNN_PYTHON)):
+                answers[side].append(run_worker(python, side, cases, args.warmup, args.repeats))
+    summary = summarise(rows, answers)
+    bad = [r["shape"] for r in summary["rows"] if r["loss_rel_diff"] > 1e-4]
+    if bad:
+        sys.exit(f"torch and gpurnn losses differ on {bad}")
+    print(markdown(summary))
+    if args.out:
+        args.out.write_text(json.dumps(summary, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
