@@ -16,12 +16,28 @@ good state.
 from __future__ import annotations
 
 import dataclasses
+import math
+import time
+from pathlib import Path
 from typing import Any, Callable, Iterable, NamedTuple
 
-from .clip import NonFiniteGradientError
+import numpy as np
+from nvtx import annotate
+from tqdm.auto import tqdm
+
+from .activations import activation_code
+from .backends import get_backend
+from .batches import Batch
+from .bptt import bptt, forward
+from .checkpoint import load_checkpoint, save_checkpoint, to_host
+from .clip import NonFiniteGradientError, clip_grad_norm, clip_grad_value, global_norm
 from .model import Params
+from .optim import OPTIMIZERS, SCHEDULES, make_optimizer, make_schedule
+from .validation import check_call, check_params
 
 __all__ = ["EvalStats", "StepStats", "TrainConfig", "Trainer", "TrainingDiverged"]
+
+CHECKPOINT, BEST, LAST_GOOD = "checkpoint.safetensors", "best.safetensors", "last_good.safetensors"
 
 
 @dataclasses.dataclass
@@ -32,6 +48,7 @@ class TrainConfig:
     optimizer: str = "adam"           # sgd | adagrad | rmsprop | adam  (gpurnn.optim)
     lr: float = 2e-3                  # base learning rate
     momentum: float = 0.9             # SGD momentum (0: plain SGD)
+    optimizer_args: dict = dataclasses.field(default_factory=dict)  # e.g. {"beta2": 0.99}, {"eps": 1e-6}
     schedule: str = "constant"        # constant | step | cosine  (gpurnn.optim.make_schedule)
     lr_step_every: int = 1000         # "step": multiply lr by lr_gamma every this many steps
     lr_gamma: float = 0.5             # "step": the factor
@@ -47,16 +64,19 @@ class TrainConfig:
     backend: str = "auto"             # auto | cpu | cuda
     eval_every: int = 0               # evaluate on `valid` every this many steps (0: once per epoch)
     checkpoint_every: int = 0         # with out_dir: save every this many steps (0: at evaluations/end)
+    patience: int = 0                 # stop after this many evaluations without a lower loss (0: never)
 
 
 class StepStats(NamedTuple):
-    """One step: `loss` mean per target, `grad_norm` before clipping, `tokens` targets this step,
-    `tokens_per_s` over the run so far (wall clock, GPU work included)."""
+    """One step: `loss` mean per target over `count` targets, `tokens` input steps read,
+    `grad_norm` before clipping, `lr` used, `seconds` this step took, `tokens_per_s` over
+    this trainer's steps so far (wall clock, GPU work included: the loss is read each step)."""
 
     step: int
     epoch: int
     loss: float
     count: int
+    tokens: int
     grad_norm: float
     lr: float
     seconds: float
@@ -76,44 +96,250 @@ class TrainingDiverged(NonFiniteGradientError):
 
 
 class Trainer:
-    """Train `params` with `config`.
+    """Train `params` with `config` on `config.backend`.
 
-    params: initial `Params` (NumPy; moved to the backend's device once), or a checkpoint's.
+    params: initial `Params` (copied, then moved to the backend's device once).
     callbacks: callables `fn(stats: StepStats)`, or objects with any of
-        `on_step(trainer, StepStats)`, `on_grads(trainer, step, grads: Params)` (after the
-        reduction and normalisation, before clipping), `on_eval(trainer, EvalStats)`.
+        `on_step(trainer, StepStats)`, `on_grads(trainer, grads: Params)` (after the
+        reduction and normalisation, before clipping: H7's gradient norms hook here),
+        `on_eval(trainer, EvalStats)`.
     meta: JSON-serialisable facts saved in checkpoints (e.g. {"vocab": [...], "task": "charlm"}).
-    out_dir: where `checkpoint.safetensors` (and `last_good.safetensors` on divergence) go.
-    reduce: the data-parallel hook `reduce(grads, loss_sum, count) -> (grads, loss_sum, count)`.
+    out_dir: receives `checkpoint.safetensors` (at evaluations, every `checkpoint_every`
+        steps and at the end of `fit`), `best.safetensors` (lowest validation loss) and
+        `last_good.safetensors` when training diverges.
+    reduce: the data-parallel hook `reduce(grads, loss_sum, count) -> (grads, loss_sum, count)`,
+        e.g. an NCCL all-reduce (sum) of the gradients, losses and counts over the ranks.
     """
 
     def __init__(self, params: Params, config: TrainConfig | None = None, *, callbacks: Iterable[Any] = (),
                  meta: dict | None = None, out_dir=None, reduce: Callable | None = None):
-        raise NotImplementedError
+        self.config = config = dataclasses.replace(config or TrainConfig())
+        _check_config(config)
+        check_params(params)
+        self.backend = get_backend(config.backend)
+        self.params = params.map(lambda a: self.backend.asarray(to_host(a).copy()))
+        args = {"momentum": config.momentum} if config.optimizer == "sgd" else {}
+        self.optimizer = make_optimizer(config.optimizer, self.params, **{**args, **config.optimizer_args})
+        self.callbacks = list(callbacks)
+        self.meta = dict(meta or {})
+        reserved = set(self.meta) & {"format", "version", "config", "trainer"}
+        if reserved:
+            raise ValueError(f"meta must not use the reserved keys {sorted(reserved)}")
+        self.out_dir = None if out_dir is None else Path(out_dir)
+        self.reduce = reduce
+        self.rng = np.random.default_rng(config.seed)
+        self.position = {"step": 0, "epoch": 0, "batch": 0, "rng": self.rng.bit_generator.state,
+                         "best_loss": None, "evals_since_best": 0}
+        self.carry = None                      # (B,d) streams' states after the last step
+        self._tokens, self._seconds = 0, 0.0   # this session's throughput
 
-    def step(self, batch) -> StepStats:
-        """One gradient step on `batch` (a `gpurnn.batches.Batch`)."""
-        raise NotImplementedError
+    @property
+    def step_count(self) -> int:
+        return self.position["step"]
+
+    def lr(self) -> float:
+        """The learning rate of the next step."""
+        c = self.config
+        return make_schedule(c.schedule, c.lr, every=c.lr_step_every, gamma=c.lr_gamma, total=c.total_steps,
+                             lr_min=c.lr_min)(self.step_count)
+
+    def step(self, batch: Batch) -> StepStats:
+        """One gradient step on `batch`: the only place the parameters change (see the module doc)."""
+        cfg, start = self.config, time.perf_counter()
+        s0 = self.carry if batch.carry else None
+        with annotate("bptt", domain="gpurnn"):
+            result = bptt(self.params, batch.inputs, batch.targets, lengths=batch.lengths, s0=s0,
+                          activation=cfg.activation, output=cfg.output, truncate=cfg.truncate, backend=self.backend)
+        grads, loss_sum, count = result.grads, result.loss, result.count
+        if self.reduce is not None:
+            grads, loss_sum, count = self.reduce(grads, loss_sum, count)
+        scale = 1.0 / max(count, 1) if cfg.loss_norm == "mean" else 1.0
+        loss = loss_sum / max(count, 1)
+        if not math.isfinite(loss):
+            self._diverged(f"the loss is {loss}")
+        if scale != 1.0:
+            grads = grads.map(lambda g: self.backend.scale(g, scale))
+        self._notify("on_grads", grads)
+        with annotate("clip", domain="gpurnn"):
+            grads, norm = self._clip(grads)
+        lr = self.lr()
+        with annotate("optimizer", domain="gpurnn"):
+            self.optimizer.step(self.params, grads, lr)
+        self.carry = result.s_last
+        self.position["step"] += 1
+        seconds = time.perf_counter() - start
+        self._tokens += batch.tokens
+        self._seconds += seconds
+        stats = StepStats(self.step_count, self.position["epoch"], loss, count, batch.tokens, norm, lr, seconds,
+                          self._tokens / self._seconds)
+        self._notify("on_step", stats)
+        return stats
+
+    def _clip(self, grads):
+        """(clipped grads, global norm before clipping); a non-finite norm ends training."""
+        cfg = self.config
+        try:
+            if cfg.clip == "norm":
+                return clip_grad_norm(grads, cfg.max_norm)
+            norm = global_norm(grads)
+            if not math.isfinite(norm):
+                raise NonFiniteGradientError(f"gradient norm is {norm}")
+        except NonFiniteGradientError as error:
+            self._diverged(str(error))
+        return (clip_grad_value(grads, cfg.clip_value) if cfg.clip == "value" else grads), norm
+
+    def _diverged(self, why):
+        where = ""
+        if self.out_dir is not None:
+            where = f"; saved to {self.save(self.out_dir / LAST_GOOD)}"
+        raise TrainingDiverged(f"training diverged at step {self.step_count + 1}: {why}. The parameters keep "
+                               f"the state after step {self.step_count}{where}. Lower the learning rate or "
+                               "clip the gradients (clip='norm', max_norm=1..5).")
+
+    def _notify(self, event, value):
+        for callback in self.callbacks:
+            if event == "on_step" and callable(callback) and not hasattr(callback, event):
+                callback(value)
+            elif hasattr(callback, event):
+                getattr(callback, event)(self, value)
 
     def fit(self, data, *, steps: int | None = None, epochs: int | None = None, valid=None,
             progress: bool = True) -> list[StepStats]:
-        """Train over `data` (a `TokenStreams`, `SentenceBatches` or anything with `__len__` and
-        `iter_epoch(rng)`) until `steps` total steps or `epochs` epochs; evaluate on `valid`."""
-        raise NotImplementedError
+        """Train on `data` until `steps` steps or `epochs` epochs in all (totals, so a resumed run
+        given the same arguments stops where the uninterrupted one would), evaluating on `valid`
+        every `eval_every` steps (0: after each epoch). Returns this call's `StepStats`."""
+        if steps is None and epochs is None:
+            raise ValueError("fit needs steps or epochs (the totals to train to), got neither")
+        if hasattr(data, "to"):
+            data = data.to(self.backend.asarray)
+        if valid is not None and hasattr(valid, "to"):
+            valid = valid.to(self.backend.asarray)
+        if self.config.schedule == "cosine" and self.config.total_steps is None:
+            self.config.total_steps = steps if steps is not None else epochs * len(data)
+        pos, history = self.position, []
+        total = steps if steps is not None else epochs * len(data)
+        with tqdm(total=total, initial=pos["step"], disable=not progress, unit="step", dynamic_ncols=True) as bar:
+            while not self._done(steps, epochs):
+                self.rng.bit_generator.state = pos["rng"]       # replay this epoch's order
+                for index, batch in enumerate(data.iter_epoch(self.rng)):
+                    if index < pos["batch"]:
+                        continue
+                    if self._done(steps, epochs):
+                        break
+                    history.append(stats := self.step(batch))
+                    pos["batch"] = index + 1
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{stats.loss:.3f}", tok_s=f"{stats.tokens_per_s:,.0f}", refresh=False)
+                    if self._after_step(valid, stats.step):
+                        return history
+                else:
+                    pos.update(epoch=pos["epoch"] + 1, batch=0, rng=self.rng.bit_generator.state)
+                    if valid is not None and self.config.eval_every == 0 and self._evaluate_and_track(valid):
+                        return history
+        if self.out_dir is not None:
+            self.save()
+        return history
+
+    def _done(self, steps, epochs):
+        pos = self.position
+        return (steps is not None and pos["step"] >= steps) or (epochs is not None and pos["epoch"] >= epochs)
+
+    def _after_step(self, valid, step) -> bool:
+        """Evaluate every `eval_every` steps, checkpoint every `checkpoint_every`; True: stop early."""
+        cfg = self.config
+        if valid is not None and cfg.eval_every and step % cfg.eval_every == 0:
+            return self._evaluate_and_track(valid)
+        if self.out_dir is not None and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+            self.save()
+        return False
+
+    def _evaluate_and_track(self, valid) -> bool:
+        """Evaluate, keep the best checkpoint, checkpoint; True when `patience` says stop."""
+        stats, pos = self.evaluate(valid), self.position
+        if pos["best_loss"] is None or stats.loss < pos["best_loss"]:
+            pos.update(best_loss=stats.loss, evals_since_best=0)
+            if self.out_dir is not None:
+                self.save(self.out_dir / BEST)
+        else:
+            pos["evals_since_best"] += 1
+        if self.out_dir is not None:
+            self.save()
+        return 0 < self.config.patience <= pos["evals_since_best"]
 
     def evaluate(self, data) -> EvalStats:
-        """Mean cross-entropy per target over one pass of `data` (no update)."""
-        raise NotImplementedError
+        """Mean cross-entropy per target (nats) over one pass of `data` in its fixed order, streams'
+        states carried from chunk to chunk as in training; no update."""
+        if hasattr(data, "to"):
+            data = data.to(self.backend.asarray)
+        cfg, be, P = self.config, self.backend, self.params
+        total, count, carry = 0.0, 0, None
+        with annotate("evaluate", domain="gpurnn"):
+            for batch in data.iter_epoch(None):
+                s0 = carry if batch.carry else None
+                targets = check_call(P, batch.inputs, lengths=batch.lengths, s0=s0, activation=cfg.activation,
+                                     output=cfg.output, targets=batch.targets, need_targets=True).targets
+                result = forward(P, batch.inputs, lengths=batch.lengths, s0=s0, activation=cfg.activation,
+                                 backend=be)
+                carry = result.s_last
+                logits = (result.logits.reshape(-1, P.n_out) if cfg.output == "all"
+                          else be.affine(result.s_last, P.V, P.c))
+                loss, n, _ = be.softmax_xent(logits, be.asarray(targets))
+                total, count = total + loss, count + n
+        stats = EvalStats(self.step_count, total / max(count, 1), count)
+        self._notify("on_eval", stats)
+        return stats
 
-    def save(self, path=None):
-        """Write a checkpoint (atomically) with everything needed to resume bit for bit."""
-        raise NotImplementedError
+    def save(self, path=None) -> Path:
+        """Write a checkpoint (atomically; default `out_dir/checkpoint.safetensors`) holding all a
+        resumed run needs to continue bit for bit: parameters, optimizer state, streams' states,
+        step, epoch, position in the epoch, the epoch's RNG state, configuration, `meta`."""
+        if path is None:
+            if self.out_dir is None:
+                raise ValueError("save needs a path (or a trainer with out_dir), got neither")
+            path = self.out_dir / CHECKPOINT
+        arrays = {f"optim.{key}": value for key, value in self.optimizer.state_dict().items()}
+        if self.carry is not None:
+            arrays["carry"] = self.carry
+        trainer = {**self.position, "optimizer_t": self.optimizer.t}
+        return save_checkpoint(path, self.params, arrays=arrays,
+                               meta={**self.meta, "config": dataclasses.asdict(self.config), "trainer": trainer})
 
     @classmethod
-    def load(cls, path, *, backend: str | None = None, callbacks: Iterable[Any] = (), out_dir=None) -> "Trainer":
-        """A trainer resumed from a checkpoint (on `backend`, default the saved config's)."""
-        raise NotImplementedError
+    def load(cls, path, *, backend: str | None = None, callbacks: Iterable[Any] = (), out_dir=None,
+             reduce: Callable | None = None) -> "Trainer":
+        """A trainer resumed from the checkpoint at `path`, on `backend` (default: the saved one)."""
+        ckpt = load_checkpoint(path)
+        config = TrainConfig(**ckpt.config)
+        if backend is not None:
+            config.backend = backend
+        meta = {k: v for k, v in ckpt.meta.items() if k not in ("format", "version", "config", "trainer")}
+        trainer = cls(ckpt.params, config, callbacks=callbacks, meta=meta, out_dir=out_dir, reduce=reduce)
+        saved = dict(ckpt.meta["trainer"])
+        optim = {key[len("optim."):]: value for key, value in ckpt.arrays.items() if key.startswith("optim.")}
+        trainer.optimizer.load_state_dict(optim, saved.pop("optimizer_t"))
+        trainer.position.update(saved)
+        if "carry" in ckpt.arrays:
+            trainer.carry = trainer.backend.asarray(ckpt.arrays["carry"])
+        return trainer
 
     def host_params(self) -> Params:
-        """The parameters as NumPy arrays."""
-        raise NotImplementedError
+        """The parameters as NumPy arrays (copies when they live on a GPU)."""
+        return self.params.map(to_host)
+
+
+def _check_config(config: TrainConfig):
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a gpurnn.train.TrainConfig, got {type(config).__name__}")
+    choices = {"optimizer": tuple(OPTIMIZERS), "schedule": SCHEDULES, "clip": ("norm", "value", "none"),
+               "output": ("all", "last"), "loss_norm": ("mean", "sum")}
+    for name, allowed in choices.items():
+        if getattr(config, name) not in allowed:
+            raise ValueError(f"config.{name} must be one of {allowed}, got {getattr(config, name)!r}")
+    activation_code(config.activation)
+    for name in ("max_norm", "clip_value", "lr_step_every"):
+        if not getattr(config, name) > 0:
+            raise ValueError(f"config.{name} must be > 0, got {getattr(config, name)!r}")
+    for name in ("eval_every", "checkpoint_every", "patience"):
+        value = getattr(config, name)
+        if not isinstance(value, int) or value < 0:
+            raise ValueError(f"config.{name} must be an int >= 0, got {value!r}")

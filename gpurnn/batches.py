@@ -1,0 +1,142 @@
+"""Batches for the trainer: streams of one long text (stateful BPTT) and padded sentence batches.
+
+A data source has `__len__` (batches per epoch) and `iter_epoch(rng)`, yielding `Batch`es
+in the epoch's order (`rng` a `numpy.random.Generator` that may shuffle, or None for the
+fixed order used by evaluation). The trainer saves the generator's state at the start of
+each epoch and, on resume, replays the epoch's order and skips the batches already done.
+
+Streaming (Williams and Peng's BPTT(k1, k2) with k1 = k2 = k): a text of N token ids is cut
+into B streams of L = ⌊(N−1)/B⌋ consecutive ids, stream b reading ids[b·L : b·L+L] with
+targets one further on. Chunk j holds steps j·k … j·k+k−1 of every stream, time-major
+(k,B); each chunk starts from the previous chunk's final states (`carry=True`), and the
+gradient stops at the border (BPTT within the chunk only).
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator, NamedTuple, Sequence
+
+import numpy as np
+
+from .arrays import array_module
+
+__all__ = ["Batch", "SentenceBatches", "TokenStreams"]
+
+
+class Batch(NamedTuple):
+    """inputs: token ids (T,B) ints or floats (T,B,n); targets: (T,B) ints for output "all"
+    (−1: no loss) or (B,) for output "last"; lengths: (B,) ints or None (all T steps);
+    carry: start from the previous batch's final states (streams) instead of zeros."""
+
+    inputs: Any
+    targets: Any
+    lengths: Any = None
+    carry: bool = False
+
+    @property
+    def tokens(self) -> int:
+        """The number of input steps that are read (Σ lengths)."""
+        T, B = self.inputs.shape[:2]
+        return int(T * B) if self.lengths is None else int(self.lengths.sum())
+
+
+class TokenStreams:
+    """One long sequence of token ids as `batch_size` streams read in chunks of `seq_len` steps.
+
+    ids: 1-D ints (N,), N ≥ batch_size + 1. Targets are the next id (language modelling).
+    `to(asarray)` moves the whole (L,B) input and target arrays to a device once; chunks
+    are then views of them (row slices, C-contiguous).
+    """
+
+    def __init__(self, ids, batch_size: int, seq_len: int):
+        ids = np.asarray(ids) if array_module(ids) is np else ids
+        if ids.ndim != 1 or np.dtype(ids.dtype).kind not in "iu":
+            raise ValueError(f"ids must be a 1-D array of int token ids, got shape {ids.shape} dtype {ids.dtype}")
+        _check_positive(batch_size, "batch_size")
+        _check_positive(seq_len, "seq_len")
+        length = (ids.shape[0] - 1) // batch_size
+        if length < 1:
+            raise ValueError(f"ids must hold at least batch_size + 1 = {batch_size + 1} tokens, got {ids.shape[0]}")
+        self.batch_size, self.seq_len, self.length = batch_size, seq_len, length
+        used = ids[: batch_size * length + 1].astype(np.int64)
+        self.X = used[:-1].reshape(batch_size, length).T.copy()    # (L,B): stream b at column b
+        self.Y = used[1:].reshape(batch_size, length).T.copy()
+
+    def __len__(self) -> int:
+        return -(-self.length // self.seq_len)
+
+    @property
+    def tokens_per_epoch(self) -> int:
+        return self.length * self.batch_size
+
+    def to(self, asarray) -> "TokenStreams":
+        """A copy whose arrays are `asarray(X)`, `asarray(Y)` (e.g. a backend's `asarray`)."""
+        moved = object.__new__(TokenStreams)
+        moved.__dict__.update(self.__dict__, X=asarray(self.X), Y=asarray(self.Y))
+        return moved
+
+    def iter_epoch(self, rng=None) -> Iterator[Batch]:
+        """Chunks in stream order (the order never shuffles: states carry from chunk to chunk)."""
+        for start in range(0, self.length, self.seq_len):
+            stop = min(start + self.seq_len, self.length)
+            yield Batch(self.X[start:stop], self.Y[start:stop], None, start > 0)
+
+
+class SentenceBatches:
+    """Independent sequences padded into batches, shuffled each epoch when `rng` is given.
+
+    inputs: a list of token-id arrays (L_i,) or float arrays (L_i, n);
+    targets: a list of (L_i,) int arrays (output "all": tagging, language models; a
+    negative target takes no loss) or a sequence of ints, one per sequence (output "last").
+    Each batch is time-major with T = its longest length; padding reads id 0 (or zeros)
+    and carries target −1, and `lengths` tells the model where each sequence ends.
+    """
+
+    def __init__(self, inputs: Sequence, targets: Sequence, batch_size: int, *, shuffle: bool = True):
+        _check_positive(batch_size, "batch_size")
+        if len(inputs) != len(targets):
+            raise ValueError(f"inputs and targets must have the same length, got {len(inputs)} and {len(targets)}")
+        if len(inputs) == 0:
+            raise ValueError("inputs must hold at least one sequence, got none")
+        self.inputs = [np.asarray(x) for x in inputs]
+        self.per_step = np.ndim(targets[0]) == 1
+        self.targets = [np.asarray(y, np.int64) for y in targets]
+        for i, (x, y) in enumerate(zip(self.inputs, self.targets)):
+            if self.per_step and y.shape != x.shape[:1]:
+                raise ValueError(f"targets[{i}] must have one target per step, shape {x.shape[:1]}, got {y.shape}")
+            if not self.per_step and y.ndim != 0:
+                raise ValueError(f"targets[{i}] must be one int class (output 'last'), got shape {y.shape}")
+        self.batch_size, self.shuffle = batch_size, shuffle
+
+    def __len__(self) -> int:
+        return -(-len(self.inputs) // self.batch_size)
+
+    @property
+    def tokens_per_epoch(self) -> int:
+        return sum(len(x) for x in self.inputs)
+
+    def iter_epoch(self, rng=None) -> Iterator[Batch]:
+        """Batches in a random order drawn from `rng` (when given and `shuffle`), else in file order."""
+        count = len(self.inputs)
+        order = rng.permutation(count) if (rng is not None and self.shuffle) else np.arange(count)
+        for start in range(0, count, self.batch_size):
+            yield self.batch(order[start:start + self.batch_size])
+
+    def batch(self, indices) -> Batch:
+        """The padded batch of the sequences at `indices`."""
+        xs = [self.inputs[i] for i in indices]
+        lengths = np.array([len(x) for x in xs], np.int64)
+        T, B = max(int(lengths.max()), 1), len(xs)
+        inputs = np.zeros((T, B) + xs[0].shape[1:], xs[0].dtype)
+        for b, x in enumerate(xs):
+            inputs[: len(x), b] = x
+        if not self.per_step:
+            return Batch(inputs, np.array([int(self.targets[i]) for i in indices], np.int64), lengths)
+        targets = np.full((T, B), -1, np.int64)
+        for b, i in enumerate(indices):
+            targets[: lengths[b], b] = self.targets[i]
+        return Batch(inputs, targets, lengths)
+
+
+def _check_positive(value, name):
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")

@@ -1,0 +1,193 @@
+"""Optimizers and learning-rate schedules, as in-place array updates on NumPy or CuPy arrays.
+
+Each optimizer keeps its slots (one array per parameter and slot, on the parameters'
+device) and updates the parameters in place: `opt.step(params, grads, lr)`. With g the
+gradient, t the 1-based step count, every operation elementwise:
+
+    SGD       m ← μ m + g;            θ ← θ − lr·m           (μ = 0: plain SGD; nesterov: θ ← θ − lr·(g + μ m))
+    Adagrad   G ← G + g²;             θ ← θ − lr·g / sqrt(G + ε)                     (min-char-rnn, ε = 1e-8)
+    RMSprop   v ← α v + (1−α) g²;     θ ← θ − lr·g / (sqrt(v) + ε)                   (torch.optim.RMSprop)
+    Adam      m ← β₁m + (1−β₁)g;  v ← β₂v + (1−β₂)g²
+              θ ← θ − (lr / (1−β₁ᵗ)) · m / (sqrt(v)/sqrt(1−β₂ᵗ) + ε)                (torch.optim.Adam)
+
+Schedules map the 0-based step index to a learning rate (`make_schedule`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from .arrays import array_module
+from .model import FIELDS, Params
+
+__all__ = ["SGD", "Adagrad", "RMSprop", "Adam", "OPTIMIZERS", "Optimizer", "Schedule", "make_optimizer",
+           "make_schedule", "SCHEDULES"]
+
+
+class Optimizer:
+    """Base class: `slots` arrays per parameter, created as zeros like the parameters."""
+
+    name = ""
+    slots: tuple[str, ...] = ()
+
+    def __init__(self, params: Params, **hparams):
+        self.hparams = self._check(hparams)
+        self.t = 0
+        xp = array_module(params.W)
+        self.state = {slot: params.map(xp.zeros_like) for slot in self.slots}
+
+    def step(self, params: Params, grads: Params, lr: float) -> None:
+        """Update `params` in place with `grads` at learning rate `lr`."""
+        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr >= 0):
+            raise ValueError(f"lr must be a finite number >= 0, got {lr!r}")
+        self.t += 1
+        xp = array_module(params.W)
+        for name in FIELDS:
+            slots = [getattr(self.state[slot], name) for slot in self.slots]
+            self._update(xp, getattr(params, name), getattr(grads, name), slots, float(lr))
+
+    def _update(self, xp, p, g, slots, lr):
+        raise NotImplementedError  # each optimizer's rule
+
+    def state_dict(self) -> dict:
+        """{"slot.U": array, ...} (on the parameters' device)."""
+        return {f"{slot}.{name}": array for slot, values in self.state.items() for name, array in values.items()}
+
+    def load_state_dict(self, arrays: dict, t: int) -> None:
+        """Restore the slots (copied into the existing arrays, on their device) and the step count."""
+        for key, target in self.state_dict().items():
+            if key not in arrays:
+                raise ValueError(f"optimizer state for {self.name} is missing {key!r}")
+            source = arrays[key]
+            if tuple(source.shape) != tuple(target.shape):
+                raise ValueError(f"optimizer state {key!r} must have shape {tuple(target.shape)}, "
+                                 f"got {tuple(source.shape)}")
+            target[...] = array_module(target).asarray(source)
+        self.t = int(t)
+
+    @classmethod
+    def _check(cls, hparams):
+        defaults = dict(cls.defaults)
+        unknown = set(hparams) - set(defaults)
+        if unknown:
+            raise TypeError(f"{cls.name} got unknown hyperparameters {sorted(unknown)}; "
+                            f"it takes {sorted(defaults)}")
+        defaults.update(hparams)
+        for key, value in defaults.items():
+            if key != "nesterov" and not (isinstance(value, (int, float)) and 0 <= value < math.inf):
+                raise ValueError(f"{cls.name} {key} must be a finite number >= 0, got {value!r}")
+        return defaults
+
+
+class SGD(Optimizer):
+    """SGD with (heavy-ball or Nesterov) momentum; `momentum=0` is plain SGD."""
+
+    name, slots = "sgd", ("momentum",)
+    defaults = {"momentum": 0.9, "nesterov": False}
+
+    def _update(self, xp, p, g, slots, lr):
+        (m,) = slots
+        mu = self.hparams["momentum"]
+        m *= mu
+        m += g
+        p -= lr * (g + mu * m if self.hparams["nesterov"] else m)
+
+
+class Adagrad(Optimizer):
+    """Adagrad as min-char-rnn writes it: ε inside the square root."""
+
+    name, slots = "adagrad", ("sum_sq",)
+    defaults = {"eps": 1e-8}
+
+    def _update(self, xp, p, g, slots, lr):
+        (G,) = slots
+        G += g * g
+        p -= lr * g / xp.sqrt(G + self.hparams["eps"])
+
+
+class RMSprop(Optimizer):
+    """RMSprop (Hinton), torch.optim.RMSprop's form without momentum or centring."""
+
+    name, slots = "rmsprop", ("square_avg",)
+    defaults = {"alpha": 0.99, "eps": 1e-8}
+
+    def _update(self, xp, p, g, slots, lr):
+        (v,) = slots
+        alpha = self.hparams["alpha"]
+        v *= alpha
+        v += (1 - alpha) * g * g
+        p -= lr * g / (xp.sqrt(v) + self.hparams["eps"])
+
+
+class Adam(Optimizer):
+    """Adam (Kingma and Ba 2015) with bias correction, torch.optim.Adam's order of operations."""
+
+    name, slots = "adam", ("exp_avg", "exp_avg_sq")
+    defaults = {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
+
+    def _update(self, xp, p, g, slots, lr):
+        m, v = slots
+        b1, b2, eps = self.hparams["beta1"], self.hparams["beta2"], self.hparams["eps"]
+        m *= b1
+        m += (1 - b1) * g
+        v *= b2
+        v += (1 - b2) * g * g
+        step_size = lr / (1 - b1 ** self.t)
+        denom = xp.sqrt(v) / math.sqrt(1 - b2 ** self.t) + eps
+        p -= step_size * m / denom
+
+
+OPTIMIZERS = {cls.name: cls for cls in (SGD, Adagrad, RMSprop, Adam)}
+
+
+def make_optimizer(name: str, params: Params, **hparams) -> Optimizer:
+    """The optimizer called `name` (sgd | adagrad | rmsprop | adam) with slots shaped like `params`."""
+    if name not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {name!r}")
+    return OPTIMIZERS[name](params, **hparams)
+
+
+SCHEDULES = ("constant", "step", "cosine")
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """lr(step) for the 0-based step index:
+
+        constant  lr
+        step      lr · gamma^⌊step / every⌋
+        cosine    lr_min + (lr − lr_min) · (1 + cos(π · min(step, total) / total)) / 2
+    """
+
+    name: str
+    lr: float
+    every: int = 1000
+    gamma: float = 0.5
+    total: int | None = None
+    lr_min: float = 0.0
+
+    def __post_init__(self):
+        if self.name not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.name!r}")
+        if not (isinstance(self.lr, (int, float)) and 0 <= self.lr < math.inf):
+            raise ValueError(f"lr must be a finite number >= 0, got {self.lr!r}")
+        if self.name == "step" and not (isinstance(self.every, (int, np.integer)) and self.every >= 1):
+            raise ValueError(f"step schedule needs every >= 1 (steps between decays), got {self.every!r}")
+        if self.name == "cosine" and not (isinstance(self.total, (int, np.integer)) and self.total >= 1):
+            raise ValueError(f"cosine schedule needs total >= 1 (the number of steps), got {self.total!r}")
+
+    def __call__(self, step: int) -> float:
+        if self.name == "step":
+            return self.lr * self.gamma ** (step // self.every)
+        if self.name == "cosine":
+            frac = min(step, self.total) / self.total
+            return self.lr_min + (self.lr - self.lr_min) * (1 + math.cos(math.pi * frac)) / 2
+        return self.lr
+
+
+def make_schedule(name: str, lr: float, *, every: int = 1000, gamma: float = 0.5, total: int | None = None,
+                  lr_min: float = 0.0) -> Schedule:
+    """A learning-rate schedule (see `Schedule`)."""
+    return Schedule(name, lr, every, gamma, total, lr_min)
