@@ -1,0 +1,254 @@
+"""Pieces shared by the persistent recurrent kernels: σ/σ' on the device, the plan that picks
+a variant by shape, the on-chip product both directions run, and the launch helper.
+
+Two variants (see `persistent_forward` for the math and the integration note):
+
+  block  one block per slice of `rows` sequences, W (or W^T) whole on chip: its first `rreg`
+         rows in registers (thread j holds W[i, j], i < rreg), the others in shared memory;
+         no grid barrier. Fits while (d − rreg)·d + 2·R·d elements fit the block's shared
+         memory (R = rows · chains), i.e. float32 d ≤ 236 with rreg = 0, d ≤ 256 with rreg = 64.
+  coop   a cooperative grid of column groups × batch groups: block (g, h) keeps W[:, g·C:(g+1)·C]
+         (C = 32 columns) in shared memory and computes those columns for its `rows` sequences;
+         the state crosses blocks through global memory, one grid-wide barrier per step.
+
+`plan()` is a pure function of the shape and the device limits, so the backend, the tests and
+the profiling scripts all see the same choice.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numba import config, cuda, float32, float64, int64
+
+from gpurnn import activations
+
+SIMULATOR = bool(config.ENABLE_CUDASIM)
+
+# Inlined device functions: a local array handed to a call that is not inlined lives in
+# local memory; inlined, it stays in registers. (The simulator takes no `forceinline`.)
+inline = cuda.jit(device=True) if SIMULATOR else cuda.jit(device=True, forceinline=True)
+sigma = inline(activations.sigma)
+sigma_prime = inline(activations.sigma_prime_from_state)
+
+COOP_COLUMNS = 32       # C: one warp of columns, so a warp's W loads are one contiguous row piece
+COOP_THREADS = 256      # C × KS threads: KS = 8 warps split the inner dimension i
+MAX_ACC = 16            # register accumulators per thread (rows × chains) before spilling risk
+REG_OPTIONS = (0, 32, 64, 96, 128)   # W rows held in registers by the block variant
+DEFAULT_SMEM_CARVE = 1024  # bytes the runtime reserves per block on sm_80+ (not usable)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a device offers a kernel. Defaults: an H100 SXM (cc 9.0)."""
+
+    smem_per_block: int = 232448   # 227 KB opt-in dynamic shared memory per block
+    smem_per_sm: int = 233472      # 228 KB per multiprocessor
+    sm_count: int = 132
+    regs_per_sm: int = 65536
+
+
+H100 = Limits()
+
+
+def device_limits() -> Limits:
+    """The current device's limits (H100 defaults under the simulator)."""
+    if SIMULATOR:
+        return H100
+    dev = cuda.get_current_device()
+    return Limits(smem_per_block=dev.MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
+                  smem_per_sm=dev.MAX_SHARED_MEMORY_PER_MULTIPROCESSOR,
+                  sm_count=dev.MULTIPROCESSOR_COUNT,
+                  regs_per_sm=dev.MAX_REGISTERS_PER_MULTIPROCESSOR)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How one persistent launch runs. variant: "block" | "coop" | "step" (not applicable:
+    use the step-by-step kernels, `reason` says why). rows: sequences per block; chains:
+    live gradient chains (1 forward and exact backward, τ+1 truncated); rreg: W rows in
+    registers; cols: W columns per block; ksplit: threads sharing one column's sum."""
+
+    variant: str
+    reason: str
+    rows: int = 1
+    chains: int = 1
+    rreg: int = 0
+    cols: int = 0
+    ksplit: int = 1
+    grid: int = 0
+    threads: int = 0
+    smem: int = 0
+
+
+def _pow2_at_least(n: int) -> int:
+    return 1 << max(0, math.ceil(math.log2(max(n, 1))))
+
+
+def _block_plan(B, d, isz, chains, limits):
+    threads = max(32, 32 * math.ceil(d / 32))
+    rows = min(_pow2_at_least(math.ceil(B / limits.sm_count)), MAX_ACC // chains)
+    words = isz // 4
+    while rows >= 1:
+        acc = rows * chains
+        for rreg in REG_OPTIONS:
+            smem = ((d - min(rreg, d)) * d + 2 * acc * d) * isz
+            regs = (rreg + 2 * acc) * words + 48        # W rows, accumulators, addressing
+            if (rreg <= d and smem <= limits.smem_per_block
+                    and regs <= min(255, limits.regs_per_sm // threads)):
+                return Plan("block", f"W on chip: {rreg} rows in registers, the rest in shared memory",
+                            rows=rows, chains=chains, rreg=rreg, cols=d, grid=math.ceil(B / rows),
+                            threads=threads, smem=smem)
+        rows //= 2
+    return None
+
+
+def _coop_plan(B, d, isz, limits):
+    cols, ks = COOP_COLUMNS, COOP_THREADS // COOP_COLUMNS
+    groups = math.ceil(d / cols)
+    for rows in (1, 2, 4, 8):
+        smem = (d * cols + rows * d + ks * rows * cols) * isz
+        if smem > limits.smem_per_block:
+            return None
+        per_sm = limits.smem_per_sm // (smem + DEFAULT_SMEM_CARVE)
+        grid = groups * math.ceil(B / rows)
+        if grid <= per_sm * limits.sm_count:
+            return Plan("coop", f"W split over {groups} column groups, one grid barrier per step",
+                        rows=rows, cols=cols, ksplit=ks, grid=grid, threads=COOP_THREADS, smem=smem)
+    return None
+
+
+def plan(B, d, dtype, *, direction="forward", truncate=None, limits=H100, force=None) -> Plan:
+    """The persistent variant for a (B, d) recurrence in `dtype` ("forward" or "backward";
+    `truncate` τ for truncated backward). `force` "block" | "coop" picks one (a "step" plan
+    with the reason when it cannot run); None takes block when W fits one block, else coop."""
+    if direction not in ("forward", "backward"):
+        raise ValueError(f"direction must be 'forward' or 'backward', got {direction!r}")
+    if force not in (None, "block", "coop"):
+        raise ValueError(f"force must be None, 'block' or 'coop', got {force!r}")
+    isz = np.dtype(dtype).itemsize
+    if np.dtype(dtype) not in (np.float32, np.float64):
+        raise TypeError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
+    if d > 1024:
+        return Plan("step", f"d = {d} > 1024 threads per block")
+    chains = 1 if (direction == "forward" or truncate is None) else truncate + 1
+    if chains > MAX_ACC:
+        return Plan("step", f"truncation τ = {truncate} keeps {chains} chains > {MAX_ACC} registers")
+    block = _block_plan(B, d, isz, chains, limits) if force != "coop" else None
+    if block is not None:
+        return block
+    if force == "block":
+        return Plan("step", f"W ({d}x{d} {np.dtype(dtype)}) does not fit one block's registers + shared memory")
+    if chains > 1:
+        return Plan("step", "truncated backward has no cooperative variant (the chains would cross blocks)")
+    coop = _coop_plan(B, d, isz, limits)
+    if coop is not None:
+        return coop
+    return Plan("step", f"B = {B}, d = {d}: more blocks than one cooperative grid holds")
+
+
+def make_matvec(rows, rreg):
+    """acc[q] += Σ_i x[xoff + q·xstride + i] · w_i for q < rows, i in [i0, i1), where w_i is
+    wreg[i] for i < rreg (registers, fully unrolled) and w[wbase + i·wstride] otherwise
+    (shared memory). A thread's W reads are consecutive across its warp (no bank conflict);
+    its x reads are one address per warp (a broadcast)."""
+
+    @inline
+    def matvec(x, xoff, xstride, w, wbase, wstride, wreg, i0, i1, acc):
+        for i in range(rreg):
+            wv = wreg[i]
+            for q in range(rows):
+                acc[q] += x[xoff + q * xstride + i] * wv
+        for i in range(max(i0, rreg), i1):
+            wv = w[wbase + i * wstride]
+            for q in range(rows):
+                acc[q] += x[xoff + q * xstride + i] * wv
+
+    return matvec
+
+
+@inline
+def load_w(W, transpose, sm, woff, wstride, col0, ncols, irow0):
+    """sm[woff + (i − irow0)·wstride + c] = M[i, col0 + c] for irow0 ≤ i < d, c < ncols
+    (0 past column d), with M = W or W^T, all threads of the block cooperating."""
+    d = W.shape[0]
+    n = (d - irow0) * ncols
+    for idx in range(cuda.threadIdx.x, n, cuda.blockDim.x):
+        i = irow0 + idx // ncols
+        col = col0 + idx % ncols
+        v = W[0, 0] * 0
+        if col < d:
+            v = W[col, i] if transpose else W[i, col]
+        sm[woff + (i - irow0) * wstride + idx % ncols] = v
+
+
+def numba_float(dtype):
+    """The Numba type of a float32 / float64 NumPy dtype."""
+    return float64 if np.dtype(dtype) == np.float64 else float32
+
+
+def arrays(dtype):
+    """Numba array types (1-D, 2-D, 3-D C-contiguous) of `dtype`, and the lengths type."""
+    f = numba_float(dtype)
+    return f[::1], f[:, ::1], f[:, :, ::1], int64[::1]
+
+
+def launch(dispatcher, sig, the_plan: Plan, args, stream=0):
+    """Compile `dispatcher` for `sig`, allow it `the_plan.smem` bytes of dynamic shared memory
+    (above the default 48 KB a kernel must opt in), check a cooperative grid fits, launch."""
+    if not SIMULATOR:
+        from numba.cuda.cudadrv.driver import binding, driver
+
+        kernel = dispatcher.compile(sig)
+        cufunc = kernel._codelibrary.get_cufunc()
+        attr = binding.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
+        driver.cuKernelSetAttribute(attr, the_plan.smem, cufunc.handle, cufunc.device.id)
+        if the_plan.variant == "coop":
+            most = kernel.max_cooperative_grid_blocks(the_plan.threads, the_plan.smem)
+            if the_plan.grid > most:
+                raise ValueError(f"cooperative grid of {the_plan.grid} blocks exceeds the device's "
+                                 f"{most} (plan: {the_plan})")
+    dispatcher[the_plan.grid, the_plan.threads, stream, the_plan.smem](*args)
+
+
+
+def make_coop_product(rows):
+    """The cooperative variant's step product, for one block of COOP_THREADS threads owning
+    W columns [g·C, (g+1)·C) (in shared memory at `woff`, stride C) and `rows` sequences from b0:
+
+        xs[q, i] = src[b0 + q, i]                          (shared memory at `xoff`)
+        red[ks, q, c] = Σ_{i in chunk ks} xs[q, i] · Wslice[i, c]   (at `roff`)
+
+    thread (ks, c) = divmod(threadIdx.x, C) sums chunk ks = [ks·⌈d/KS⌉, …) of the inner
+    dimension; `column_total` adds the KS partials."""
+    matvec = make_matvec(rows, 0)
+    C, KS = COOP_COLUMNS, COOP_THREADS // COOP_COLUMNS
+
+    @inline
+    def product(src, b0, sm, woff, xoff, roff, wreg, acc):
+        B, d = src.shape
+        tid = cuda.threadIdx.x
+        for idx in range(tid, rows * d, COOP_THREADS):
+            b = b0 + idx // d
+            sm[xoff + idx] = src[b, idx % d] if b < B else 0
+        cuda.syncthreads()          # xs complete before any partial sum reads it
+        ks, c = tid // C, tid % C
+        chunk = (d + KS - 1) // KS
+        for q in range(rows):
+            acc[q] = 0
+        matvec(sm, xoff, d, sm, woff + c, C, wreg, ks * chunk, min(d, ks * chunk + chunk), acc)
+        for q in range(rows):
+            sm[roff + (ks * rows + q) * C + c] = acc[q]
+        cuda.syncthreads()          # every partial written before the owners add them up
+
+    return product
+
+
+@inline
+def column_total(sm, roff, rows, q, c):
+    """Σ_ks red[ks, q, c]: the full inner product of sequence q with column c."""
+    total = sm[roff + q * COOP_COLUMNS + c]
+    for ks in range(1, COOP_THREADS // COOP_COLUMNS):
+        total += sm[roff + (ks * rows + q) * COOP_COLUMNS + c]
+    return total

@@ -1,0 +1,157 @@
+"""Persistent forward recurrence: the whole time loop in one kernel, W on chip for all T steps.
+
+    S[0] = s0;  S[t+1][b] = σ(XP[t][b] + S[t][b] W)  while t < lengths[b],  else S[t][b]
+
+XP (T,B,d) = x_t U + b comes from one GEMM before the loop; only `S[t] W` is sequential.
+
+Integration (CUDABackend.recurrence_forward, `gpurnn.backends.base` contract):
+
+    from gpurnn.kernels import persistent_forward as pf
+    p = pf.plan_forward(B, d, dtype)              # or plan(..., force="block" | "coop")
+    if p.variant == "step":                       # p.reason says why
+        ... the step-by-step kernels ...
+    else:
+        S = device_array((T + 1, B, d), dtype)
+        pf.persistent_forward(XP, W, s0, lengths, activation_code, S, plan=p, stream=stream)
+
+All arrays C-contiguous on the device (Numba device arrays or any `__cuda_array_interface__`
+object, e.g. CuPy, passed as is: one launch, so one conversion), XP/W/s0/S one float dtype,
+lengths int64 (B,). The kernel writes S[0] = s0 itself. One launch, asynchronous on `stream`.
+"""
+from __future__ import annotations
+
+from numba import cuda
+
+from . import persistent_common as pc
+
+
+def _block_forward(dtype, rows, rreg):
+    """Block variant: grid ⌈B/rows⌉ blocks × ⌈d/32⌉·32 threads; thread j owns unit j of the
+    block's `rows` sequences. Shared memory: W rows [rreg, d) (d·(d−rreg) elements), then two
+    state buffers of rows·d (s_t is read from one while s_{t+1} is written to the other)."""
+    f = pc.numba_float(dtype)
+    matvec = pc.make_matvec(rows, rreg)
+    nreg = max(rreg, 1)             # a local array needs a constant, non-zero size
+
+    def kernel(XP, W, s0, lengths, act, S):
+        T, B, d = XP.shape
+        j = cuda.threadIdx.x
+        b0 = cuda.blockIdx.x * rows
+        sm = cuda.shared.array(0, f)
+        xoff = (d - rreg) * d
+        pc.load_w(W, False, sm, 0, d, 0, d, rreg)
+        wreg = cuda.local.array(nreg, f)
+        acc = cuda.local.array(rows, f)
+        lens = cuda.local.array(rows, pc.int64)
+        for q in range(rows):
+            b = b0 + q
+            lens[q] = lengths[b] if b < B else 0
+            if j < d:
+                v = s0[b, j] if b < B else 0
+                sm[xoff + q * d + j] = v
+                if b < B:
+                    S[0, b, j] = v
+        if j < d:
+            for i in range(rreg):
+                wreg[i] = W[i, j]
+        cuda.syncthreads()          # W and s_0 in shared memory before the first product
+        for t in range(T):
+            cur = xoff + (t % 2) * rows * d
+            nxt = xoff + ((t + 1) % 2) * rows * d
+            if j < d:
+                for q in range(rows):
+                    b = b0 + q
+                    acc[q] = XP[t, b, j] if t < lens[q] else 0
+                matvec(sm, cur, d, sm, j - rreg * d, d, wreg, 0, d, acc)
+                for q in range(rows):
+                    b = b0 + q
+                    v = pc.sigma(act, acc[q]) if t < lens[q] else sm[cur + q * d + j]
+                    sm[nxt + q * d + j] = v
+                    if b < B:
+                        S[t + 1, b, j] = v
+            # s_{t+1} complete before step t+1 reads it, and every read of buffer `cur`
+            # done before step t+1 overwrites it with s_{t+2}.
+            cuda.syncthreads()
+
+    return kernel
+
+
+def _coop_forward(dtype, rows):
+    """Cooperative variant: grid G·⌈B/rows⌉ blocks (G = ⌈d/C⌉ column groups, block g·… owns
+    columns [g·C, (g+1)·C)) × COOP_THREADS threads; one grid barrier per step, s_t read back
+    from S in global memory. Shared memory: W[:, cols] (d·C), xs (rows·d), partials (KS·rows·C)."""
+    f = pc.numba_float(dtype)
+    C = pc.COOP_COLUMNS
+    product = pc.make_coop_product(rows)
+
+    def kernel(XP, W, s0, lengths, act, S):
+        T, B, d = XP.shape
+        groups = (d + C - 1) // C
+        g = cuda.blockIdx.x % groups
+        b0 = (cuda.blockIdx.x // groups) * rows
+        tid = cuda.threadIdx.x
+        grid = cuda.cg.this_grid()
+        sm = cuda.shared.array(0, f)
+        xoff = d * C
+        roff = xoff + rows * d
+        pc.load_w(W, False, sm, 0, C, g * C, C, 0)
+        wreg = cuda.local.array(1, f)
+        acc = cuda.local.array(rows, f)
+        for idx in range(tid, rows * C, pc.COOP_THREADS):
+            b, col = b0 + idx // C, g * C + idx % C
+            if b < B and col < d:
+                S[0, b, col] = s0[b, col]
+        grid.sync()                 # S[0] complete in global memory (and W in shared memory)
+        for t in range(T):
+            product(S[t], b0, sm, 0, xoff, roff, wreg, acc)
+            for idx in range(tid, rows * C, pc.COOP_THREADS):
+                q, c = idx // C, idx % C
+                b, col = b0 + q, g * C + c
+                if b < B and col < d:
+                    if t < lengths[b]:
+                        v = pc.sigma(act, pc.column_total(sm, roff, rows, q, c) + XP[t, b, col])
+                    else:
+                        v = sm[xoff + q * d + col]
+                    S[t + 1, b, col] = v
+            grid.sync()             # S[t+1] complete before any block reads it at step t+1
+
+    return kernel
+
+
+_cache: dict = {}
+
+
+def forward_kernel(the_plan: pc.Plan, dtype):
+    """The compiled-on-demand kernel (a Numba dispatcher) and its launch signature."""
+    key = (the_plan.variant, the_plan.rows, the_plan.rreg, str(dtype))
+    if key not in _cache:
+        py = (_block_forward(dtype, the_plan.rows, the_plan.rreg) if the_plan.variant == "block"
+              else _coop_forward(dtype, the_plan.rows))
+        _cache[key] = cuda.jit(py)
+    return _cache[key], forward_signature(dtype)
+
+
+def forward_signature(dtype):
+    """(XP, W, s0, lengths, act, S) as launched."""
+    a1, a2, a3, lens = pc.arrays(dtype)
+    return (a3, a2, a2, lens, pc.int64, a3)
+
+
+def plan_forward(B, d, dtype, *, force=None, limits=None):
+    """`persistent_common.plan` for the forward direction on the current device."""
+    return pc.plan(B, d, dtype, direction="forward", limits=limits or pc.device_limits(), force=force)
+
+
+def persistent_forward(XP, W, s0, lengths, activation_code, out_S, *, plan=None, stream=0):
+    """Fill out_S (T+1,B,d) with the states of the recurrence (see the module docstring).
+    `plan` defaults to `plan_forward(B, d, dtype)`; a "step" plan raises ValueError."""
+    T, B, d = XP.shape
+    dtype = XP.dtype
+    the_plan = plan or plan_forward(B, d, dtype)
+    if the_plan.variant == "step":
+        raise ValueError(f"no persistent forward for B={B}, d={d}, {dtype}: {the_plan.reason}")
+    if tuple(out_S.shape) != (T + 1, B, d) or tuple(W.shape) != (d, d) or tuple(s0.shape) != (B, d):
+        raise ValueError(f"shapes: XP {XP.shape}, W {W.shape} (expected ({d}, {d})), s0 {s0.shape} "
+                         f"(expected ({B}, {d})), out_S {out_S.shape} (expected ({T + 1}, {B}, {d}))")
+    kernel, sig = forward_kernel(the_plan, dtype)
+    pc.launch(kernel, sig, the_plan, (XP, W, s0, lengths, int(activation_code), out_S), stream)
