@@ -13,6 +13,7 @@ step 0 (output "last", a sequence of length 0) reads s0 itself.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import numpy as np
 
@@ -140,7 +141,7 @@ def _x(case, t, i):
     """Row x_t of sequence i as a dense vector (one-hot for token ids)."""
     if case.inputs.ndim == 3:
         return case.inputs[t, i]
-    x = np.zeros(case.params.n_in)
+    x = np.zeros(case.params.n_in, case.params.W.dtype)
     x[case.inputs[t, i]] = 1.0
     return x
 
@@ -164,7 +165,7 @@ def reference_forward(case):
     P = case.params
     T, B = case.inputs.shape[:2]
     lens = _lengths(case)
-    S = np.zeros((T + 1, B, P.hidden))
+    S = np.zeros((T + 1, B, P.hidden), P.W.dtype)
     if case.s0 is not None:
         S[0] = case.s0
     for i in range(B):
@@ -174,7 +175,7 @@ def reference_forward(case):
     return S, Z, S[T]
 
 
-def _loss_terms(case):
+def loss_terms(case):
     """(step, sequence, target) of every loss term; step t reads s_t (t = 0 reads s0)."""
     lens = _lengths(case)
     if case.output == "last":
@@ -184,13 +185,17 @@ def _loss_terms(case):
             if t < lens[i] and case.targets[t, i] >= 0]
 
 
-def reference_loss(case) -> float:
-    S = reference_forward(case)[0]
-    P, loss = case.params, 0.0
-    for t, i, y in _loss_terms(case):
+def reference_loss(case, dtype=np.float64) -> float:
+    """The summed cross-entropy, computed in `dtype` (np.longdouble for finite differences)."""
+    wide = dataclasses.replace(case, params=case.params.map(lambda a: a.astype(dtype)),
+                               s0=None if case.s0 is None else case.s0.astype(dtype),
+                               inputs=case.inputs if case.inputs.ndim == 2 else case.inputs.astype(dtype))
+    S = reference_forward(wide)[0]
+    P, loss = wide.params, dtype(0)
+    for t, i, y in loss_terms(case):
         z = S[t, i] @ P.V + P.c
         loss += np.logaddexp.reduce(z) - z[y]
-    return float(loss)
+    return loss
 
 
 def reference_bptt(case):
@@ -200,7 +205,7 @@ def reference_bptt(case):
     grads = {name: np.zeros_like(value, dtype=np.float64) for name, value in P.items()}
     ds0 = np.zeros_like(S[0])
     loss = 0.0
-    for t, i, y in _loss_terms(case):
+    for t, i, y in loss_terms(case):
         z = S[t, i] @ P.V + P.c
         loss += np.logaddexp.reduce(z) - z[y]
         dz = np.exp(z - np.logaddexp.reduce(z))
@@ -222,17 +227,42 @@ def reference_bptt(case):
 
 # --- finite differences ----------------------------------------------------------------------
 
-def finite_difference(fn, array, step=1e-6):
+def finite_difference(fn, array, step):
     """Central differences (fn(x + h e_i) − fn(x − h e_i)) / 2h of a scalar fn for every
-    entry of `array`, perturbed in place and restored."""
+    entry of `array`, perturbed in place and restored; 2h is taken as the difference of
+    the two perturbed values actually stored."""
     grad = np.zeros(array.shape)
     flat, out = array.reshape(-1), grad.reshape(-1)
     for j in range(flat.size):
         saved = flat[j]
         flat[j] = saved + step
-        up = fn()
+        up, x_up = fn(), flat[j]
         flat[j] = saved - step
-        down = fn()
+        down, x_down = fn(), flat[j]
         flat[j] = saved
-        out[j] = (up - down) / (2 * step)
+        out[j] = (up - down) / (x_up - x_down)
     return grad
+
+
+# --- test matrices ---------------------------------------------------------------------------
+
+def representative(**axes):
+    """Parameter tuples for a test matrix: the full product of `axes`' values, or under the
+    CUDA simulator (where every thread runs in Python) a greedy pairwise cover of it, in
+    which every pair of values of two axes still appears at least once."""
+    from conftest import SIMULATOR     # here, so make_golden.py imports this module without pytest
+
+    combos = list(itertools.product(*axes.values()))
+    if not SIMULATOR:
+        return combos
+
+    def pairs(combo):
+        return {(i, combo[i], j, combo[j]) for i, j in itertools.combinations(range(len(combo)), 2)}
+
+    uncovered = set().union(*(pairs(c) for c in combos))
+    chosen = []
+    while uncovered:
+        best = max(combos, key=lambda c: len(pairs(c) & uncovered))
+        chosen.append(best)
+        uncovered -= pairs(best)
+    return chosen

@@ -1,0 +1,154 @@
+"""Gradients of `gpurnn.bptt` on every backend.
+
+- exact BPTT against central finite differences of the loss (float64 parameters perturbed
+  by 1e-5, the loss summed in long double), for every parameter and for s0, relative error
+  (‖fd − g‖ / ‖g‖ per array) below 1e-7;
+- truncated BPTT against the brute-force per-loss-term NumPy reference (tests/helpers.py),
+  whose truncated objective has no finite-difference counterpart; `truncate >= T−1` is
+  exactly full BPTT;
+- the compiled loops against that plain per-step reference in every mode;
+- float32 against float64.
+
+The finite differences are taken of the NumPy reference loss, which each test first checks
+equals the backend's loss, so the backend runs once per case (the simulator runs every
+GPU thread in Python). Sizes shrink under the simulator, and so does the matrix (a
+pairwise cover instead of the full product).
+"""
+import dataclasses
+
+import numpy as np
+import pytest
+from conftest import SIMULATOR
+from helpers import (FIELDS, assert_close, finite_difference, loss_terms, make_case, reference_bptt,
+                     reference_loss, relative_error, representative)
+
+import gpurnn
+from gpurnn.backends import get_backend
+
+SIZES = dict(T=5, B=3, n=4, d=4, k=3) if SIMULATOR else dict(T=7, B=4, n=5, d=5, k=4)
+ACTIVATIONS = ["tanh", "logistic", "relu"]
+FD_RTOL = 1e-7
+# Central differences of the reference loss in long double: error ≈ h²·|f'''|/6 + ε·|L|/h.
+# With h = 1e-5 the worst array (a ds0 of norm 1e-5 that vanished through 7 logistic steps)
+# is at 5e-9, the others near 1e-11; h = 1e-6 puts that ds0 at 5e-8 (rounding).
+FD_STEP = 1e-5
+MODES = "activation,output,tokens,lengths,s0"
+
+
+def run(case, backend, **changes):
+    return gpurnn.bptt(case.params, case.inputs, case.targets, backend=backend, **case.kwargs(**changes))
+
+
+@pytest.mark.parametrize(MODES, representative(activation=ACTIVATIONS, output=["all", "last"], tokens=[True, False],
+                                               lengths=[False, True], s0=[False, True]))
+def test_exact_gradients_match_finite_differences(activation, output, tokens, lengths, s0, backend):
+    case = make_case(1, activation=activation, output=output, tokens=tokens, lengths=lengths, s0=s0, **SIZES)
+    r = run(case, backend)
+    # ds0 is ∂L/∂s0 also when s0 is omitted (zeros): differentiate at explicit zeros then.
+    fd_case = case if s0 else dataclasses.replace(case, s0=np.zeros((SIZES["B"], SIZES["d"])))
+    assert r.loss == pytest.approx(reference_loss(fd_case), rel=1e-13)
+    assert r.count == len(loss_terms(case))
+    objective = (lambda: reference_loss(fd_case, np.longdouble))       # noqa: E731
+    errors = {name: relative_error(finite_difference(objective, getattr(fd_case.params, name), FD_STEP),
+                                   getattr(r.grads, name)) for name in FIELDS}
+    errors["s0"] = relative_error(finite_difference(objective, fd_case.s0, FD_STEP), r.ds0)
+    assert max(errors.values()) < FD_RTOL, errors
+
+
+TRUNCATIONS = [0, 1, 2, SIZES["T"] - 2]
+
+
+@pytest.mark.parametrize("truncate", TRUNCATIONS)
+@pytest.mark.parametrize(MODES, representative(activation=ACTIVATIONS, output=["all", "last"], tokens=[True, False],
+                                               lengths=[False, True], s0=[True]))
+def test_truncated_gradients_match_per_term_reference(truncate, activation, output, tokens, lengths, s0, backend):
+    """Each loss term keeps at most τ Jacobian factors (brute force, one term at a time)."""
+    case = make_case(2, activation=activation, output=output, tokens=tokens, lengths=lengths, s0=s0,
+                     truncate=truncate, **SIZES)
+    r = run(case, backend)
+    loss, grads, ds0 = reference_bptt(case)
+    assert_close(r.loss, loss, np.float64, "loss")
+    for name in FIELDS:
+        assert_close(getattr(r.grads, name), grads[name], np.float64, f"d{name}")
+    assert_close(r.ds0, ds0, np.float64, "ds0")
+
+
+@pytest.mark.parametrize("output", ["all", "last"])
+def test_truncation_changes_the_gradient(output, backend):
+    """τ < T−1 drops paths: the result differs from full BPTT (the test above is not vacuous)."""
+    case = make_case(3, output=output, s0=True, **SIZES)
+    full, cut = run(case, backend), run(case, backend, truncate=1)
+    assert cut.loss == full.loss
+    assert relative_error(cut.grads.W, full.grads.W) > 1e-3
+    assert relative_error(cut.ds0, full.ds0) > 1e-3
+
+
+@pytest.mark.parametrize("output", ["all", "last"])
+@pytest.mark.parametrize("lengths", [False, True])
+def test_truncate_at_least_T_minus_1_is_full_bptt(output, lengths, backend):
+    T = SIZES["T"]
+    case = make_case(4, output=output, lengths=lengths, s0=True, **SIZES)
+    full = run(case, backend)
+    for tau in (T - 1, T, 10 * T):
+        r = run(case, backend, truncate=tau)
+        assert r.loss == full.loss
+        for name in FIELDS:
+            np.testing.assert_array_equal(getattr(r.grads, name), getattr(full.grads, name), err_msg=name)
+        np.testing.assert_array_equal(r.ds0, full.ds0)
+
+
+@pytest.mark.parametrize("output", ["all", "last"])
+def test_truncated_recurrence_with_tau_T_minus_1_equals_exact(output, backend):
+    """The backend's truncated loop itself (which `bptt` bypasses for τ >= T−1) at τ = T−1
+    keeps every path, so it must equal the exact loop up to rounding."""
+    be = get_backend(backend)
+    case = make_case(5, output=output, lengths=True, s0=True, **SIZES)
+    T, B, d = SIZES["T"], SIZES["B"], SIZES["d"]
+    P = case.params.map(be.asarray)
+    lengths = be.asarray(case.lengths)
+    XP = be.project_inputs(be.asarray(case.inputs), P.U, P.b, lengths)
+    S = be.recurrence_forward(XP, P.W, be.asarray(case.s0), lengths, 0)
+    rng = np.random.default_rng(0)
+    g = rng.normal(size=(T, B, d)) * (np.arange(T)[:, None] < case.lengths[None, :])[..., None]
+    G, g_last = (be.asarray(g), None) if output == "all" else (None, be.asarray(g[0]))
+    exact = be.recurrence_backward(G, g_last, S, P.W, lengths, 0, None)
+    cut = be.recurrence_backward(G, g_last, S, P.W, lengths, 0, T - 1)
+    for name, a, b in zip(("delta", "ds0"), exact, cut):
+        assert_close(be.to_host(b), be.to_host(a), np.float64, name)
+
+
+@pytest.mark.parametrize("output", ["all", "last"])
+@pytest.mark.parametrize("truncate", [None, 1])
+def test_token_ids_equal_one_hot_dense_inputs(output, truncate, backend):
+    """The row gather / scatter-add path of token ids equals the GEMM path on one-hot rows."""
+    case = make_case(6, output=output, lengths=True, s0=True, truncate=truncate, **SIZES)
+    T, B, n = SIZES["T"], SIZES["B"], SIZES["n"]
+    active = np.arange(T)[:, None] < case.lengths[None, :]
+    one_hot = np.zeros((T, B, n))
+    one_hot[active] = np.eye(n)[case.inputs[active]]
+    a, b = run(case, backend), run(dataclasses.replace(case, inputs=one_hot), backend)
+    assert_close(a.loss, b.loss, np.float64, "loss")
+    for name in FIELDS:
+        assert_close(getattr(a.grads, name), getattr(b.grads, name), np.float64, f"d{name}")
+    assert_close(a.ds0, b.ds0, np.float64, "ds0")
+
+
+# float32 against float64 on the same problem: |g32 − g64| <= F32_ATOL + F32_RTOL·|g64|.
+F32_ATOL, F32_RTOL = 2e-5, 2e-4
+
+
+@pytest.mark.parametrize("activation,output,tokens,truncate",
+                         [("tanh", "all", True, None), ("logistic", "last", False, None),
+                          ("relu", "all", False, 2), ("tanh", "last", True, 1)])
+def test_float32_agrees_with_float64(activation, output, tokens, truncate, backend):
+    case = make_case(7, activation=activation, output=output, tokens=tokens, lengths=True, s0=True,
+                     truncate=truncate, **SIZES)
+    r64, r32 = run(case, backend), run(case.astype(np.float32), backend)
+    assert r32.loss == pytest.approx(r64.loss, rel=1e-5)
+    for name in FIELDS:
+        g32 = getattr(r32.grads, name)
+        assert g32.dtype == np.float32, name
+        np.testing.assert_allclose(g32, getattr(r64.grads, name), atol=F32_ATOL, rtol=F32_RTOL, err_msg=name)
+    assert r32.ds0.dtype == r32.s_last.dtype == np.float32
+    np.testing.assert_allclose(r32.ds0, r64.ds0, atol=F32_ATOL, rtol=F32_RTOL)
+    np.testing.assert_allclose(r32.s_last, r64.s_last, atol=F32_ATOL, rtol=F32_RTOL)
