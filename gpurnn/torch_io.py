@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .backends import backend_for
 from .model import Params
 from .validation import check_params
 
@@ -27,13 +28,11 @@ def to_torch_state_dict(params: Params, *, activation: str = "tanh", tensors: bo
     """The state dict of `nn.RNN(n, d, nonlinearity=activation)` + `nn.Linear(d, k)` under the
     given key prefixes; torch tensors (`tensors=True`) or NumPy arrays. Parameters on a GPU
     are copied to the host first."""
-    from .checkpoint import to_host
-
     check_params(params)
     if activation not in TORCH_NONLINEARITIES:
         raise ValueError(f"activation must be one of {TORCH_NONLINEARITIES} (those nn.RNN offers), "
                          f"got {activation!r}")
-    P = params.map(to_host)
+    P = params.map(lambda a: backend_for(a).to_host(a))
     arrays = {
         f"{rnn_prefix}weight_ih_l0": P.U.T, f"{rnn_prefix}weight_hh_l0": P.W.T,
         f"{rnn_prefix}bias_ih_l0": P.b, f"{rnn_prefix}bias_hh_l0": np.zeros_like(P.b),
