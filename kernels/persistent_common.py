@@ -22,15 +22,13 @@ from dataclasses import dataclass
 import numpy as np
 from numba import config, cuda, float32, float64, int64
 
-from gpurnn import activations
+from .device import sigma, sigma_prime  # noqa: F401  (σ, σ' shared with the step kernels)
 
 SIMULATOR = bool(config.ENABLE_CUDASIM)
 
 # Inlined device functions: a local array handed to a call that is not inlined lives in
 # local memory; inlined, it stays in registers. (The simulator takes no `forceinline`.)
 inline = cuda.jit(device=True) if SIMULATOR else cuda.jit(device=True, forceinline=True)
-sigma = inline(activations.sigma)
-sigma_prime = inline(activations.sigma_prime_from_state)
 
 COOP_COLUMNS = 32       # C: one warp of columns, so a warp's W loads are one contiguous row piece
 COOP_THREADS = 256      # C × KS threads: KS = 8 warps split the inner dimension i
@@ -166,6 +164,16 @@ def make_matvec(rows, rreg):
                 acc[q] += x[xoff + q * xstride + i] * wv
 
     return matvec
+
+
+@inline
+def explicit(G, g_last, lengths, k, b, j):
+    """e = G[k, b, j] + [k = lengths[b] − 1] · g_last[b, j]: ∂L_k/∂s_k from step k's own loss
+    (G or g_last absent when it has 0 rows)."""
+    e = G.dtype.type(0) if G.shape[0] == 0 else G[k, b, j]
+    if g_last.shape[0] > 0 and k == lengths[b] - 1:
+        e += g_last[b, j]
+    return e
 
 
 @inline

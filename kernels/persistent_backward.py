@@ -1,0 +1,205 @@
+"""Persistent backward recurrence (BPTT): the whole reversed time loop in one kernel, W^T on chip.
+
+Exact (truncate None), for k = T−1 … 0, h = ∂L/∂s_k from later steps (0 after the end):
+
+    Δ_k = (h + e_k) ⊙ σ'(S[k+1])   while k < lengths[b], else 0
+    h   = Δ_k W^T
+    e_k = G[k] + [k = lengths[b] − 1] · g_last,   ds0 = h (after k = 0) + [lengths[b] = 0] · g_last
+
+Truncated with τ: chain t (the loss at step t) lives for steps t … t−τ; the τ+1 live chains sit
+in registers (chain t in slot t mod (τ+1)); each step a slot retires and the new chain takes it:
+
+    chain_slot = e_k;  local_c = chain_c ⊙ σ'(S[k+1]);  Δ_k = Σ_c local_c;  chain_c = local_c W^T
+    ds0 = Σ_c chain_c  (+ g_last for length 0)
+
+These equal `gpurnn.backends.cpu` (`_backward_exact`, `_backward_truncated`, `_add_length0`).
+
+Integration (CUDABackend.recurrence_backward):
+
+    from gpurnn.kernels import persistent_backward as pb
+    p = pb.plan_backward(B, d, dtype, truncate)   # force="block" | "coop" to choose
+    if p.variant == "step": ... the step kernels ... (p.reason; truncation has no coop variant)
+    else:
+        delta = device_array((T, B, d)); ds0 = device_array((B, d))
+        pb.persistent_backward(G, g_last, S, W, lengths, code, truncate, delta, ds0, plan=p)
+
+G (T,B,d) and g_last (B,d) may be None. W is passed as is (the kernel transposes it on load).
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import cuda
+
+from . import persistent_common as pc
+from .persistent_common import explicit
+
+
+def _block_backward(dtype, rows, chains, rreg, exact):
+    """Block variant: ⌈B/rows⌉ blocks × ⌈d/32⌉·32 threads; thread j owns unit j of `rows`
+    sequences and its `chains` gradient chains (R = rows·chains register accumulators).
+    Shared memory: W^T rows [rreg, d), then two buffers of R·d local gradients ∂L_t/∂a_k."""
+    f = pc.numba_float(dtype)
+    R = rows * chains
+    matvec = pc.make_matvec(R, rreg)
+    nreg = max(rreg, 1)
+
+    def kernel(G, g_last, S, W, lengths, act, delta, ds0):
+        T, B, d = delta.shape
+        j = cuda.threadIdx.x
+        b0 = cuda.blockIdx.x * rows
+        sm = cuda.shared.array(0, f)
+        xoff = (d - rreg) * d
+        pc.load_w(W, True, sm, 0, d, 0, d, rreg)
+        wreg = cuda.local.array(nreg, f)
+        chain = cuda.local.array(R, f)
+        for r in range(R):
+            chain[r] = 0
+        if j < d:
+            for i in range(rreg):
+                wreg[i] = W[j, i]
+        cuda.syncthreads()          # W^T in shared memory before the first product
+        for k in range(T - 1, -1, -1):
+            buf = xoff + (k % 2) * R * d
+            if j < d:
+                slot = k % chains
+                for q in range(rows):
+                    b = b0 + q
+                    active = b < B and k < lengths[b]
+                    e = explicit(G, g_last, lengths, k, b, j) if active else 0
+                    dsig = pc.sigma_prime(act, S[k + 1, b, j]) if active else 0
+                    total = dsig * 0
+                    for c in range(chains):
+                        r = c * rows + q
+                        if c == slot:
+                            chain[r] = chain[r] + e if exact else e
+                        local = chain[r] * dsig
+                        sm[buf + r * d + j] = local
+                        total += local
+                        chain[r] = 0
+                    if b < B:
+                        delta[k, b, j] = total
+            # every local gradient of step k written before the product reads them; the
+            # other buffer is step k−1's, so one barrier per step suffices.
+            cuda.syncthreads()
+            if j < d:
+                matvec(sm, buf, d, sm, j - rreg * d, d, wreg, 0, d, chain)
+        if j < d:
+            for q in range(rows):
+                b = b0 + q
+                if b < B:
+                    total = chain[q]
+                    for c in range(1, chains):
+                        total += chain[c * rows + q]
+                    if lengths[b] == 0 and g_last.shape[0] > 0:
+                        total += g_last[b, j]
+                    ds0[b, j] = total
+
+    return kernel
+
+
+def _coop_backward(dtype, rows):
+    """Cooperative variant (exact only): G·⌈B/rows⌉ blocks × COOP_THREADS threads, block g·…
+    owning units [g·C, (g+1)·C) with W^T[:, those units] in shared memory; h for its
+    rows·C outputs stays in the registers of the thread that owns each output; Δ_k crosses
+    blocks through global memory, one grid barrier per step."""
+    f = pc.numba_float(dtype)
+    C, NT = pc.COOP_COLUMNS, pc.COOP_THREADS
+    per_thread = (rows * C + NT - 1) // NT
+    product = pc.make_coop_product(rows)
+
+    def kernel(G, g_last, S, W, lengths, act, delta, ds0):
+        T, B, d = delta.shape
+        groups = (d + C - 1) // C
+        g = cuda.blockIdx.x % groups
+        b0 = (cuda.blockIdx.x // groups) * rows
+        tid = cuda.threadIdx.x
+        grid = cuda.cg.this_grid()
+        sm = cuda.shared.array(0, f)
+        xoff = d * C
+        roff = xoff + rows * d
+        pc.load_w(W, True, sm, 0, C, g * C, C, 0)   # read only after product's first barrier
+        wreg = cuda.local.array(1, f)
+        acc = cuda.local.array(rows, f)
+        h = cuda.local.array(per_thread, f)
+        for u in range(per_thread):
+            h[u] = 0
+        for k in range(T - 1, -1, -1):
+            for u in range(per_thread):
+                idx = tid + u * NT
+                b, col = b0 + idx // C, g * C + idx % C
+                if idx < rows * C and b < B and col < d:
+                    v = h[u] * 0
+                    if k < lengths[b]:
+                        e = h[u] + explicit(G, g_last, lengths, k, b, col)
+                        v = e * pc.sigma_prime(act, S[k + 1, b, col])
+                    delta[k, b, col] = v
+            grid.sync()             # Δ_k complete in global memory before any block reads it
+            product(delta[k], b0, sm, 0, xoff, roff, wreg, acc)
+            for u in range(per_thread):
+                idx = tid + u * NT
+                if idx < rows * C:
+                    h[u] = pc.column_total(sm, roff, rows, idx // C, idx % C)
+        for u in range(per_thread):
+            idx = tid + u * NT
+            b, col = b0 + idx // C, g * C + idx % C
+            if idx < rows * C and b < B and col < d:
+                total = h[u]
+                if lengths[b] == 0 and g_last.shape[0] > 0:
+                    total += g_last[b, col]
+                ds0[b, col] = total
+
+    return kernel
+
+
+_cache: dict = {}
+
+
+def backward_kernel(the_plan: pc.Plan, dtype, exact=True):
+    """The compiled-on-demand kernel (a Numba dispatcher) and its launch signature."""
+    key = (the_plan.variant, the_plan.rows, the_plan.chains, the_plan.rreg, exact, str(dtype))
+    if key not in _cache:
+        if the_plan.variant == "block":
+            py = _block_backward(dtype, the_plan.rows, the_plan.chains, the_plan.rreg, exact)
+        else:
+            py = _coop_backward(dtype, the_plan.rows)
+        _cache[key] = cuda.jit(py)
+    return _cache[key], backward_signature(dtype)
+
+
+def backward_signature(dtype):
+    """(G, g_last, S, W, lengths, act, delta, ds0) as launched."""
+    a1, a2, a3, lens = pc.arrays(dtype)
+    return (a3, a2, a3, a2, lens, pc.int64, a3, a2)
+
+
+def plan_backward(B, d, dtype, truncate=None, *, force=None, limits=None):
+    """`persistent_common.plan` for the backward direction on the current device."""
+    return pc.plan(B, d, dtype, direction="backward", truncate=truncate,
+                   limits=limits or pc.device_limits(), force=force)
+
+
+def _empty(like, shape, dtype):
+    """A 0-row stand-in for an absent G or g_last, on the same side as `like`."""
+    return np.zeros(shape, dtype) if isinstance(like, np.ndarray) else cuda.device_array(shape, dtype)
+
+
+def persistent_backward(G, g_last, S, W, lengths, activation_code, truncate, out_delta, out_ds0,
+                        *, plan=None, stream=0):
+    """Fill out_delta (T,B,d) = ∂L/∂a_t and out_ds0 (B,d) (see the module docstring).
+    `plan` defaults to `plan_backward(B, d, dtype, truncate)`; a "step" plan raises ValueError."""
+    T, B, d = out_delta.shape
+    dtype = S.dtype
+    the_plan = plan or plan_backward(B, d, dtype, truncate)
+    if the_plan.variant == "step":
+        raise ValueError(f"no persistent backward for B={B}, d={d}, τ={truncate}: {the_plan.reason}")
+    chains = 1 if truncate is None else truncate + 1
+    if the_plan.chains != chains:
+        raise ValueError(f"plan holds {the_plan.chains} chains, truncate={truncate} needs {chains}")
+    if tuple(S.shape) != (T + 1, B, d) or tuple(W.shape) != (d, d) or tuple(out_ds0.shape) != (B, d):
+        raise ValueError(f"shapes: S {S.shape} (expected ({T + 1}, {B}, {d})), W {W.shape}, "
+                         f"out_ds0 {out_ds0.shape} (expected ({B}, {d}))")
+    G = _empty(S, (0, B, d), dtype) if G is None else G
+    g_last = _empty(S, (0, d), dtype) if g_last is None else g_last
+    kernel, sig = backward_kernel(the_plan, dtype, exact=truncate is None)
+    args = (G, g_last, S, W, lengths, int(activation_code), out_delta, out_ds0)
+    pc.launch(kernel, sig, the_plan, args, stream)
