@@ -22,7 +22,7 @@ import numpy as np
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save
 
-from .arrays import array_module
+from .backends import backend_for
 from .model import FIELDS, Params
 from .validation import check_params
 
@@ -56,10 +56,8 @@ class Checkpoint:
 
 
 def to_host(array) -> np.ndarray:
-    """A C-contiguous NumPy array for a NumPy or CuPy array."""
-    if array_module(array) is not np:
-        array = array.get()
-    return np.ascontiguousarray(array)
+    """A C-contiguous NumPy copy of any backend's array (the NumPy array itself when it is one)."""
+    return np.ascontiguousarray(backend_for(array).to_host(array))
 
 
 def save_checkpoint(path, params: Params, *, arrays: dict | None = None, meta: dict | None = None) -> Path:

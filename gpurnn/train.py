@@ -323,8 +323,8 @@ class Trainer:
         return trainer
 
     def host_params(self) -> Params:
-        """The parameters as NumPy arrays (copies when they live on a GPU)."""
-        return self.params.map(to_host)
+        """A NumPy copy of the parameters (the trainer updates its own arrays in place)."""
+        return self.params.map(lambda a: np.array(to_host(a)))
 
 
 def _check_config(config: TrainConfig):

@@ -1,0 +1,281 @@
+"""The trainer: streaming BPTT, sentence batches, the gradient step, divergence, resume bit for bit."""
+import dataclasses
+
+import numpy as np
+import pytest
+
+from gpurnn import bptt, forward, global_norm, init_params
+from gpurnn.batches import SentenceBatches, TokenStreams
+from gpurnn.checkpoint import load_checkpoint
+from gpurnn.train import TrainConfig, Trainer, TrainingDiverged
+
+V = 6    # vocabulary of the tiny texts
+
+
+def _text(n=400, seed=0):
+    """A learnable stream: mostly the cycle 0 1 2 3 4 5, sometimes a random id."""
+    rng = np.random.default_rng(seed)
+    ids = np.arange(n) % V
+    noise = rng.random(n) < 0.2
+    ids[noise] = rng.integers(0, V, noise.sum())
+    return ids
+
+
+def _sentences(count=23, seed=1, last=False):
+    rng = np.random.default_rng(seed)
+    xs = [rng.integers(0, V, rng.integers(1, 7)) for _ in range(count)]
+    ys = [int(1 in x) for x in xs] if last else [(x + 1) % V for x in xs]
+    return xs, ys
+
+
+def _trainer(d=8, k=V, **config):
+    return Trainer(init_params(V, d, k, seed=3), TrainConfig(backend="cpu", **config))
+
+
+def test_token_streams_layout():
+    ids = np.arange(23)
+    data = TokenStreams(ids, batch_size=3, seq_len=4)     # L = (23 − 1) // 3 = 7 steps per stream
+    chunks = list(data.iter_epoch())
+    assert len(data) == len(chunks) == 2 and data.tokens_per_epoch == 21
+    np.testing.assert_array_equal(chunks[0].inputs[:, 1], [7, 8, 9, 10])
+    np.testing.assert_array_equal(chunks[1].inputs[:, 2], [18, 19, 20])
+    np.testing.assert_array_equal(chunks[1].targets[:, 2], [19, 20, 21])
+    assert [c.carry for c in chunks] == [False, True]
+    with pytest.raises(ValueError, match="at least batch_size"):
+        TokenStreams(np.arange(3), batch_size=3, seq_len=2)
+    with pytest.raises(ValueError, match="seq_len must be a positive int"):
+        TokenStreams(ids, batch_size=2, seq_len=0)
+
+
+def test_sentence_batches_pad_and_mark():
+    xs, ys = _sentences(5)
+    data = SentenceBatches(xs, ys, batch_size=2)
+    batch = data.batch([0, 3])
+    lengths = [len(xs[0]), len(xs[3])]
+    np.testing.assert_array_equal(batch.lengths, lengths)
+    assert batch.inputs.shape == (max(lengths), 2)
+    for b, i in enumerate([0, 3]):
+        np.testing.assert_array_equal(batch.targets[: lengths[b], b], ys[i])
+        assert (batch.targets[lengths[b]:, b] == -1).all()
+    orders = [np.concatenate([b.lengths for b in data.iter_epoch(np.random.default_rng(s))]) for s in (0, 1)]
+    assert sorted(orders[0]) == sorted(orders[1]) and len(data) == 3
+    xs, labels = _sentences(4, last=True)
+    assert SentenceBatches(xs, labels, 4).batch([0, 1, 2, 3]).targets.shape == (4,)
+    with pytest.raises(ValueError, match="one target per step"):
+        SentenceBatches(xs, [np.zeros(len(x) + 1, int) for x in xs], 2)
+
+
+def test_streaming_carries_states_and_stops_gradients_at_chunk_borders():
+    """Chunk j starts from chunk j−1's final states; its gradient is that chunk's BPTT alone,
+    divided by its number of targets (loss_norm="mean")."""
+    seen = []
+
+    class Record:
+        def on_grads(self, trainer, grads):
+            seen.append(grads.map(np.copy))
+
+    trainer = _trainer(optimizer="sgd", lr=0.0, clip="none")
+    trainer.callbacks.append(Record())
+    data = TokenStreams(_text(), batch_size=4, seq_len=5)
+    chunks = list(data.iter_epoch())
+    trainer.fit(data, steps=3, progress=False)
+    params, s0 = init_params(V, 8, V, seed=3), None
+    for chunk, grads in zip(chunks, seen):
+        ref = bptt(params, chunk.inputs, chunk.targets, s0=s0, backend="cpu")
+        for got, want in zip(grads, ref.grads):
+            np.testing.assert_allclose(got, want / ref.count, rtol=1e-6, atol=1e-7)
+        s0 = ref.s_last
+
+
+def test_evaluate_streams_equals_one_forward_over_each_stream():
+    trainer = _trainer()
+    data = TokenStreams(_text(), batch_size=4, seq_len=7)
+    stats = trainer.evaluate(data)
+    logits = forward(trainer.params, data.X, backend="cpu").logits       # (L,B,k), the whole streams
+    logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    want = -np.take_along_axis(logp, data.Y[..., None], -1).mean()
+    assert stats.count == data.tokens_per_epoch
+    assert stats.loss == pytest.approx(want, rel=1e-5)
+
+
+@pytest.mark.parametrize("optimizer, lr", [("adam", 0.05), ("sgd", 0.5), ("adagrad", 0.3), ("rmsprop", 0.02)])
+def test_language_model_learns(optimizer, lr):
+    trainer = _trainer(optimizer=optimizer, lr=lr)
+    data, valid = TokenStreams(_text(1200), 4, 10), TokenStreams(_text(400, seed=9), 2, 10)
+    before = trainer.evaluate(valid).loss
+    trainer.fit(data, epochs=4, progress=False)
+    assert trainer.evaluate(valid).loss < 0.7 * before
+
+
+def test_classifier_learns_with_output_last():
+    xs, labels = _sentences(200, last=True)
+    data = SentenceBatches(xs, labels, batch_size=16)
+    trainer = _trainer(d=12, k=2, output="last", lr=0.03)
+    before = trainer.evaluate(data).loss
+    trainer.fit(data, epochs=15, progress=False)
+    assert trainer.evaluate(data).loss < 0.5 * before
+
+
+def test_norm_is_logged_before_clipping_and_loss_norm():
+    norms = []
+
+    class Record:
+        def on_grads(self, trainer, grads):
+            norms.append(global_norm(grads))
+
+    xs, ys = _sentences()
+    data = SentenceBatches(xs, ys, 8, shuffle=False)
+    trainer = _trainer(clip="norm", max_norm=1e-3, optimizer="sgd", momentum=0.0, lr=1.0)
+    trainer.callbacks.append(Record())
+    before = trainer.host_params()
+    stats = trainer.step(next(data.iter_epoch()))
+    assert stats.grad_norm == pytest.approx(norms[0]) and stats.grad_norm > 1e-3
+    assert global_norm(_delta(before, trainer)) == pytest.approx(1e-3, rel=1e-4)
+    summed = _trainer(clip="none", optimizer="sgd", momentum=0.0, lr=1.0, loss_norm="sum")
+    mean = _trainer(clip="none", optimizer="sgd", momentum=0.0, lr=1.0)
+    batch = next(data.iter_epoch())
+    count = mean.step(batch).count
+    summed.step(batch)
+    np.testing.assert_allclose(_delta(before, summed).W, count * _delta(before, mean).W, rtol=1e-4, atol=1e-7)
+
+
+def _delta(before, trainer):
+    return type(before)(*(a - b for a, b in zip(trainer.host_params(), before)))
+
+
+def test_clip_by_value():
+    xs, ys = _sentences()
+    trainer = _trainer(clip="value", clip_value=1e-4, optimizer="sgd", momentum=0.0, lr=1.0)
+    before = trainer.host_params()
+    trainer.step(SentenceBatches(xs, ys, 8).batch(range(8)))
+    delta = _delta(before, trainer)                 # biases start at 0: their change is exact
+    assert np.abs(delta.c).max() == np.abs(delta.b).max() == np.float32(1e-4)
+
+
+@pytest.mark.parametrize("poison", ["grads", "loss"])
+def test_non_finite_stops_with_the_last_good_state(tmp_path, poison):
+    def reduce(grads, loss, count):
+        if trainer.step_count < 2:
+            return grads, loss, count
+        return (grads.map(lambda g: g * np.nan), loss, count) if poison == "grads" else (grads, np.inf, count)
+
+    trainer = Trainer(init_params(V, 8, V, seed=3), TrainConfig(backend="cpu"), out_dir=tmp_path, reduce=reduce)
+    data = TokenStreams(_text(), 4, 5)
+    with pytest.raises(TrainingDiverged, match="diverged at step 3.*state after step 2"):
+        trainer.fit(data, steps=10, progress=False)
+    good = trainer.host_params()
+    assert all(np.isfinite(a).all() for a in good) and trainer.step_count == 2
+    ckpt = load_checkpoint(tmp_path / "last_good.safetensors")
+    assert ckpt.meta["trainer"]["step"] == 2
+    for a, b in zip(good, ckpt.params):
+        np.testing.assert_array_equal(a, b)
+
+
+def _run(tmp_path, data, config, steps, stop_at=None):
+    """Train `steps` steps straight, or get killed after step `stop_at` (a checkpoint every
+    `stop_at` steps) and resume from the checkpoint with the same `fit` call."""
+    def kill(stats):
+        if stats.step == stop_at + 1:
+            raise KeyboardInterrupt("killed")
+
+    params = init_params(V, 8, data_k(config), seed=3)
+    if stop_at is None:
+        trainer = Trainer(params, config)
+        trainer.fit(data, steps=steps, progress=False)
+        return trainer
+    config = dataclasses.replace(config, checkpoint_every=stop_at)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(params, config, out_dir=tmp_path, callbacks=[kill]).fit(data, steps=steps, progress=False)
+    resumed = Trainer.load(tmp_path / "checkpoint.safetensors", backend="cpu")
+    assert resumed.step_count == stop_at
+    resumed.fit(data, steps=steps, progress=False)
+    return resumed
+
+
+def data_k(config):
+    return 2 if config.output == "last" else V
+
+
+@pytest.mark.parametrize("kind", ["streams", "sentences", "classify"])
+def test_resume_is_bit_identical(tmp_path, kind):
+    if kind == "streams":
+        data = TokenStreams(_text(), batch_size=3, seq_len=6)
+        config = TrainConfig(backend="cpu", optimizer="adam", schedule="cosine", truncate=3, lr=0.02)
+    else:
+        xs, ys = _sentences(23, last=kind == "classify")
+        data = SentenceBatches(xs, ys, batch_size=4)
+        config = TrainConfig(backend="cpu", optimizer="sgd", schedule="step", lr_step_every=4, clip="value",
+                             output="last" if kind == "classify" else "all", seed=7)
+    steps = 2 * len(data) + 3                     # ends mid-epoch; the stop falls mid-epoch too
+    straight = _run(tmp_path, data, config, steps)
+    resumed = _run(tmp_path, data, config, steps, stop_at=len(data) + 2)
+    assert resumed.step_count == straight.step_count == steps
+    for a, b in zip(straight.host_params(), resumed.host_params()):
+        np.testing.assert_array_equal(a, b)
+    for key, value in straight.optimizer.state_dict().items():
+        np.testing.assert_array_equal(value, resumed.optimizer.state_dict()[key])
+    np.testing.assert_array_equal(straight.carry, resumed.carry)
+    assert straight.position == resumed.position
+
+
+def test_seeded_runs_repeat_and_seeds_differ():
+    xs, ys = _sentences(30)
+    data = SentenceBatches(xs, ys, batch_size=4)
+    runs = [_trainer(seed=s) for s in (5, 5, 6)]
+    for trainer in runs:
+        trainer.fit(data, epochs=2, progress=False)
+    np.testing.assert_array_equal(runs[0].params.W, runs[1].params.W)
+    assert not np.array_equal(runs[0].params.W, runs[2].params.W)
+
+
+def test_early_stopping_and_files(tmp_path):
+    xs, ys = _sentences(16)
+    data = SentenceBatches(xs, ys, batch_size=4)
+    evals, steps = [], []
+    trainer = Trainer(init_params(V, 8, V, seed=3), TrainConfig(backend="cpu", lr=5.0, optimizer="sgd", patience=2,
+                                                               eval_every=1, clip="none"),
+                      out_dir=tmp_path, meta={"vocab": list("abcdef")},
+                      callbacks=[steps.append, type("E", (), {"on_eval": lambda self, t, s: evals.append(s)})()])
+    history = trainer.fit(data, steps=200, valid=data, progress=False)
+    assert len(history) == len(steps) == len(evals) < 200                 # stopped early
+    best = min(e.loss for e in evals)
+    assert trainer.position["best_loss"] == best and trainer.position["evals_since_best"] == 2
+    assert load_checkpoint(tmp_path / "best.safetensors").vocab == list("abcdef")
+    assert load_checkpoint(tmp_path / "checkpoint.safetensors").meta["trainer"]["step"] == len(history)
+    assert all(s.tokens_per_s > 0 and s.tokens > 0 for s in history)
+
+
+def test_checkpoint_from_any_backend_loads_and_runs_on_the_cpu(tmp_path, backend):
+    """A model trained on `backend` (the GPU, or the simulator) samples on the CPU from its checkpoint."""
+    data = TokenStreams(_text(60), batch_size=2, seq_len=4)
+    trainer = Trainer(init_params(V, 4, V, seed=3), TrainConfig(backend=backend, lr=0.05), meta={"vocab": list("abcdef")})
+    trainer.fit(data, steps=2, progress=False)
+    ckpt = load_checkpoint(trainer.save(tmp_path / "ck.safetensors"))
+    assert all(isinstance(a, np.ndarray) for a in ckpt.params) and ckpt.meta["trainer"]["step"] == 2
+    for a, b in zip(trainer.host_params(), ckpt.params):
+        np.testing.assert_array_equal(a, b)
+    logits = forward(ckpt.params, np.array([[0], [1]]), activation=ckpt.activation, backend="cpu").logits
+    assert logits.shape == (2, 1, V) and np.isfinite(logits).all()
+    resumed = Trainer.load(tmp_path / "ck.safetensors", backend="cpu")
+    assert resumed.config.backend == "cpu" and resumed.optimizer.t == 2
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"optimizer": "lbfgs"}, "config.optimizer must be one of"),
+    ({"clip": "both"}, "config.clip must be one of"),
+    ({"activation": "gelu"}, "activation must be one of"),
+    ({"max_norm": 0}, "config.max_norm must be > 0"),
+    ({"patience": -1}, "config.patience must be an int >= 0"),
+    ({"backend": "tpu"}, "backend must be"),
+])
+def test_bad_config(change, match):
+    with pytest.raises(ValueError, match=match):
+        Trainer(init_params(2, 3, 2), dataclasses.replace(TrainConfig(backend="cpu"), **change))
+
+
+def test_fit_needs_a_horizon_and_reserved_meta():
+    trainer = _trainer()
+    with pytest.raises(ValueError, match="fit needs steps or epochs"):
+        trainer.fit(TokenStreams(_text(), 2, 4), progress=False)
+    with pytest.raises(ValueError, match="reserved keys"):
+        Trainer(init_params(2, 3, 2), TrainConfig(backend="cpu"), meta={"config": 1})
