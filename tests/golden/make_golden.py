@@ -13,7 +13,7 @@ output "last" reads s_length once per sequence (s0 for a sequence of length 0).
 Truncation τ: for each loss step t the states are recomputed with every step before
 t−τ detached (no gradient) and steps max(1, t−τ)..t with gradient, so L_t reaches at most
 τ factors ∂s_j/∂s_{j−1}; s0 gets ∂L_t/∂s0 only when that window starts at step 1.
-Each case is one compressed .npz file next to this script.
+Each case is one compressed file bptt_<case>.npz next to this script.
 """
 from __future__ import annotations
 
@@ -130,7 +130,7 @@ def main():
     torch.set_default_dtype(torch.float64)
     for seed, (name, kwargs) in enumerate(CASES.items()):
         case = make_case(100 + seed, **kwargs)
-        np.savez_compressed(HERE / f"{name}.npz", **golden(case))
+        np.savez_compressed(HERE / f"bptt_{name}.npz", **golden(case))
         print("wrote", name)
 
 
