@@ -1,4 +1,6 @@
 """gpurnn.diagnostics against brute force: explicit products, finite differences, bptt itself."""
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -160,17 +162,21 @@ def test_profile_summary_by_lag():
 
 def test_gradient_norm_log_records_each_step(tmp_path):
     params, inputs, targets = _model(T=4, B=2)
-    log = D.GradientNormLog(profile_every=2)
+    log = D.GradientNormLog()
     for step in range(3):
         result = gpurnn.bptt(params, inputs, targets, backend="cpu")
-        log(step, result.grads, loss=result.loss, params=params, batch=(inputs, targets))
+        log.record(step, result.grads, loss=result.loss)
     assert log.column("norm")[0] == pytest.approx(gpurnn.global_norm(result.grads))
     assert log.column("norm_W")[1] == pytest.approx(np.linalg.norm(result.grads.W))
-    assert sorted(log.profiles) == [0, 2] and log.profiles[0].shape == (4,)
+    log.on_grads(None, 3, result.grads)
+    log.on_step(None, SimpleNamespace(step=3, loss=0.5, grad_norm=2.0))
+    log.on_step(None, SimpleNamespace(step=4, loss=0.25, grad_norm=1.0))
+    np.testing.assert_allclose(log.column("loss")[3:], [0.5, 0.25])
+    assert log.column("step").tolist() == [0, 1, 2, 3, 4] and np.isnan(log.column("norm_W")[4])
     log.save_csv(tmp_path / "log.csv")
     assert (tmp_path / "log.csv").read_text().splitlines()[0].startswith("step,loss,norm,norm_U")
-    with pytest.raises(ValueError, match="profile_every"):
-        D.GradientNormLog(profile_every=-1)
+    with pytest.raises(ValueError, match="name"):
+        log.column("norm_X")
 
 
 def test_bad_arguments_are_named():

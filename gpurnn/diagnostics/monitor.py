@@ -1,13 +1,14 @@
-"""A per-step gradient-norm log a training loop records into (a callback object).
+"""A per-step gradient-norm log that a training loop records into (a callback object).
 
-At every optimisation step the trainer hands over the gradients (and, optionally, the loss
-and the norm it measured before clipping); the log keeps, per step,
+At every optimisation step it keeps
 
-    global ‖g‖ = sqrt(Σ_θ Σ g_θ²)   (before clipping: what Pascanu et al. plot)
+    global ‖g‖ = sqrt(Σ_θ Σ g_θ²)   before clipping (what Pascanu et al. plot; a spike is an explosion)
     ‖g_θ‖ for θ in U, W, V, b, c   (which parameter explodes: W and U carry the recurrence)
+    the loss
 
-and, every `profile_every` steps when given a batch, the gradient-through-time summary by
-lag (`GradientProfile.by_lag`), so one can watch gradients vanish or explode during training.
+Use it from an explicit loop (`log.record(step, grads, loss=…, norm=…)`) or pass it to
+`gpurnn.train.Trainer(callbacks=[log])`, which calls `on_grads(trainer, step, grads)` before
+clipping and `on_step(trainer, stats)` after the update (stats.loss, stats.grad_norm).
 """
 from __future__ import annotations
 
@@ -17,47 +18,45 @@ import math
 import numpy as np
 
 from ..backends import backend_for
-from ..clip import global_norm
 from ..model import FIELDS
-from .profile import gradient_profile
+
+COLUMNS = ("step", "loss", "norm", *(f"norm_{name}" for name in FIELDS))
 
 
 class GradientNormLog:
-    """Callable `log(step, grads, loss=None, norm=None, params=None, batch=None)`.
+    """Rows of (step, loss, norm, norm_U … norm_c), one per optimisation step."""
 
-    `batch` = (inputs, targets) with targets (T,B), and `params`, are only read on steps
-    that are multiples of `profile_every` (0: never) to record the by-lag profile.
-    """
-
-    def __init__(self, *, profile_every: int = 0, activation: str = "tanh"):
-        if isinstance(profile_every, bool) or not isinstance(profile_every, int) or profile_every < 0:
-            raise ValueError(f"profile_every must be an int >= 0, got {profile_every!r}")
-        self.profile_every = profile_every
-        self.activation = activation
+    def __init__(self):
         self.rows: list[dict] = []
-        self.profiles: dict[int, np.ndarray] = {}
 
-    def __call__(self, step, grads, loss=None, norm=None, params=None, batch=None):
+    def record(self, step, grads, loss=None, norm=None) -> None:
+        """Log step `step`'s gradients (a `Params`); `norm` defaults to their global norm."""
         backend = backend_for(grads.W)
-        total = global_norm(grads) if norm is None else float(norm)
-        row = {"step": int(step), "loss": math.nan if loss is None else float(loss), "norm": total}
+        row = {"step": int(step), "loss": math.nan if loss is None else float(loss)}
         for name, g in grads.items():
             row[f"norm_{name}"] = math.sqrt(backend.sum_squares(g))
+        row["norm"] = math.sqrt(sum(row[f"norm_{name}"] ** 2 for name in FIELDS)) if norm is None else float(norm)
         self.rows.append(row)
-        if self.profile_every and step % self.profile_every == 0 and batch is not None and params is not None:
-            inputs, targets = batch
-            profile = gradient_profile(params, inputs, targets, activation=self.activation)
-            self.profiles[int(step)] = profile.by_lag()
+
+    def on_grads(self, trainer, step, grads) -> None:
+        """Trainer hook: the gradients before clipping."""
+        self.record(step, grads)
+
+    def on_step(self, trainer, stats) -> None:
+        """Trainer hook: the step's mean loss and norm before clipping."""
+        if not self.rows or self.rows[-1]["step"] != stats.step:
+            self.rows.append({name: math.nan for name in COLUMNS} | {"step": int(stats.step)})
+        self.rows[-1].update(loss=float(stats.loss), norm=float(stats.grad_norm))
 
     def column(self, name) -> np.ndarray:
         """One logged quantity over the steps: "step", "loss", "norm" or "norm_W" etc."""
-        if name not in ("step", "loss", "norm", *(f"norm_{f}" for f in FIELDS)):
-            raise ValueError(f"name must be step, loss, norm or norm_<U|W|V|b|c>, got {name!r}")
+        if name not in COLUMNS:
+            raise ValueError(f"name must be one of {', '.join(COLUMNS)}, got {name!r}")
         return np.array([row[name] for row in self.rows], dtype=np.float64)
 
     def save_csv(self, path) -> None:
-        """Write the per-step rows as CSV (one header line)."""
+        """Write the rows as CSV (one header line)."""
         with open(path, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=["step", "loss", "norm", *(f"norm_{f}" for f in FIELDS)])
+            writer = csv.DictWriter(handle, fieldnames=COLUMNS)
             writer.writeheader()
             writer.writerows(self.rows)

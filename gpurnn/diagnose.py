@@ -1,0 +1,156 @@
+"""`gpurnn diagnose`: measure vanishing and exploding gradients and draw the report's figures.
+
+It runs the three studies of `gpurnn.diagnostics.studies` on the CPU in float64 and writes
+
+    gradient-vs-lag.png   ‖∂s_t/∂s_k‖₂ by lag (geometric mean and maximum over pairs), the relative
+                          loss-gradient profile and the bound (γλ)^(t−k), for tanh / logistic / relu
+                          (rows) and ρ(W) = 0.5, 1, 1.5 (and 3) (columns)
+    clipping.png          temporal order (2 symbols): loss and gradient norm before clipping per step,
+                          SGD with and without global-norm clipping (same seed, same learning rate)
+    numbers.json          every number docs/gradient-flow.md quotes
+
+and prints `metric NAME VALUE` lines. Defaults take a few minutes on two CPU cores.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+
+import numpy as np
+import typer
+
+from .diagnostics.studies import lag_study, longest_solved, train_run
+
+RHOS = (0.5, 1.0, 1.5, 3.0)
+SEARCH_LENGTHS = (10, 15, 20, 30, 40, 60)
+
+
+def measured_rate(curve: np.ndarray, first=1, last=20) -> float:
+    """The per-step factor of a by-lag curve: (c[last]/c[first])^(1/(last−first)), over the
+    lags where the curve is positive (float64 underflows to 0 far out)."""
+    positive = np.flatnonzero(np.isfinite(curve) & (curve > 0))
+    last = min(last, int(positive.max()))
+    if last <= first:
+        return float("nan")
+    return float((curve[last] / curve[first]) ** (1.0 / (last - first)))
+
+
+def lag_figure(curves, path):
+    """The grid of gradient-norm-vs-lag panels (log scale), bound drawn over the measurements."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = sorted({c.activation for c in curves}, key=[c.activation for c in curves].index)
+    rhos = sorted({c.rho for c in curves})
+    fig, axes = plt.subplots(len(names), len(rhos), figsize=(3.2 * len(rhos), 2.6 * len(names)),
+                             sharex=True, sharey=True, squeeze=False)
+    for c in curves:
+        ax = axes[names.index(c.activation), rhos.index(c.rho)]
+        lags = np.arange(len(c.bound))
+        ax.semilogy(lags, c.bound, "k--", label="bound (γλ)^ℓ")
+        ax.semilogy(lags, c.jacobian_max, color="tab:red", label="max ‖∂s_t/∂s_k‖₂")
+        ax.semilogy(lags, c.jacobian_geomean, color="tab:blue", label="geo-mean ‖∂s_t/∂s_k‖₂")
+        ax.semilogy(lags, c.profile_geomean, color="tab:green", ls=":", label="‖∂L_t/∂s_k‖/‖∂L_t/∂s_t‖")
+        ax.set_title(f"{c.activation}, ρ={c.rho:g}, γλ={c.gamma * c.norm:.2f}", fontsize=9)
+        ax.set_ylim(1e-12, 1e8)
+        ax.grid(alpha=0.3)
+    for ax in axes[-1]:
+        ax.set_xlabel("lag t − k")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("norm")
+    axes[0, 0].legend(fontsize=6, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def clipping_figure(runs, path):
+    """Loss and gradient norm (before clipping) per step for each run."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 5.5), sharex=True)
+    for run, color in zip(runs, ("tab:red", "tab:blue")):
+        label = "no clipping" if run.clip is None else f"clip ‖g‖ ≤ {run.clip:g}"
+        label += f" (error {run.evaluation.error:.1%})"
+        steps = run.log.column("step")
+        top.plot(steps, _smooth(run.log.column("loss")), color=color, label=label)
+        bottom.semilogy(steps, run.log.column("norm"), color=color, lw=0.6, label=label)
+    top.set_ylabel("loss (mean of 25 steps)")
+    bottom.set_ylabel("‖g‖ before clipping")
+    bottom.set_xlabel("SGD step")
+    top.set_title(f"temporal order, 2 symbols, T = {runs[0].length}")
+    top.legend(fontsize=8)
+    for ax in (top, bottom):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _smooth(values, window=25):
+    kernel = np.ones(window) / window
+    padded = np.concatenate([np.full(window - 1, values[0]), values])
+    return np.convolve(padded, kernel, mode="valid")
+
+
+def run_diagnose(out_dir="docs/figures", *, T=60, hidden=32, length=20, lr=0.1, clip=1.0, steps=1500,
+                 search=SEARCH_LENGTHS, echo=print) -> dict:
+    """Run the studies, write the figures and numbers.json into `out_dir`, return the numbers."""
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    curves = lag_study(rhos=RHOS, T=T, d=hidden)
+    lag_figure(curves, out / "gradient-vs-lag.png")
+    numbers = {"lag_study": [_curve_numbers(c) for c in curves]}
+    runs = [train_run(length=length, clip=value, lr=lr, steps=steps, hidden=hidden) for value in (None, clip)]
+    clipping_figure(runs, out / "clipping.png")
+    numbers["clipping"] = [_run_numbers(run) for run in runs]
+    numbers["longest_solved"] = []
+    for value in (None, clip):
+        best, made = longest_solved(search, clip=value, lr=lr, steps=steps, hidden=hidden, check_every=100)
+        numbers["longest_solved"].append({"clip": value, "searched": list(search), "longest": best,
+                                          "runs": [_run_numbers(run) for run in made]})
+    (out / "numbers.json").write_text(json.dumps(numbers, indent=1) + "\n")
+    for c in numbers["lag_study"]:
+        echo(f"metric rate_{c['activation']}_rho{c['rho']:g} {c['rate_lags_1_20']:.4f}")
+        echo(f"metric violations_{c['activation']}_rho{c['rho']:g} {c['violations']}")
+    for r in numbers["clipping"]:
+        echo(f"metric clip_{r['clip']}_error {r['error']:.4f}")
+    for s in numbers["longest_solved"]:
+        echo(f"metric longest_solved_clip_{s['clip']} {s['longest']}")
+    return numbers
+
+
+def _curve_numbers(c) -> dict:
+    row = {key: value for key, value in dataclasses.asdict(c).items() if not isinstance(value, np.ndarray)}
+    row.update(gamma_rho=c.gamma * c.rho, gamma_lambda=c.gamma * c.norm,
+               rate_lags_1_20=measured_rate(c.jacobian_geomean),
+               rate_lags_1_59=measured_rate(c.jacobian_geomean, last=len(c.bound) - 1))
+    for lag in (1, 10, 30, len(c.bound) - 1):
+        row[f"geomean_lag{lag}"] = float(c.jacobian_geomean[lag])
+        row[f"max_lag{lag}"] = float(c.jacobian_max[lag])
+        row[f"bound_lag{lag}"] = float(c.bound[lag])
+    return row
+
+
+def _run_numbers(run) -> dict:
+    norms, losses = run.log.column("norm"), run.log.column("loss")
+    tail = max(len(losses) // 10, 1)
+    return {"length": run.length, "clip": run.clip, "steps": len(losses), "error": run.evaluation.error,
+            "solved": run.evaluation.solved, "diverged": run.diverged, "max_norm": float(np.nanmax(norms)),
+            "median_norm": float(np.nanmedian(norms)), "final_loss": float(np.nanmean(losses[-tail:]))}
+
+
+def diagnose_command(
+    out: pathlib.Path = typer.Option(pathlib.Path("docs/figures"), help="folder for the PNGs and numbers.json"),
+    steps: int = typer.Option(1500, min=1, help="SGD steps per training run (the length search's budget)"),
+    lr: float = typer.Option(0.1, min=0.0, help="SGD learning rate of the clipping study"),
+    clip: float = typer.Option(1.0, min=0.0, help="max ‖g‖ of the clipped runs"),
+    length: int = typer.Option(20, min=10, help="temporal-order length of the clipping figure"),
+) -> None:
+    """Measure vanishing/exploding gradients (tanh, logistic, relu; ρ(W) = 0.5, 1, 1.5, 3) and the
+    effect of norm clipping on temporal order; write the figures of docs/gradient-flow.md."""
+    run_diagnose(out, steps=steps, lr=lr, clip=clip, length=length, echo=typer.echo)

@@ -1,0 +1,130 @@
+"""The experiments behind `gpurnn diagnose` and docs/gradient-flow.md.
+
+lag_study      for each σ and each target ρ(W): W = a Gaussian matrix rescaled so that its spectral
+               radius is exactly ρ, one sequence of random tokens; measured ‖∂s_t/∂s_k‖₂ for every
+               pair (summarised by lag: geometric mean and maximum), the relative loss-gradient
+               profile ‖∂L_t/∂s_k‖/‖∂L_t/∂s_t‖, the bound (γλ)^(t−k), and the number of pairs above it.
+train_run      plain SGD on a pathological task, with or without global-norm clipping, one
+               `GradientNormLog` row per step (norm before clipping): our own explicit loop over
+               `gpurnn.bptt` + `gpurnn.clip_grad_norm`, so that the only difference between two runs
+               is the clipping. The gradient is the batch mean (summed loss / batch).
+longest_solved increasing lengths until one is not solved within the step budget.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from .. import activations
+from ..bptt import bptt
+from ..clip import clip_grad_norm, global_norm
+from ..model import init_params
+from ..pathological import Evaluation, make_task
+from .jacobians import jacobian_norms, lecture_bound, spectral_norm, spectral_radius
+from .monitor import GradientNormLog
+from .profile import bound_violations, gradient_profile, summarize_by_lag
+
+
+def recurrent_matrix(d: int, rho: float, seed: int = 0) -> np.ndarray:
+    """A (d,d) Gaussian matrix scaled so that ρ(W) = rho exactly."""
+    W = np.random.default_rng(seed).standard_normal((d, d))
+    return W * (rho / spectral_radius(W))
+
+
+@dataclasses.dataclass
+class LagCurve:
+    """One (σ, ρ) setting of the lag study; every array is indexed by lag 0..T−1."""
+
+    activation: str
+    rho: float
+    norm: float                  # λ = ‖W‖₂
+    gamma: float
+    jacobian_geomean: np.ndarray
+    jacobian_max: np.ndarray
+    profile_geomean: np.ndarray  # ‖∂L_t/∂s_k‖ / ‖∂L_t/∂s_t‖, geometric mean over pairs
+    bound: np.ndarray
+    violations: int              # measured pairs (Jacobians and profile) above the bound
+
+
+def lag_study(activation_names=("tanh", "logistic", "relu"), rhos=(0.5, 1.0, 1.5), *, T=60, d=32,
+              n_in=10, batch=8, seed=0) -> list[LagCurve]:
+    """Measured gradient flow against the bound for every (σ, ρ) pair (float64, CPU)."""
+    curves = []
+    rng = np.random.default_rng(seed)
+    inputs = rng.integers(0, n_in, (T, batch))
+    targets = rng.integers(0, n_in, (T, batch))
+    for name in activation_names:
+        for rho in rhos:
+            params = init_params(n_in, d, n_in, seed=seed, dtype="float64", scale=0.5)
+            params.W[:] = recurrent_matrix(d, rho, seed)
+            jac = jacobian_norms(params, inputs, activation=name, backend="cpu")
+            profile = gradient_profile(params, inputs, targets, activation=name, backend="cpu")
+            violations = (bound_violations(jac, params.W, name)
+                          + bound_violations(profile.norms, params.W, name, relative_to=np.diag(profile.norms)))
+            curves.append(LagCurve(name, rho, spectral_norm(params.W),
+                                   activations.GAMMA[activations.activation_code(name)],
+                                   summarize_by_lag(jac, "geomean"), summarize_by_lag(jac, "max"),
+                                   profile.by_lag("geomean"), lecture_bound(params.W, name, np.arange(T)),
+                                   violations))
+    return curves
+
+
+@dataclasses.dataclass
+class TrainingRun:
+    """One training run: its per-step log, the step it stopped at, the final evaluation."""
+
+    task: str
+    length: int
+    clip: float | None
+    log: GradientNormLog
+    evaluation: Evaluation
+    diverged: bool               # a non-finite loss or gradient stopped the run
+
+
+def train_run(task_name="temporal-order-2", length=20, *, clip=None, lr=0.1, rho=1.2, steps=1500,
+              hidden=32, batch=20, activation="tanh", seed=0, check_every=0, sequences=10_000) -> TrainingRun:
+    """SGD θ ← θ − lr·g with g the batch-mean gradient, clipped to ‖g‖ ≤ clip when given.
+
+    W starts with ρ(W) = rho (`recurrent_matrix`), U and V uniform in ±0.5. Every `check_every`
+    steps (0: never) the model is scored on 500 fresh sequences and training stops early once it
+    makes no error there; the run ends with the task's evaluation on `sequences` fresh ones.
+    """
+    task = make_task(task_name)
+    params = init_params(task.n_in, hidden, task.n_out, seed=seed, dtype="float64", scale=0.5)
+    params.W[:] = recurrent_matrix(hidden, rho, seed)
+    rng = np.random.default_rng(seed)
+    log, diverged = GradientNormLog(), False
+    for step in range(steps):
+        sample = task.generate(length, batch, rng)
+        result = bptt(params, sample.inputs, sample.targets, output=task.output, activation=activation,
+                      backend="cpu")
+        grads = result.grads.map(lambda g: g / batch)
+        norm = global_norm(grads)
+        log.record(step, grads, loss=result.loss / batch, norm=norm)
+        if not np.isfinite(norm) or not np.isfinite(result.loss):
+            diverged = True
+            break
+        if clip is not None:
+            grads, _ = clip_grad_norm(grads, clip)
+        for value, g in zip(params, grads):
+            value -= lr * g
+        if check_every and (step + 1) % check_every == 0 and task.evaluate(
+                params, length, activation=activation, sequences=500, seed=seed + step, backend="cpu").error == 0:
+            break
+    evaluation = task.evaluate(params, length, activation=activation, sequences=sequences, backend="cpu")
+    return TrainingRun(task_name, length, clip, log, evaluation, diverged)
+
+
+def longest_solved(lengths, **train_kwargs) -> tuple[int | None, list[TrainingRun]]:
+    """Train at each length in increasing order, stopping at the first one not solved.
+
+    Returns (the longest solved length or None, every run made)."""
+    runs, best = [], None
+    for length in sorted(lengths):
+        run = train_run(length=length, **train_kwargs)
+        runs.append(run)
+        if not run.evaluation.solved:
+            break
+        best = length
+    return best, runs
