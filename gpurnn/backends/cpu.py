@@ -6,90 +6,90 @@ never runs per step. Everything else is one product over all T·B rows.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import njit
 
-from .. import activations
-
-sigma = njit(activations.sigma, cache=True)
-sigma_prime = njit(activations.sigma_prime_from_state, cache=True)
+from .cpu_blas import activate, gemm, sigma_prime
 
 
 @njit(cache=True)
 def _gather_rows(tokens, U, b, lengths, XP):
     """XP[t, i] = U[tokens[t, i]] + b for t < lengths[i]; rows past a length are zeroed."""
-    T, B = tokens.shape
+    T, B, d = XP.shape
     for t in range(T):
         for i in range(B):
+            row = XP[t, i]
             if t < lengths[i]:
-                XP[t, i, :] = U[tokens[t, i]] + b
+                u = U[tokens[t, i]]
+                for j in range(d):
+                    row[j] = u[j] + b[j]
             else:
-                XP[t, i, :] = 0
+                row[:] = 0
 
 
 @njit(cache=True)
 def _scatter_rows(tokens, delta, lengths, dU):
     """dU[tokens[t, i]] += Δ[t, i] for t < lengths[i]."""
-    T, B = tokens.shape
+    T, B, d = delta.shape
     for t in range(T):
         for i in range(B):
             if t < lengths[i]:
-                dU[tokens[t, i]] += delta[t, i]
+                row, src = dU[tokens[t, i]], delta[t, i]
+                for j in range(d):
+                    row[j] += src[j]
 
 
 @njit(cache=True)
 def _recurrence_forward(XP, W, S, lengths, act):
-    """S[t+1] = σ(XP[t] + S[t] W) per active sequence, S[t] carried for finished ones."""
+    """S[t+1] = σ(S[t] W + XP[t]) per active sequence, S[t] carried for finished ones.
+
+    XP (T,B,d), W (d,d), S (T+1,B,d) with S[0] set: one GEMM (B,d)·(d,d) per step, then
+    σ row by row.
+    """
     T, B, d = XP.shape
     for t in range(T):
         prev, nxt = S[t], S[t + 1]
-        np.dot(prev, W, nxt)                      # (B,d) @ (d,d): the one sequential product
+        gemm(False, False, 1.0, prev, W, 0.0, nxt)
         for i in range(B):
             if t < lengths[i]:
-                for j in range(d):
-                    nxt[i, j] = sigma(act, nxt[i, j] + XP[t, i, j])
+                activate(act, nxt[i], XP[t, i], nxt[i])
             else:
                 nxt[i] = prev[i]
 
 
-@njit(cache=True)
-def _explicit_grad(G, g_last, lengths, t, i, j):
-    """∂L_t/∂s_t[i, j] from the loss at step t alone (0 where no loss is taken)."""
-    g = 0.0
-    if G.shape[0] > 0:
-        g += G[t, i, j]
-    if g_last.shape[0] > 0 and t == lengths[i] - 1:
-        g += g_last[i, j]
-    return g
+@njit(cache=True, error_model="numpy")
+def _delta_row(act, h, g, s, out):
+    """out = (h + g) ⊙ σ'(s) over one row (d,): ∂L/∂a from ∂L/∂s (later steps h, this step g)."""
+    for j in range(out.shape[0]):
+        out[j] = (h[j] + g[j]) * sigma_prime(act, s[j])
 
 
 @njit(cache=True)
-def _backward_exact(G, g_last, S, WT, lengths, act, delta, ds0):
-    """Full BPTT: h = ∂L/∂s_t accumulates every later loss; Δ_t = h ⊙ σ'(a_t); h ← Δ_t W^T."""
+def _backward_exact(G, S, W, lengths, act, delta, ds0):
+    """Full BPTT: h = ∂L/∂s_t from every later loss; Δ_t = (G_t + h) ⊙ σ'(a_t); h ← Δ_t Wᵀ.
+
+    G (T,B,d) explicit ∂L_t/∂s_t, S (T+1,B,d), W (d,d); writes Δ (T,B,d), adds to ds0 (B,d).
+    """
     T, B, d = delta.shape
     h = np.zeros((B, d), delta.dtype)
     for t in range(T - 1, -1, -1):
         st, dt = S[t + 1], delta[t]
         for i in range(B):
             if t < lengths[i]:
-                for j in range(d):
-                    g = h[i, j] + _explicit_grad(G, g_last, lengths, t, i, j)
-                    dt[i, j] = g * sigma_prime(act, st[i, j])
+                _delta_row(act, h[i], G[t, i], st[i], dt[i])
             else:
                 dt[i] = 0
-        np.dot(dt, WT, h)                         # (B,d) @ (d,d): the one sequential product
-    ds0[:] = h
+        gemm(False, True, 1.0, dt, W, 0.0, h)     # (B,d)·(d,d)ᵀ: the one sequential product
+    ds0 += h
 
 
 @njit(cache=True)
-def _backward_truncated(G, g_last, S, WT, lengths, act, tau, delta, ds0):
+def _backward_truncated(G, S, W, lengths, act, tau, delta, ds0):
     """Truncated BPTT: the loss at step t reaches steps t, t−1, …, t−τ only.
 
     Each loss step t starts a chain; up to τ+1 chains are alive at once, kept in a ring
     of slots (chain t in slot t mod (τ+1)) and propagated together by one product
-    ((τ+1)·B, d) @ (d, d) per step. Chain t retires after its term at step t−τ, and the
+    ((τ+1)·B, d)·(d, d)ᵀ per step. Chain t retires after its term at step t−τ, and the
     chain entering next (t−τ−1) takes its slot.
     """
     T, B, d = delta.shape
@@ -97,10 +97,7 @@ def _backward_truncated(G, g_last, S, WT, lengths, act, tau, delta, ds0):
     chains = np.zeros((m, B, d), delta.dtype)     # ∂L_t/∂s_k for each live chain t
     local = np.zeros((m, B, d), delta.dtype)      # the same chains' ∂L_t/∂a_k
     for k in range(T - 1, -1, -1):
-        slot = k % m
-        for i in range(B):
-            for j in range(d):
-                chains[slot, i, j] = _explicit_grad(G, g_last, lengths, k, i, j)
+        chains[k % m] = G[k]
         sk, dk = S[k + 1], delta[k]
         for i in range(B):
             active = k < lengths[i]
@@ -111,45 +108,41 @@ def _backward_truncated(G, g_last, S, WT, lengths, act, tau, delta, ds0):
                     local[c, i, j] = chains[c, i, j] * dsig
                     total += local[c, i, j]
                 dk[i, j] = total
-        np.dot(local.reshape((m * B, d)), WT, chains.reshape((m * B, d)))
-    # ds0 = Δ_0 W^T: every chain still holding a term at step 0 contributes (DESIGN.md's
+        gemm(False, True, 1.0, local.reshape((m * B, d)), W, 0.0, chains.reshape((m * B, d)))
+    # ds0 = Δ_0 Wᵀ: every chain still holding a term at step 0 contributes (DESIGN.md's
     # Σ_k ∂L_t/∂s_k ∂⁺s_k/∂θ with θ = s0, whose only explicit term is at the first step).
     for c in range(m):
         ds0 += chains[c]
 
 
 @njit(cache=True)
-def _softmax_xent(Z, targets, dZ):
-    """Loss Σ_r −log softmax(Z_r)[target_r] and dZ = softmax − onehot, rows with target < 0 skipped."""
-    R, k = Z.shape
-    loss = 0.0
-    count = 0
-    for r in range(R):
-        target = targets[r]
-        if target < 0:
-            dZ[r] = 0
-            continue
-        top = Z[r].max()
-        total = 0.0
-        for j in range(k):
-            e = math.exp(Z[r, j] - top)
-            dZ[r, j] = e
-            total += e
-        loss += math.log(total) + top - Z[r, target]
-        inv = 1.0 / total
-        for j in range(k):
-            dZ[r, j] *= inv
-        dZ[r, target] -= 1
-        count += 1
-    return loss, count
-
-
-@njit(cache=True)
-def _add_length0(g_last, lengths, ds0):
-    """A sequence of length 0 reads its output from s0 directly."""
+def _fold_last(g_last, lengths, G, ds0):
+    """Add ∂L/∂s_last (B,d) to G (T,B,d) at each sequence's last step, or to ds0 for length 0."""
     for i in range(lengths.shape[0]):
         if lengths[i] == 0:
             ds0[i] += g_last[i]
+        else:
+            G[lengths[i] - 1, i] += g_last[i]
+
+
+def _softmax_xent(Z, targets):
+    """(loss Σ_r −log softmax(Z_r)[target_r] in float64, count, dZ = softmax − onehot) for
+    Z (R,k), targets (R,); rows with target < 0 take no loss and get dZ = 0.
+
+    Whole-array NumPy: its exp is vectorized (SIMD), Numba's scalar libm call is not.
+    """
+    rows = np.flatnonzero(targets >= 0)
+    cols = targets[rows]
+    top = Z.max(axis=1, keepdims=True)
+    dZ = np.subtract(Z, top)
+    np.exp(dZ, out=dZ)
+    total = dZ.sum(axis=1, keepdims=True)
+    dZ /= total
+    terms = np.log(total[rows, 0]) + top[rows, 0] - Z[rows, cols]
+    dZ[rows, cols] -= 1
+    if rows.size < Z.shape[0]:
+        dZ[targets < 0] = 0
+    return float(terms.sum(dtype=np.float64)), int(rows.size), dZ
 
 
 class CPUBackend:
@@ -187,24 +180,19 @@ class CPUBackend:
         return Z
 
     def softmax_xent(self, Z, targets):
-        dZ = np.empty_like(Z)
-        loss, count = _softmax_xent(Z, targets, dZ)
-        return float(loss), int(count), dZ
+        return _softmax_xent(Z, targets)
 
     def recurrence_backward(self, G, g_last, S, W, lengths, activation, truncate):
         T, B, d = S.shape[0] - 1, S.shape[1], S.shape[2]
-        dtype = S.dtype
-        G = np.zeros((0, B, d), dtype) if G is None else G
-        g_last = np.zeros((0, d), dtype) if g_last is None else g_last
-        WT = np.ascontiguousarray(W.T)
-        delta = np.empty((T, B, d), dtype)
-        ds0 = np.zeros((B, d), dtype)
+        G = np.zeros((T, B, d), S.dtype) if G is None else G.copy() if g_last is not None else G
+        delta = np.empty((T, B, d), S.dtype)
+        ds0 = np.zeros((B, d), S.dtype)
+        if g_last is not None:
+            _fold_last(g_last, lengths, G, ds0)
         if truncate is None:
-            _backward_exact(G, g_last, S, WT, lengths, activation, delta, ds0)
+            _backward_exact(G, S, W, lengths, activation, delta, ds0)
         else:
-            _backward_truncated(G, g_last, S, WT, lengths, activation, truncate, delta, ds0)
-        if g_last.shape[0]:
-            _add_length0(g_last, lengths, ds0)
+            _backward_truncated(G, S, W, lengths, activation, truncate, delta, ds0)
         return delta, ds0
 
     def matmul(self, A, B, *, trans_a=False, trans_b=False):
