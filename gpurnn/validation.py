@@ -81,9 +81,10 @@ def check_call(params, inputs, *, lengths=None, s0=None, activation="tanh", outp
     if tokens:
         _check_token_ids(inputs, lengths, n)
     if s0 is not None:
-        if not is_array(s0) or tuple(s0.shape) != (B, d):
-            raise ValueError(f"s0 must be an array of shape (B, d) = {(B, d)}, got "
-                             f"{getattr(s0, 'shape', type(s0).__name__)}")
+        if not is_array(s0):
+            raise TypeError(f"s0 must be an array of shape (B, d) = {(B, d)}, got {type(s0).__name__}")
+        if tuple(s0.shape) != (B, d):
+            raise ValueError(f"s0 must be an array of shape (B, d) = {(B, d)}, got {tuple(s0.shape)}")
         _check_finite(s0, "s0")
     problem = Problem(T, B, n, d, k, dtype, tokens, inputs, lengths, s0, act, output,
                       truncate=None if truncate is None or truncate >= T - 1 else int(truncate))
