@@ -7,10 +7,15 @@ tests that take the `backend` fixture or carry the `sim` marker run, on the "cud
 backend, at tiny sizes: the simulator executes every thread in Python.
 """
 import os
+import sys
 
 import pytest
 
 SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+if SIMULATOR:
+    # The simulator's block manager polls its threads while they wait at syncthreads();
+    # with Python's default 5 ms GIL switch interval each barrier costs milliseconds.
+    sys.setswitchinterval(5e-5)
 
 
 def real_gpu() -> bool:
