@@ -1,0 +1,213 @@
+"""The CUDA backend: device arrays, Numba CUDA kernels (`gpurnn.kernels`), cuBLAS for the
+large products on a GPU.
+
+Each operation of `gpurnn.backends.base.Backend` turns its arrays into kernel views once
+(`cuda_memory.kernel_view`) and launches its kernels on them. The recurrences launch one
+fused kernel per step (the step-by-step reference path). Products off the recurrence are
+single products over all T·B rows, done by `GEMM`:
+
+    "cublas"  CuPy's matmul (cuBLAS), the default on a real GPU;
+    "numba"   the tiled shared-memory kernel `gpurnn.kernels.gemm`, what the simulator runs.
+
+Pick with `CUDABackend(gemm=...)` or the environment variable GPURNN_GEMM;
+`profiling/bench_gpu.py` measures both on the card.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+from numba.cuda.core import config as cuda_config
+
+from gpurnn.kernels import elementwise, reductions, rows, softmax_xent, step_backward, step_forward
+from gpurnn.kernels.device import LANES, THREADS, TILE
+from gpurnn.kernels.gemm import gemm
+
+from . import cuda_memory as mem
+from .cuda_memory import DeviceMemoryError
+
+__all__ = ["CUDABackend", "DeviceMemoryError", "cuda_available", "gpu_present"]
+
+# Tiny launches are deliberate here (small batches, tests); Numba's low-occupancy warning
+# would otherwise fire on them, and the test suite turns warnings into errors.
+cuda_config.CUDA_LOW_OCCUPANCY_WARNINGS = 0
+
+GEMMS = ("cublas", "numba")
+gpu_present = mem.gpu_present
+
+
+def cuda_available() -> bool:
+    """True where the backend runs: a real GPU with Numba and CuPy, or the simulator."""
+    return mem.SIMULATOR or mem.gpu_present()
+
+
+def _blocks(count, size):
+    return max(1, -(-count // size))
+
+
+def _tiles(rows_, cols):
+    """Grid and block of the (TILE, TILE) tiled kernels for a (rows, cols) output."""
+    return (_blocks(cols, TILE), _blocks(rows_, TILE)), (TILE, TILE)
+
+
+def _lanes(rows_, cols):
+    """Grid and block of the LANES-shaped elementwise kernels for a (rows, cols) output."""
+    return (_blocks(cols, LANES[0]), _blocks(rows_, LANES[1])), LANES
+
+
+def _line(count):
+    """Grid and block of the 1-D kernels over `count` elements."""
+    return _blocks(count, THREADS), THREADS
+
+
+class CUDABackend:
+    """Numba CUDA kernels on device arrays. See `gpurnn.backends.base.Backend` for each
+    operation's contract."""
+
+    name = "cuda"
+
+    def __init__(self, gemm=None):
+        gemm = gemm or os.environ.get("GPURNN_GEMM") or ("cublas" if mem.cupy_module() else "numba")
+        if gemm not in GEMMS:
+            raise ValueError(f"gemm must be one of {GEMMS}, got {gemm!r}")
+        if gemm == "cublas" and mem.cupy_module() is None:
+            raise ValueError("gemm='cublas' needs CuPy on a real GPU")
+        self.gemm = gemm
+
+    # arrays -------------------------------------------------------------------------
+    def asarray(self, array, dtype=None):
+        return mem.asarray(array, dtype)
+
+    def to_host(self, array):
+        return mem.to_host(array)
+
+    def zeros(self, shape, dtype):
+        return mem.zeros(shape, dtype)
+
+    # forward ------------------------------------------------------------------------
+    def project_inputs(self, inputs, U, b, lengths):
+        T, B = inputs.shape[:2]
+        d = U.shape[1]
+        if inputs.ndim == 3:
+            return self.affine(inputs.reshape(T * B, inputs.shape[2]), U, b).reshape(T, B, d)
+        XP = mem.empty((T, B, d), U.dtype)
+        rows.gather_rows[_lanes(T * B, d)](
+            mem.kernel_view(inputs), mem.kernel_view(U), mem.kernel_view(b), mem.kernel_view(lengths),
+            mem.kernel_view(XP))
+        return XP
+
+    def recurrence_forward(self, XP, W, s0, lengths, activation):
+        T, B, d = XP.shape
+        S = mem.empty((T + 1, B, d), XP.dtype)
+        views = [mem.kernel_view(a) for a in (S, XP, W, s0, lengths)]
+        launch = step_forward.step_forward[_tiles(B, d)]
+        for t in range(T):
+            launch(*views, t, activation)
+        return S
+
+    def affine(self, X, V, c):
+        if self.gemm == "cublas":
+            Z = X @ V
+            Z += c
+            return Z
+        return self._gemm(X, V, c, False, False)
+
+    def softmax_xent(self, Z, targets):
+        R, k = Z.shape
+        dZ = mem.empty((R, k), Z.dtype)
+        per_row = mem.empty((R, 2), np.float64)
+        softmax_xent.softmax_xent[R, softmax_xent.ROW_THREADS](
+            mem.kernel_view(Z), mem.kernel_view(targets), mem.kernel_view(dZ), mem.kernel_view(per_row))
+        loss, count = mem.to_host(self.sum_rows(per_row))
+        return float(loss), int(round(count)), dZ
+
+    # backward -----------------------------------------------------------------------
+    def recurrence_backward(self, G, g_last, S, W, lengths, activation, truncate):
+        T, B, d = S.shape[0] - 1, S.shape[1], S.shape[2]
+        dtype = S.dtype
+        delta = mem.empty((T, B, d), dtype)
+        ds0 = mem.empty((1, B, d), dtype)
+        has_G, has_last = G is not None, g_last is not None
+        G = mem.empty((1, 1, 1), dtype) if G is None else G
+        g_last = mem.empty((1, 1), dtype) if g_last is None else g_last
+        Sv, Wv, Gv, lv, Lv, Dv = (mem.kernel_view(a) for a in (S, W, G, g_last, lengths, delta))
+        common = (Wv, Gv, has_G, lv, has_last, Sv, Lv)
+
+        def step(P, p, k, slot, reset, O, o, rows_):
+            step_backward.step_backward[_tiles(rows_, d)](P, p, *common, k, slot, reset, activation, O, o)
+
+        if truncate is None:
+            for k in range(T - 1, -1, -1):
+                step(Dv, k + 1 if k < T - 1 else -1, k, 0, 0, Dv, k, B)
+        else:
+            m = truncate + 1
+            ring = mem.kernel_view(mem.empty((2, m * B, d), dtype))
+            add = step_backward.sum_chains[_lanes(B, d)]
+            for k in range(T - 1, -1, -1):
+                o = k % 2
+                step(ring, 1 - o if k < T - 1 else -1, k, k % m, 1, ring, o, m * B)
+                add(ring, o, m, Dv, k)
+        step(Dv, 0, -1, 0, 0, mem.kernel_view(ds0), 0, B)    # ds0 = Δ_0 Wᵀ (+ g_last at length 0)
+        return delta, ds0.reshape(B, d)
+
+    def matmul(self, A, B, *, trans_a=False, trans_b=False):
+        if self.gemm == "cublas":
+            return (A.T if trans_a else A) @ (B.T if trans_b else B)
+        return self._gemm(A, B, None, trans_a, trans_b)
+
+    def sum_rows(self, A):
+        out = mem.empty((A.shape[1],), A.dtype)
+        reductions.sum_rows[_blocks(A.shape[1], LANES[0]), LANES](mem.kernel_view(A), mem.kernel_view(out))
+        return out
+
+    def input_grad(self, inputs, delta, n, lengths):
+        T, B, d = delta.shape
+        flat = delta.reshape(T * B, d)
+        if inputs.ndim == 3:
+            return self.matmul(inputs.reshape(T * B, n), flat, trans_a=True)
+        keys = mem.empty((T * B,), np.int64)
+        rows.bucket_keys[_line(T * B)](mem.kernel_view(inputs), mem.kernel_view(lengths), n,
+                                                    mem.kernel_view(keys))
+        xp = mem.array_library()
+
+        def sort(keys_):
+            order = xp.argsort(keys_)
+            return order, xp.searchsorted(keys_[order], xp.arange(n + 1) * (T * B))
+
+        order, offsets = mem.device_index_op(sort, keys)
+        dU = mem.empty((n, d), delta.dtype)
+        rows.bucket_sum[_lanes(n, d)](
+            *(mem.kernel_view(a) for a in (order, offsets, flat, dU)))
+        return dU
+
+    # clipping -----------------------------------------------------------------------
+    def sum_squares(self, A):
+        flat = A.reshape(int(np.prod(A.shape)))
+        blocks = min(_blocks(flat.shape[0], THREADS), reductions.MAX_BLOCKS)
+        partials = mem.empty((blocks,), np.float64)
+        reductions.sum_squares[blocks, THREADS](mem.kernel_view(flat), mem.kernel_view(partials))
+        return math.fsum(mem.to_host(partials).tolist())
+
+    def scale(self, A, factor):
+        return self._elementwise(elementwise.scale, A, factor)
+
+    def clamp(self, A, limit):
+        return self._elementwise(elementwise.clamp, A, limit)
+
+    # helpers ------------------------------------------------------------------------
+    def _elementwise(self, kernel, A, value):
+        out = mem.empty(A.shape, A.dtype)
+        N = int(np.prod(A.shape))
+        kernel[_line(N)](
+            mem.kernel_view(A.reshape(N)), float(value), mem.kernel_view(out.reshape(N)))
+        return out
+
+    def _gemm(self, A, B, bias, trans_a, trans_b):
+        M = A.shape[1] if trans_a else A.shape[0]
+        N = B.shape[0] if trans_b else B.shape[1]
+        C = mem.empty((M, N), A.dtype)
+        bias_view = mem.kernel_view(bias if bias is not None else mem.empty((1,), A.dtype))
+        gemm[_tiles(M, N)](mem.kernel_view(A), mem.kernel_view(B), bias_view, int(trans_a), int(trans_b),
+                           int(bias is not None), mem.kernel_view(C))
+        return C

@@ -1,0 +1,64 @@
+"""Device functions shared by the kernels: σ, σ' and the shared-memory tile product.
+
+σ and σ' are `gpurnn.activations`' scalar functions compiled for the device (the same
+source the CPU backend compiles with `njit`), never copies.
+
+Block shapes, shared by the kernels' launches:
+  TILE     the edge of the square blocks of the tiled products (16 × 16 = 256 threads);
+  LANES    (x, y) of the 2-D elementwise blocks: 32 columns (one warp, coalesced) × 8 rows;
+  THREADS  threads of the 1-D blocks.
+Under the Numba simulator every thread is a Python thread, so the blocks shrink there
+(fewer idle padding threads, a faster test suite); the code path is the same.
+"""
+from numba import cuda
+from numba.cuda.core import config
+
+from gpurnn import activations
+
+SIM = bool(config.ENABLE_CUDASIM)
+TILE = 4 if SIM else 16
+LANES = (4, 2) if SIM else (32, 8)
+THREADS = 8 if SIM else 256
+
+sigma = cuda.jit(device=True)(activations.sigma)
+sigma_prime = cuda.jit(device=True)(activations.sigma_prime_from_state)
+
+
+@cuda.jit(device=True)
+def tile_product(A, B, trans_a, trans_b, sA, sB):
+    """Σ_m op(A)[row, m] · op(B)[m, col] for this thread's (row, col).
+
+    op(X) = Xᵀ when its flag is set; op(A) is (M,K), op(B) is (K,N). The block is
+    (TILE, TILE) threads and owns the output tile whose corner is (blockIdx.y·TILE,
+    blockIdx.x·TILE); thread (ty, tx) owns row = corner + ty, col = corner + tx. Each
+    pass loads one (TILE, TILE) tile of op(A) and of op(B) into shared memory sA, sB
+    (each (TILE, TILE+1): the pad keeps the transposed stores free of bank conflicts),
+    reading global memory along rows (coalesced) whether or not the operand is
+    transposed. Out-of-range entries load as 0. Every thread of the block must call it.
+    Accumulates in A's dtype; returns the sum.
+    """
+    ty, tx = cuda.threadIdx.y, cuda.threadIdx.x
+    r0, c0 = cuda.blockIdx.y * TILE, cuda.blockIdx.x * TILE
+    M = A.shape[1] if trans_a else A.shape[0]
+    K = A.shape[0] if trans_a else A.shape[1]
+    N = B.shape[0] if trans_b else B.shape[1]
+    zero = A.dtype.type(0)
+    acc = zero
+    for k0 in range(0, K, TILE):
+        if trans_a:   # op(A)[r0+tx, k0+ty] = A[k0+ty, r0+tx]: threads along tx read one row of A
+            i, m = r0 + tx, k0 + ty
+            sA[tx, ty] = A[m, i] if i < M and m < K else zero
+        else:
+            i, m = r0 + ty, k0 + tx
+            sA[ty, tx] = A[i, m] if i < M and m < K else zero
+        if trans_b:   # op(B)[k0+tx, c0+ty] = B[c0+ty, k0+tx]
+            m, j = k0 + tx, c0 + ty
+            sB[tx, ty] = B[j, m] if m < K and j < N else zero
+        else:
+            m, j = k0 + ty, c0 + tx
+            sB[ty, tx] = B[m, j] if m < K and j < N else zero
+        cuda.syncthreads()    # both tiles complete before any thread reads them
+        for m in range(TILE):
+            acc += sA[ty, m] * sB[m, tx]
+        cuda.syncthreads()    # every thread done reading before the next pass overwrites the tiles
+    return acc

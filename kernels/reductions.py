@@ -1,0 +1,61 @@
+"""Deterministic reductions: column sums (db, dc, the loss) and the sum of squares (the
+global gradient norm). No float atomics: every partial sum is formed in a fixed order
+that depends only on the array's shape, so the same input always gives the same bits.
+
+sum_rows     out[j] = Σ_r A[r, j]. Launch: block LANES = (lx, ly), grid (ceil(m/lx),).
+             Thread (ty, tx) sums rows ty, ty + ly, … of column bx·lx + tx in order
+             (reads coalesced along the row), then a tree over ty in shared memory.
+sum_squares  partials[b] = Σ A_i² (float64) over i = b·THREADS + x + q·THREADS·nblocks, then
+             a tree over the block; the host adds the few partials in order.
+             Launch: block (THREADS,), grid (nblocks,) with nblocks fixed by A's size.
+"""
+from numba import cuda
+
+from .device import LANES, SIM, THREADS
+
+MAX_BLOCKS = 4 if SIM else 512   # sum_squares' grid cap (its partials are copied to the host)
+_BUF = (LANES[1], LANES[0])      # sum_rows' shared buffer: one row of partial sums per row lane
+
+
+@cuda.jit
+def sum_rows(A, out):
+    """A (R,m) -> out (m,): each column's sum, accumulated in out's dtype."""
+    cols, lanes = LANES
+    buf = cuda.shared.array(_BUF, out.dtype)
+    ty, tx = cuda.threadIdx.y, cuda.threadIdx.x
+    j = cuda.blockIdx.x * cols + tx
+    acc = out.dtype.type(0)
+    if j < A.shape[1]:
+        for r in range(ty, A.shape[0], lanes):
+            acc += A[r, j]
+    buf[ty, tx] = acc
+    cuda.syncthreads()        # all lanes' partial sums stored before the tree reads them
+    half = lanes // 2
+    while half > 0:
+        if ty < half:
+            buf[ty, tx] += buf[ty + half, tx]
+        cuda.syncthreads()    # this pass's sums visible before the next pass reads them
+        half //= 2
+    if ty == 0 and j < A.shape[1]:
+        out[j] = buf[0, tx]
+
+
+@cuda.jit
+def sum_squares(A, partials):
+    """A (N,) flat -> partials (nblocks,) float64: each block's Σ A_i² over its strided share."""
+    buf = cuda.shared.array(THREADS, partials.dtype)
+    x = cuda.threadIdx.x
+    acc = partials.dtype.type(0)
+    for q in range(cuda.blockIdx.x * THREADS + x, A.shape[0], THREADS * cuda.gridDim.x):
+        v = partials.dtype.type(A[q])
+        acc += v * v
+    buf[x] = acc
+    cuda.syncthreads()        # all partial sums stored before the tree reads them
+    half = THREADS // 2
+    while half > 0:
+        if x < half:
+            buf[x] += buf[x + half]
+        cuda.syncthreads()    # this pass's sums visible before the next pass reads them
+        half //= 2
+    if x == 0:
+        partials[cuda.blockIdx.x] = buf[0]

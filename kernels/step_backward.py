@@ -1,0 +1,63 @@
+"""One step of backpropagation through the recurrence, exact or truncated, all B sequences.
+
+Rows r = c·B + i of the output hold chain c of sequence i (m chains; exact BPTT has m = 1).
+For step k (run from T−1 down to 0), with s = S[k+1][i, j]:
+
+    e  = G[k, i, j] + [k = lengths[i] − 1] · g_last[i, j]     ∂L_k/∂s_k, the explicit term
+    h  = Σ_m P[p][r, m] · W[j, m]     (δ W^T of the step after; 0 when p < 0: none yet)
+    v  = h + e         exact (reset = 0): one chain collects every later loss
+    v  = e  if c = slot, else h       truncated (reset = 1): chain `slot` restarts at the
+                                      loss of step k, the others carry their loss back
+    O[o][r, j] = v · σ'(s)  if k < lengths[i],  0 past the sequence's end
+
+With k = −1 the same kernel gives ds0 = Δ_0 W^T (+ g_last for sequences of length 0):
+no σ' (s0 is not an activation's output) and no G term.
+
+`sum_chains` then adds a truncated step's m chains into Δ_k in a fixed order (c = 0..m−1).
+
+Launch (step_backward): block (TILE, TILE), grid (ceil(d/TILE), ceil(m·B/TILE)); thread
+(ty, tx) of block (by, bx) owns O[o][by·TILE + ty, bx·TILE + tx]; the barriers are
+`tile_product`'s. Launch (sum_chains): block LANES = (lx, ly), grid (ceil(d/lx), ceil(B/ly)); no barrier.
+"""
+from numba import cuda
+
+from .device import TILE, sigma_prime, tile_product
+
+
+@cuda.jit
+def step_backward(P, p, W, G, has_G, g_last, has_last, S, lengths, k, slot, reset, act, O, o):
+    """P (·,m·B,d): earlier outputs, read at P[p]; O (·,m·B,d): written at O[o]; G (T,B,d),
+    g_last (B,d) dummies when their flag is 0; S (T+1,B,d) the states; lengths (B,) int64."""
+    sA = cuda.shared.array((TILE, TILE + 1), O.dtype)
+    sB = cuda.shared.array((TILE, TILE + 1), O.dtype)
+    h = tile_product(P[max(p, 0)], W, 0, 1, sA, sB)
+    B, d = S.shape[1], S.shape[2]
+    r = cuda.blockIdx.y * TILE + cuda.threadIdx.y
+    j = cuda.blockIdx.x * TILE + cuda.threadIdx.x
+    if r >= O.shape[1] or j >= d:
+        return
+    c, i = r // B, r % B
+    if k >= lengths[i]:
+        O[o, r, j] = 0
+        return
+    e = O.dtype.type(0)
+    if c == slot:
+        if has_G and k >= 0:
+            e += G[k, i, j]
+        if has_last and k == lengths[i] - 1:
+            e += g_last[i, j]
+    v = e if p < 0 or (reset and c == slot) else h + e
+    O[o, r, j] = v * sigma_prime(act, S[k + 1, i, j]) if k >= 0 else v
+
+
+@cuda.jit
+def sum_chains(ring, o, m, delta, k):
+    """Δ_k[i, j] = Σ_{c=0}^{m−1} ring[o][c·B + i, j], in that order (deterministic)."""
+    B, d = delta.shape[1], delta.shape[2]
+    i = cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y
+    j = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+    if i < B and j < d:
+        total = delta.dtype.type(0)
+        for c in range(m):
+            total += ring[o, c * B + i, j]
+        delta[k, i, j] = total

@@ -1,0 +1,34 @@
+"""One step of the recurrence forward, for all B sequences in one launch.
+
+    S[t+1][i, j] = σ(XP[t][i, j] + Σ_m s_t[i, m] W[m, j])   while t < lengths[i]
+    S[t+1][i, j] = s_t[i, j]                                 once sequence i has ended
+
+with s_t = S[t] (s0 when t = 0; that launch also stores S[0] = s0). XP = x U + b was
+computed for all steps beforehand, so the bias is already in it; the product s_t W is
+`tile_product`'s shared-memory tiles, fused with the add, σ and the store of the state
+(σ' is later computed from the stored state alone).
+
+Launch: block (TILE, TILE), grid (ceil(d/TILE), ceil(B/TILE)); thread (ty, tx) of block
+(by, bx) owns S[t+1][by·TILE + ty, bx·TILE + tx]. The barriers are `tile_product`'s.
+"""
+from numba import cuda
+
+from .device import TILE, sigma, tile_product
+
+
+@cuda.jit
+def step_forward(S, XP, W, s0, lengths, t, act):
+    """S (T+1,B,d) XP (T,B,d) W (d,d) s0 (B,d) lengths (B,) int64; t: the step; act: σ's code."""
+    sA = cuda.shared.array((TILE, TILE + 1), S.dtype)
+    sB = cuda.shared.array((TILE, TILE + 1), S.dtype)
+    prev = s0 if t == 0 else S[t]
+    acc = tile_product(prev, W, 0, 0, sA, sB)
+    i = cuda.blockIdx.y * TILE + cuda.threadIdx.y
+    j = cuda.blockIdx.x * TILE + cuda.threadIdx.x
+    if i < S.shape[1] and j < S.shape[2]:
+        if t == 0:
+            S[0, i, j] = s0[i, j]
+        if t < lengths[i]:
+            S[t + 1, i, j] = sigma(act, acc + XP[t, i, j])
+        else:
+            S[t + 1, i, j] = prev[i, j]
