@@ -1,8 +1,10 @@
-"""Optimizers and learning-rate schedules, as in-place array updates on NumPy or CuPy arrays.
+"""Optimizers and learning-rate schedules; in-place updates on any backend's arrays.
 
 Each optimizer keeps its slots (one array per parameter and slot, on the parameters'
-device) and updates the parameters in place: `opt.step(params, grads, lr)`. With g the
-gradient, t the 1-based step count, every operation elementwise:
+device) and updates the parameters in place, one fused pass per parameter
+(`gpurnn.optim_kernels`: Numba on the CPU, a Numba CUDA kernel on CuPy or simulator
+arrays): `opt.step(params, grads, lr)`. With g the gradient, t the 1-based step count,
+every operation elementwise:
 
     SGD       m ← μ m + g;            θ ← θ − lr·m           (μ = 0: plain SGD; nesterov: θ ← θ − lr·(g + μ m))
     Adagrad   G ← G + g²;             θ ← θ − lr·g / sqrt(G + ε)                     (min-char-rnn, ε = 1e-8)
@@ -19,7 +21,8 @@ import math
 
 import numpy as np
 
-from .arrays import array_module
+from . import optim_kernels as kernels
+from .backends import backend_for
 from .model import FIELDS, Params
 
 __all__ = ["SGD", "Adagrad", "RMSprop", "Adam", "OPTIMIZERS", "Optimizer", "Schedule", "make_optimizer",
@@ -27,72 +30,74 @@ __all__ = ["SGD", "Adagrad", "RMSprop", "Adam", "OPTIMIZERS", "Optimizer", "Sche
 
 
 class Optimizer:
-    """Base class: `slots` arrays per parameter, created as zeros like the parameters."""
+    """Base class: `slots` arrays per parameter, created as zeros like the parameters (on
+    their device); the update itself is one fused pass per parameter (`gpurnn.optim_kernels`)."""
 
     name = ""
     slots: tuple[str, ...] = ()
+    defaults: dict = {}
 
     def __init__(self, params: Params, **hparams):
         self.hparams = self._check(hparams)
         self.t = 0
-        xp = array_module(params.W)
-        self.state = {slot: params.map(xp.zeros_like) for slot in self.slots}
+        self.state = {slot: params.map(kernels.zeros_like) for slot in self.slots}
 
     def step(self, params: Params, grads: Params, lr: float) -> None:
-        """Update `params` in place with `grads` at learning rate `lr`."""
-        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr >= 0):
+        """Update `params` (and the slots) in place with `grads` at learning rate `lr`."""
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (0 <= lr < math.inf):
             raise ValueError(f"lr must be a finite number >= 0, got {lr!r}")
         self.t += 1
-        xp = array_module(params.W)
+        code, scalars = self._scalars(float(lr))
         for name in FIELDS:
             slots = [getattr(self.state[slot], name) for slot in self.slots]
-            self._update(xp, getattr(params, name), getattr(grads, name), slots, float(lr))
+            s1, s2 = slots[0], slots[-1]
+            kernels.update(code, getattr(params, name), getattr(grads, name), s1, s2, scalars)
 
-    def _update(self, xp, p, g, slots, lr):
-        raise NotImplementedError  # each optimizer's rule
+    def _scalars(self, lr):
+        """(rule code, (lr, a, b, eps, c1, c2)) for this step."""
+        raise NotImplementedError  # each optimizer's constants
 
     def state_dict(self) -> dict:
         """{"slot.U": array, ...} (on the parameters' device)."""
         return {f"{slot}.{name}": array for slot, values in self.state.items() for name, array in values.items()}
 
     def load_state_dict(self, arrays: dict, t: int) -> None:
-        """Restore the slots (copied into the existing arrays, on their device) and the step count."""
-        for key, target in self.state_dict().items():
-            if key not in arrays:
-                raise ValueError(f"optimizer state for {self.name} is missing {key!r}")
-            source = arrays[key]
-            if tuple(source.shape) != tuple(target.shape):
-                raise ValueError(f"optimizer state {key!r} must have shape {tuple(target.shape)}, "
-                                 f"got {tuple(source.shape)}")
-            target[...] = array_module(target).asarray(source)
+        """Restore the slots (moved to the parameters' device) and the step count."""
+        for slot, values in self.state.items():
+            restored = {}
+            for name, target in values.items():
+                key = f"{slot}.{name}"
+                if key not in arrays:
+                    raise ValueError(f"optimizer state for {self.name} is missing {key!r}")
+                if tuple(arrays[key].shape) != tuple(target.shape):
+                    raise ValueError(f"optimizer state {key!r} must have shape {tuple(target.shape)}, "
+                                     f"got {tuple(arrays[key].shape)}")
+                restored[name] = backend_for(target).asarray(arrays[key], target.dtype)
+            self.state[slot] = Params(**restored)
         self.t = int(t)
 
     @classmethod
     def _check(cls, hparams):
-        defaults = dict(cls.defaults)
-        unknown = set(hparams) - set(defaults)
+        unknown = set(hparams) - set(cls.defaults)
         if unknown:
             raise TypeError(f"{cls.name} got unknown hyperparameters {sorted(unknown)}; "
-                            f"it takes {sorted(defaults)}")
-        defaults.update(hparams)
-        for key, value in defaults.items():
+                            f"it takes {sorted(cls.defaults)}")
+        values = {**cls.defaults, **hparams}
+        for key, value in values.items():
             if key != "nesterov" and not (isinstance(value, (int, float)) and 0 <= value < math.inf):
                 raise ValueError(f"{cls.name} {key} must be a finite number >= 0, got {value!r}")
-        return defaults
+        return values
 
 
 class SGD(Optimizer):
-    """SGD with (heavy-ball or Nesterov) momentum; `momentum=0` is plain SGD."""
+    """SGD with heavy-ball (or Nesterov) momentum; `momentum=0` is plain SGD."""
 
     name, slots = "sgd", ("momentum",)
     defaults = {"momentum": 0.9, "nesterov": False}
 
-    def _update(self, xp, p, g, slots, lr):
-        (m,) = slots
-        mu = self.hparams["momentum"]
-        m *= mu
-        m += g
-        p -= lr * (g + mu * m if self.hparams["nesterov"] else m)
+    def _scalars(self, lr):
+        code = kernels.NESTEROV if self.hparams["nesterov"] else kernels.SGD
+        return code, (lr, float(self.hparams["momentum"]), 0.0, 0.0, 0.0, 1.0)
 
 
 class Adagrad(Optimizer):
@@ -101,10 +106,8 @@ class Adagrad(Optimizer):
     name, slots = "adagrad", ("sum_sq",)
     defaults = {"eps": 1e-8}
 
-    def _update(self, xp, p, g, slots, lr):
-        (G,) = slots
-        G += g * g
-        p -= lr * g / xp.sqrt(G + self.hparams["eps"])
+    def _scalars(self, lr):
+        return kernels.ADAGRAD, (lr, 0.0, 0.0, float(self.hparams["eps"]), 0.0, 1.0)
 
 
 class RMSprop(Optimizer):
@@ -113,30 +116,19 @@ class RMSprop(Optimizer):
     name, slots = "rmsprop", ("square_avg",)
     defaults = {"alpha": 0.99, "eps": 1e-8}
 
-    def _update(self, xp, p, g, slots, lr):
-        (v,) = slots
-        alpha = self.hparams["alpha"]
-        v *= alpha
-        v += (1 - alpha) * g * g
-        p -= lr * g / (xp.sqrt(v) + self.hparams["eps"])
+    def _scalars(self, lr):
+        return kernels.RMSPROP, (lr, float(self.hparams["alpha"]), 0.0, float(self.hparams["eps"]), 0.0, 1.0)
 
 
 class Adam(Optimizer):
-    """Adam (Kingma and Ba 2015) with bias correction, torch.optim.Adam's order of operations."""
+    """Adam (Kingma and Ba 2015) with bias correction, in torch.optim.Adam's form."""
 
     name, slots = "adam", ("exp_avg", "exp_avg_sq")
     defaults = {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
 
-    def _update(self, xp, p, g, slots, lr):
-        m, v = slots
-        b1, b2, eps = self.hparams["beta1"], self.hparams["beta2"], self.hparams["eps"]
-        m *= b1
-        m += (1 - b1) * g
-        v *= b2
-        v += (1 - b2) * g * g
-        step_size = lr / (1 - b1 ** self.t)
-        denom = xp.sqrt(v) / math.sqrt(1 - b2 ** self.t) + eps
-        p -= step_size * m / denom
+    def _scalars(self, lr):
+        b1, b2, eps = (float(self.hparams[k]) for k in ("beta1", "beta2", "eps"))
+        return kernels.ADAM, (lr, b1, b2, eps, lr / (1 - b1 ** self.t), math.sqrt(1 - b2 ** self.t))
 
 
 OPTIMIZERS = {cls.name: cls for cls in (SGD, Adagrad, RMSprop, Adam)}

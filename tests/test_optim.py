@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from gpurnn import Params
+from gpurnn.backends import get_backend
 from gpurnn.optim import make_optimizer, make_schedule
 
 GOLDEN = np.load(pathlib.Path(__file__).parent / "golden" / "optim_torch.npz")
@@ -23,13 +24,15 @@ def _params(prefix):
     ("rmsprop", "rmsprop", {"alpha": 0.99, "eps": 1e-8}, 1e-12),
     ("adam", "adam", {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8}, 1e-12),
 ])
-def test_optimizer_matches_torch(name, gpurnn_name, hparams, rtol):
-    params = _params("init")
+def test_optimizer_matches_torch(name, gpurnn_name, hparams, rtol, backend):
+    """The same update on the backend's arrays (NumPy, CuPy, or the simulator's device arrays)."""
+    be = get_backend(backend)
+    params = _params("init").map(be.asarray)
     opt = make_optimizer(gpurnn_name, params, **hparams)
     for i in range(STEPS):
-        opt.step(params, _params(f"grad{i}"), LR)
+        opt.step(params, _params(f"grad{i}").map(be.asarray), LR)
     for key, value in params.items():
-        np.testing.assert_allclose(value, GOLDEN[f"{name}.{key}"], rtol=rtol, atol=1e-12, err_msg=key)
+        np.testing.assert_allclose(be.to_host(value), GOLDEN[f"{name}.{key}"], rtol=rtol, atol=1e-12, err_msg=key)
     assert opt.t == STEPS
 
 
