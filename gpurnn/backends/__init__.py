@@ -22,13 +22,14 @@ def _cuda():
     return CUDABackend()
 
 
-def cuda_usable() -> bool:
-    """True when the CUDA backend can run here (a GPU, or the Numba simulator)."""
+def cuda_usable(*, simulator=True) -> bool:
+    """True when the CUDA backend can run here: a real GPU, or (unless simulator=False)
+    the Numba simulator."""
     try:
-        from .cuda import cuda_available
+        from .cuda import cuda_available, gpu_present
     except ImportError:
         return False
-    return cuda_available()
+    return cuda_available() if simulator else gpu_present()
 
 
 def get_backend(name="auto"):
@@ -39,7 +40,7 @@ def get_backend(name="auto"):
         raise TypeError(f"backend must be 'auto', 'cpu' or 'cuda', got {type(name).__name__}")
     if name not in BACKENDS:
         raise ValueError(f"backend must be 'auto', 'cpu' or 'cuda', got {name!r}")
-    if name == "cpu" or (name == "auto" and not cuda_usable()):
+    if name == "cpu" or (name == "auto" and not cuda_usable(simulator=False)):
         return _cpu()
     if name == "cuda" and not cuda_usable():
         raise RuntimeError("backend='cuda' needs a CUDA GPU with numba-cuda and CuPy installed "
