@@ -1,7 +1,10 @@
 """Device functions shared by the kernels: σ, σ' and the shared-memory tile product.
 
 σ and σ' are `gpurnn.activations`' scalar functions compiled for the device (the same
-source the CPU backend compiles with `njit`), never copies.
+source the CPU backend compiles with `njit`), never copies. Every device function here is
+inlined at the Numba IR level (`inline="always"`): it costs nothing at run time, and unlike a
+plain `cuda.jit(device=True)` function it compiles with `compile_ptx` on a machine without a
+GPU (a plain one asks the driver for the current device), which the PTX tests need.
 
 Block shapes, shared by the kernels' launches:
   TILE     the edge of the square blocks of the tiled products (16 × 16 = 256 threads);
@@ -20,11 +23,12 @@ TILE = 4 if SIM else 16
 LANES = (4, 2) if SIM else (32, 8)
 THREADS = 8 if SIM else 256
 
-sigma = cuda.jit(device=True)(activations.sigma)
-sigma_prime = cuda.jit(device=True)(activations.sigma_prime_from_state)
+inline = cuda.jit(device=True, inline="always")
+sigma = inline(activations.sigma)
+sigma_prime = inline(activations.sigma_prime_from_state)
 
 
-@cuda.jit(device=True)
+@inline
 def tile_product(A, B, trans_a, trans_b, sA, sB):
     """Σ_m op(A)[row, m] · op(B)[m, col] for this thread's (row, col).
 

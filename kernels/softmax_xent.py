@@ -19,14 +19,14 @@ import math
 
 from numba import cuda
 
-from .device import SIM
+from .device import SIM, inline
 
 # Threads per row (a power of two): 128 covers k up to a few thousand in a handful of
 # passes; 4 under the simulator, where each thread is a Python thread.
 ROW_THREADS = 4 if SIM else 128
 
 
-@cuda.jit(device=True)
+@inline
 def _tree(buf, op_max):
     """Reduce buf[0:ROW_THREADS] into buf[0] (max or sum), halving the active threads each pass."""
     x = cuda.threadIdx.x
