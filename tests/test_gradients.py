@@ -55,14 +55,15 @@ def test_exact_gradients_match_finite_differences(activation, output, tokens, le
     assert max(errors.values()) < FD_RTOL, errors
 
 
-TRUNCATIONS = [0, 1, 2, SIZES["T"] - 2]
+TRUNCATIONS = [None, 0, 1, 2, SIZES["T"] - 2]
 
 
-@pytest.mark.parametrize("truncate", TRUNCATIONS)
-@pytest.mark.parametrize(MODES, representative(activation=ACTIVATIONS, output=["all", "last"], tokens=[True, False],
-                                               lengths=[False, True], s0=[True]))
-def test_truncated_gradients_match_per_term_reference(truncate, activation, output, tokens, lengths, s0, backend):
-    """Each loss term keeps at most τ Jacobian factors (brute force, one term at a time)."""
+@pytest.mark.parametrize(MODES + ",truncate", representative(
+    activation=ACTIVATIONS, output=["all", "last"], tokens=[True, False], lengths=[False, True], s0=[False, True],
+    truncate=TRUNCATIONS))
+def test_gradients_match_per_term_reference(activation, output, tokens, lengths, s0, truncate, backend):
+    """The fused loops against the plain per-step reference, which backpropagates each loss
+    term on its own through at most τ Jacobian factors (all of them for τ = None)."""
     case = make_case(2, activation=activation, output=output, tokens=tokens, lengths=lengths, s0=s0,
                      truncate=truncate, **SIZES)
     r = run(case, backend)
