@@ -63,3 +63,16 @@ def test_single_step_single_sequence(backend):
     assert_close(states[0, 0], s1, np.float64, "s_1")
     assert_close(logits[0, 0], s1 @ P.V + P.c, np.float64, "z_1")
     assert_close(s_last[0], s1, np.float64, "s_last")
+
+
+@pytest.mark.parametrize("id_dtype", [np.int32, np.uint8, np.int16])
+def test_token_id_dtypes_and_strided_inputs(id_dtype, backend):
+    """Any int dtype for token ids, and non-contiguous (batch-major transposed) arrays,
+    give the same result as contiguous int64 ids."""
+    case = make_case(14, lengths=True, s0=True, **SIZES)
+    ref = gpurnn.forward(case.params, case.inputs, backend=backend, **case.forward_kwargs())
+    strided = np.ascontiguousarray(case.inputs.T).astype(id_dtype).T     # (T,B) view of a (B,T) array
+    assert not strided.flags.c_contiguous
+    got = gpurnn.forward(case.params, strided, backend=backend, **case.forward_kwargs())
+    for a, b in zip(ref, got):
+        np.testing.assert_array_equal(a, b)

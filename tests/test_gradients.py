@@ -153,3 +153,32 @@ def test_float32_agrees_with_float64(activation, output, tokens, truncate, backe
     assert r32.ds0.dtype == r32.s_last.dtype == np.float32
     np.testing.assert_allclose(r32.ds0, r64.ds0, atol=F32_ATOL, rtol=F32_RTOL)
     np.testing.assert_allclose(r32.s_last, r64.s_last, atol=F32_ATOL, rtol=F32_RTOL)
+
+
+@pytest.mark.parametrize("output,truncate", [("all", None), ("last", 1)])
+def test_sequences_of_a_batch_are_independent(output, truncate, backend):
+    """A batch's gradients are the sums of its sequences' gradients taken one at a time;
+    its ds0 and s_last rows are theirs."""
+    case = make_case(8, output=output, lengths=True, s0=True, truncate=truncate, **SIZES)
+    whole = run(case, backend)
+    parts = [run(dataclasses.replace(case, inputs=case.inputs[:, [i]], targets=case.targets[..., [i]],
+                                     lengths=case.lengths[[i]], s0=case.s0[[i]]), backend)
+             for i in range(SIZES["B"])]
+    assert_close(whole.loss, sum(p.loss for p in parts), np.float64, "loss")
+    for name in FIELDS:
+        assert_close(getattr(whole.grads, name), sum(getattr(p.grads, name) for p in parts), np.float64, name)
+    assert_close(whole.ds0, np.concatenate([p.ds0 for p in parts]), np.float64, "ds0")
+    assert_close(whole.s_last, np.concatenate([p.s_last for p in parts]), np.float64, "s_last")
+
+
+def test_large_logits_stay_finite(backend):
+    """The softmax cross-entropy subtracts the row maximum: logits near ±1000 give the exact loss."""
+    case = make_case(9, s0=True, **SIZES)
+    case.params.c[:] = 1000.0 * np.linspace(-1, 1, SIZES["k"])
+    r = run(case, backend)
+    loss, grads, ds0 = reference_bptt(case)
+    assert np.isfinite(r.loss) and r.loss > 1000
+    assert_close(r.loss, loss, np.float64, "loss")
+    for name in FIELDS:
+        assert_close(getattr(r.grads, name), grads[name], np.float64, name)
+    assert_close(r.ds0, ds0, np.float64, "ds0")
