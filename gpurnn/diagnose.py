@@ -72,19 +72,21 @@ def clipping_figure(runs, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 5.5), sharex=True)
+    fig, (top, bottom, weights) = plt.subplots(3, 1, figsize=(7, 7.5), sharex=True)
     for run, color in zip(runs, ("tab:red", "tab:blue")):
         label = "no clipping" if run.clip is None else f"clip ‖g‖ ≤ {run.clip:g}"
         label += f" (error {run.evaluation.error:.1%})"
         steps = run.log.column("step")
         top.plot(steps, _smooth(run.log.column("loss")), color=color, label=label)
         bottom.semilogy(steps, run.log.column("norm"), color=color, lw=0.6, label=label)
+        weights.plot(np.arange(1, len(run.weight_norm) + 1), run.weight_norm, color=color, label=label)
     top.set_ylabel("loss (mean of 25 steps)")
     bottom.set_ylabel("‖g‖ before clipping")
-    bottom.set_xlabel("SGD step")
+    weights.set_ylabel("‖W‖_F after the step")
+    weights.set_xlabel("SGD step")
     top.set_title(f"temporal order, 2 symbols, T = {runs[0].length}")
     top.legend(fontsize=8)
-    for ax in (top, bottom):
+    for ax in (top, bottom, weights):
         ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -97,7 +99,7 @@ def _smooth(values, window=25):
     return np.convolve(padded, kernel, mode="valid")
 
 
-def run_diagnose(out_dir="docs/figures", *, T=60, hidden=32, length=20, lr=0.1, clip=1.0, steps=1500,
+def run_diagnose(out_dir="docs/figures", *, T=60, hidden=32, length=20, lr=0.3, clip=1.0, steps=1500,
                  search=SEARCH_LENGTHS, echo=print) -> dict:
     """Run the studies, write the figures and numbers.json into `out_dir`, return the numbers."""
     out = pathlib.Path(out_dir)
@@ -129,7 +131,7 @@ def _curve_numbers(c) -> dict:
     row.update(gamma_rho=c.gamma * c.rho, gamma_lambda=c.gamma * c.norm,
                rate_lags_1_20=measured_rate(c.jacobian_geomean),
                rate_lags_1_59=measured_rate(c.jacobian_geomean, last=len(c.bound) - 1))
-    for lag in (1, 10, 30, len(c.bound) - 1):
+    for lag in sorted({lag for lag in (1, 10, 30) if lag < len(c.bound)} | {len(c.bound) - 1}):
         row[f"geomean_lag{lag}"] = float(c.jacobian_geomean[lag])
         row[f"max_lag{lag}"] = float(c.jacobian_max[lag])
         row[f"bound_lag{lag}"] = float(c.bound[lag])
@@ -141,13 +143,15 @@ def _run_numbers(run) -> dict:
     tail = max(len(losses) // 10, 1)
     return {"length": run.length, "clip": run.clip, "steps": len(losses), "error": run.evaluation.error,
             "solved": run.evaluation.solved, "diverged": run.diverged, "max_norm": float(np.nanmax(norms)),
-            "median_norm": float(np.nanmedian(norms)), "final_loss": float(np.nanmean(losses[-tail:]))}
+            "median_norm": float(np.nanmedian(norms)), "max_loss": float(np.nanmax(losses)),
+            "final_loss": float(np.nanmean(losses[-tail:])),
+            "max_weight_norm": float(np.max(run.weight_norm, initial=0.0))}
 
 
 def diagnose_command(
     out: pathlib.Path = typer.Option(pathlib.Path("docs/figures"), help="folder for the PNGs and numbers.json"),
     steps: int = typer.Option(1500, min=1, help="SGD steps per training run (the length search's budget)"),
-    lr: float = typer.Option(0.1, min=0.0, help="SGD learning rate of the clipping study"),
+    lr: float = typer.Option(0.3, min=0.0, help="SGD learning rate of the clipping study"),
     clip: float = typer.Option(1.0, min=0.0, help="max ‖g‖ of the clipped runs"),
     length: int = typer.Option(20, min=10, help="temporal-order length of the clipping figure"),
 ) -> None:

@@ -72,17 +72,18 @@ def lag_study(activation_names=("tanh", "logistic", "relu"), rhos=(0.5, 1.0, 1.5
 
 @dataclasses.dataclass
 class TrainingRun:
-    """One training run: its per-step log, the step it stopped at, the final evaluation."""
+    """One training run: its per-step log and weight norms, the final evaluation."""
 
     task: str
     length: int
     clip: float | None
     log: GradientNormLog
+    weight_norm: np.ndarray      # ‖W‖_F after each step
     evaluation: Evaluation
     diverged: bool               # a non-finite loss or gradient stopped the run
 
 
-def train_run(task_name="temporal-order-2", length=20, *, clip=None, lr=0.1, rho=1.2, steps=1500,
+def train_run(task_name="temporal-order-2", length=20, *, clip=None, lr=0.3, rho=1.2, steps=1500,
               hidden=32, batch=20, activation="tanh", seed=0, check_every=0, sequences=10_000) -> TrainingRun:
     """SGD θ ← θ − lr·g with g the batch-mean gradient, clipped to ‖g‖ ≤ clip when given.
 
@@ -94,7 +95,7 @@ def train_run(task_name="temporal-order-2", length=20, *, clip=None, lr=0.1, rho
     params = init_params(task.n_in, hidden, task.n_out, seed=seed, dtype="float64", scale=0.5)
     params.W[:] = recurrent_matrix(hidden, rho, seed)
     rng = np.random.default_rng(seed)
-    log, diverged = GradientNormLog(), False
+    log, diverged, weight_norm = GradientNormLog(), False, []
     for step in range(steps):
         sample = task.generate(length, batch, rng)
         result = bptt(params, sample.inputs, sample.targets, output=task.output, activation=activation,
@@ -109,11 +110,12 @@ def train_run(task_name="temporal-order-2", length=20, *, clip=None, lr=0.1, rho
             grads, _ = clip_grad_norm(grads, clip)
         for value, g in zip(params, grads):
             value -= lr * g
+        weight_norm.append(float(np.linalg.norm(params.W)))
         if check_every and (step + 1) % check_every == 0 and task.evaluate(
                 params, length, activation=activation, sequences=500, seed=seed + step, backend="cpu").error == 0:
             break
     evaluation = task.evaluate(params, length, activation=activation, sequences=sequences, backend="cpu")
-    return TrainingRun(task_name, length, clip, log, evaluation, diverged)
+    return TrainingRun(task_name, length, clip, log, np.array(weight_norm), evaluation, diverged)
 
 
 def longest_solved(lengths, **train_kwargs) -> tuple[int | None, list[TrainingRun]]:

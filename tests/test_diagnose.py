@@ -1,0 +1,43 @@
+"""The diagnose studies and figures at tiny sizes (the real run is `gpurnn diagnose`)."""
+import json
+
+import numpy as np
+import pytest
+
+from gpurnn.diagnose import measured_rate, run_diagnose
+from gpurnn.diagnostics import spectral_radius
+from gpurnn.diagnostics.studies import lag_study, recurrent_matrix, train_run
+
+
+def test_recurrent_matrix_has_the_asked_spectral_radius():
+    assert spectral_radius(recurrent_matrix(6, 1.5, seed=2)) == pytest.approx(1.5)
+
+
+def test_lag_study_respects_the_bound_and_vanishes_for_logistic():
+    curves = lag_study(("tanh", "logistic"), (0.5, 1.5), T=12, d=6, batch=2)
+    assert [(c.activation, c.rho) for c in curves] == [("tanh", 0.5), ("tanh", 1.5), ("logistic", 0.5),
+                                                       ("logistic", 1.5)]
+    assert all(c.violations == 0 for c in curves)
+    assert all(measured_rate(c.jacobian_geomean) < 1 for c in curves if c.activation == "logistic")
+
+
+def test_train_run_logs_every_step_and_clips():
+    run = train_run(length=10, clip=0.5, steps=4, hidden=4, batch=3, sequences=50)
+    assert run.log.column("step").tolist() == [0, 1, 2, 3] and not run.diverged
+    assert np.isfinite(run.log.column("norm")).all() and 0 <= run.evaluation.error <= 1
+
+
+def test_measured_rate():
+    assert measured_rate(0.5 ** np.arange(30)) == pytest.approx(0.5)
+    curve = 0.1 ** np.arange(30.0)
+    curve[5:] = 0
+    assert measured_rate(curve) == pytest.approx(0.1)
+
+
+def test_run_diagnose_writes_figures_and_numbers(tmp_path):
+    lines = []
+    numbers = run_diagnose(tmp_path, T=6, hidden=4, length=10, steps=2, search=(10,), echo=lines.append)
+    assert (tmp_path / "gradient-vs-lag.png").stat().st_size > 0
+    assert (tmp_path / "clipping.png").stat().st_size > 0
+    assert json.loads((tmp_path / "numbers.json").read_text()) == json.loads(json.dumps(numbers))
+    assert len(numbers["lag_study"]) == 12 and all(line.startswith("metric ") for line in lines)
