@@ -57,7 +57,7 @@ def _recurrence_forward(XP, W, S, lengths, act):
                 nxt[i] = prev[i]
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _delta_row(act, h, g, s, out):
     """out = (h + g) ⊙ σ'(s) over one row (d,): ∂L/∂a from ∂L/∂s (later steps h, this step g)."""
     for j in range(out.shape[0]):

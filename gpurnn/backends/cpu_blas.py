@@ -94,7 +94,7 @@ def _fast_tanh_impl(x):
     return lambda x: math.tanh(x)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def activate(act, pre, extra, out):
     """out[j] = σ(pre[j] + extra[j]) over one row (d,); out may be pre."""
     if act == TANH:
