@@ -100,9 +100,9 @@ class Trainer:
 
     params: initial `Params` (copied, then moved to the backend's device once).
     callbacks: callables `fn(stats: StepStats)`, or objects with any of
-        `on_step(trainer, StepStats)`, `on_grads(trainer, grads: Params)` (after the
-        reduction and normalisation, before clipping: H7's gradient norms hook here),
-        `on_eval(trainer, EvalStats)`.
+        `on_step(trainer, StepStats)`, `on_grads(trainer, step, grads: Params)` (`step` the
+        1-based number of the step being taken, as in its StepStats; the gradients after the
+        reduction and normalisation, before clipping), `on_eval(trainer, EvalStats)`.
     meta: JSON-serialisable facts saved in checkpoints (e.g. {"vocab": [...], "task": "charlm"}).
     out_dir: receives `checkpoint.safetensors` (at evaluations, every `checkpoint_every`
         steps and at the end of `fit`), `best.safetensors` (lowest validation loss) and
@@ -159,7 +159,7 @@ class Trainer:
             self._diverged(f"the loss is {loss}")
         if scale != 1.0:
             grads = grads.map(lambda g: self.backend.scale(g, scale))
-        self._notify("on_grads", grads)
+        self._notify("on_grads", self.step_count + 1, grads)
         with annotate("clip", domain="gpurnn"):
             grads, norm = self._clip(grads)
         lr = self.lr()
@@ -196,12 +196,12 @@ class Trainer:
                                f"the state after step {self.step_count}{where}. Lower the learning rate or "
                                "clip the gradients (clip='norm', max_norm=1..5).")
 
-    def _notify(self, event, value):
+    def _notify(self, event, *values):
         for callback in self.callbacks:
             if event == "on_step" and callable(callback) and not hasattr(callback, event):
-                callback(value)
+                callback(*values)
             elif hasattr(callback, event):
-                getattr(callback, event)(self, value)
+                getattr(callback, event)(self, *values)
 
     def fit(self, data, *, steps: int | None = None, epochs: int | None = None, valid=None,
             progress: bool = True) -> list[StepStats]:

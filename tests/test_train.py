@@ -71,7 +71,8 @@ def test_streaming_carries_states_and_stops_gradients_at_chunk_borders():
     seen = []
 
     class Record:
-        def on_grads(self, trainer, grads):
+        def on_grads(self, trainer, step, grads):
+            assert step == trainer.step_count + 1
             seen.append(grads.map(np.copy))
 
     trainer = _trainer(optimizer="sgd", lr=0.0, clip="none")
@@ -120,7 +121,7 @@ def test_norm_is_logged_before_clipping_and_loss_norm():
     norms = []
 
     class Record:
-        def on_grads(self, trainer, grads):
+        def on_grads(self, trainer, step, grads):
             norms.append(global_norm(grads))
 
     xs, ys = _sentences()
