@@ -45,6 +45,7 @@ def _block_backward(dtype, rows, chains, rreg, exact):
 
     def kernel(G, g_last, S, W, lengths, act, delta, ds0):
         T, B, d = delta.shape
+        zero = delta.dtype.type(0)
         j = cuda.threadIdx.x
         b0 = cuda.blockIdx.x * rows
         sm = cuda.shared.array(0, f)
@@ -65,9 +66,9 @@ def _block_backward(dtype, rows, chains, rreg, exact):
                 for q in range(rows):
                     b = b0 + q
                     active = b < B and k < lengths[b]
-                    e = explicit(G, g_last, lengths, k, b, j) if active else 0
-                    dsig = pc.sigma_prime(act, S[k + 1, b, j]) if active else 0
-                    total = dsig * 0
+                    e = explicit(G, g_last, lengths, k, b, j) if active else zero
+                    dsig = pc.sigma_prime(act, S[k + 1, b, j]) if active else zero
+                    total = zero
                     for c in range(chains):
                         r = c * rows + q
                         if c == slot:
@@ -128,7 +129,7 @@ def _coop_backward(dtype, rows):
                 idx = tid + u * NT
                 b, col = b0 + idx // C, g * C + idx % C
                 if idx < rows * C and b < B and col < d:
-                    v = h[u] * 0
+                    v = delta.dtype.type(0)
                     if k < lengths[b]:
                         e = h[u] + explicit(G, g_last, lengths, k, b, col)
                         v = e * pc.sigma_prime(act, S[k + 1, b, col])

@@ -20,20 +20,28 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from numba import config, cuda, float32, float64, int64
+from numba import config, cuda, float32, float64, int64, uint64
 
-from .device import sigma, sigma_prime  # noqa: F401  (σ, σ' shared with the step kernels)
+from gpurnn import activations
 
 SIMULATOR = bool(config.ENABLE_CUDASIM)
 
-# Inlined device functions: a local array handed to a call that is not inlined lives in
-# local memory; inlined, it stays in registers. (The simulator takes no `forceinline`.)
-inline = cuda.jit(device=True) if SIMULATOR else cuda.jit(device=True, forceinline=True)
+# Device functions inlined at the Numba IR level: a local array handed to a call that is not
+# inlined lives in local memory, inlined it stays in registers; and, unlike a plain
+# `cuda.jit(device=True)` function (kernels/device.py's σ, σ'), an inlined one compiles to PTX
+# with `compile_ptx` on a machine without a GPU (a plain one asks the driver for the current
+# device's compute capability), which the PTX / ptxas tests need.
+inline = cuda.jit(device=True, inline="always")
+sigma = inline(activations.sigma)
+sigma_prime = inline(activations.sigma_prime_from_state)
 
 COOP_COLUMNS = 32       # C: one warp of columns, so a warp's W loads are one contiguous row piece
 COOP_THREADS = 256      # C × KS threads: KS = 8 warps split the inner dimension i
+COOP_REGS = 255         # registers per thread ptxas gives the cooperative kernels (up to 255)
 MAX_ACC = 16            # register accumulators per thread (rows × chains) before spilling risk
 REG_OPTIONS = (0, 32, 64, 96, 128)   # W rows held in registers by the block variant
+UNROLL_LIMIT = 256       # rreg · rows · chains: larger register loops are not fully unrolled
+                         # by NVVM, and W's register copy then lives in local memory
 DEFAULT_SMEM_CARVE = 1024  # bytes the runtime reserves per block on sm_80+ (not usable)
 
 
@@ -90,10 +98,10 @@ def _block_plan(B, d, isz, chains, limits):
     words = isz // 4
     while rows >= 1:
         acc = rows * chains
-        for rreg in REG_OPTIONS:
+        for rreg in sorted(REG_OPTIONS, reverse=True):   # more W in registers: less smem traffic
             smem = ((d - min(rreg, d)) * d + 2 * acc * d) * isz
             regs = (rreg + 2 * acc) * words + 48        # W rows, accumulators, addressing
-            if (rreg <= d and smem <= limits.smem_per_block
+            if (rreg <= d and rreg * acc <= UNROLL_LIMIT and smem <= limits.smem_per_block
                     and regs <= min(255, limits.regs_per_sm // threads)):
                 return Plan("block", f"W on chip: {rreg} rows in registers, the rest in shared memory",
                             rows=rows, chains=chains, rreg=rreg, cols=d, grid=math.ceil(B / rows),
@@ -109,7 +117,8 @@ def _coop_plan(B, d, isz, limits):
         smem = (d * cols + rows * d + ks * rows * cols) * isz
         if smem > limits.smem_per_block:
             return None
-        per_sm = limits.smem_per_sm // (smem + DEFAULT_SMEM_CARVE)
+        per_sm = min(limits.smem_per_sm // (smem + DEFAULT_SMEM_CARVE),
+                     limits.regs_per_sm // (COOP_THREADS * COOP_REGS))
         grid = groups * math.ceil(B / rows)
         if grid <= per_sm * limits.sm_count:
             return Plan("coop", f"W split over {groups} column groups, one grid barrier per step",
@@ -154,14 +163,16 @@ def make_matvec(rows, rreg):
 
     @inline
     def matvec(x, xoff, xstride, w, wbase, wstride, wreg, i0, i1, acc):
+        # uint64 indices: Numba adds negative-index wrap-around code to every signed index
         for i in range(rreg):
             wv = wreg[i]
             for q in range(rows):
-                acc[q] += x[xoff + q * xstride + i] * wv
+                acc[q] += x[uint64(xoff + q * xstride + i)] * wv
         for i in range(max(i0, rreg), i1):
-            wv = w[wbase + i * wstride]
+            wv = w[uint64(wbase + i * wstride)]
+            xi = uint64(xoff + i)
             for q in range(rows):
-                acc[q] += x[xoff + q * xstride + i] * wv
+                acc[q] += x[xi + uint64(q * xstride)] * wv
 
     return matvec
 
@@ -185,7 +196,7 @@ def load_w(W, transpose, sm, woff, wstride, col0, ncols, irow0):
     for idx in range(cuda.threadIdx.x, n, cuda.blockDim.x):
         i = irow0 + idx // ncols
         col = col0 + idx % ncols
-        v = W[0, 0] * 0
+        v = W.dtype.type(0)
         if col < d:
             v = W[col, i] if transpose else W[i, col]
         sm[woff + (i - irow0) * wstride + idx % ncols] = v
@@ -239,7 +250,7 @@ def make_coop_product(rows):
         tid = cuda.threadIdx.x
         for idx in range(tid, rows * d, COOP_THREADS):
             b = b0 + idx // d
-            sm[xoff + idx] = src[b, idx % d] if b < B else 0
+            sm[xoff + idx] = src[b, idx % d] if b < B else src.dtype.type(0)
         cuda.syncthreads()          # xs complete before any partial sum reads it
         ks, c = tid // C, tid % C
         chunk = (d + KS - 1) // KS

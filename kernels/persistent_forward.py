@@ -35,6 +35,7 @@ def _block_forward(dtype, rows, rreg):
 
     def kernel(XP, W, s0, lengths, act, S):
         T, B, d = XP.shape
+        zero = XP.dtype.type(0)
         j = cuda.threadIdx.x
         b0 = cuda.blockIdx.x * rows
         sm = cuda.shared.array(0, f)
@@ -47,7 +48,7 @@ def _block_forward(dtype, rows, rreg):
             b = b0 + q
             lens[q] = lengths[b] if b < B else 0
             if j < d:
-                v = s0[b, j] if b < B else 0
+                v = s0[b, j] if b < B else zero
                 sm[xoff + q * d + j] = v
                 if b < B:
                     S[0, b, j] = v
@@ -61,7 +62,7 @@ def _block_forward(dtype, rows, rreg):
             if j < d:
                 for q in range(rows):
                     b = b0 + q
-                    acc[q] = XP[t, b, j] if t < lens[q] else 0
+                    acc[q] = XP[t, b, j] if t < lens[q] else zero
                 matvec(sm, cur, d, sm, j - rreg * d, d, wreg, 0, d, acc)
                 for q in range(rows):
                     b = b0 + q
