@@ -19,80 +19,25 @@ import dataclasses
 import math
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, NamedTuple
+from typing import Any, Callable, Iterable
 
 import numpy as np
 from nvtx import annotate
 from tqdm.auto import tqdm
 
-from .activations import activation_code
 from .backends import get_backend
 from .batches import Batch
 from .bptt import bptt, forward
 from .checkpoint import load_checkpoint, save_checkpoint, to_host
 from .clip import NonFiniteGradientError, clip_grad_norm, clip_grad_value, global_norm
 from .model import Params
-from .optim import OPTIMIZERS, SCHEDULES, make_optimizer, make_schedule
+from .optim import make_optimizer, make_schedule
+from .train_config import EvalStats, StepStats, TrainConfig, TrainingDiverged, check_config
 from .validation import check_call, check_params
 
 __all__ = ["EvalStats", "StepStats", "TrainConfig", "Trainer", "TrainingDiverged"]
 
 CHECKPOINT, BEST, LAST_GOOD = "checkpoint.safetensors", "best.safetensors", "last_good.safetensors"
-
-
-@dataclasses.dataclass
-class TrainConfig:
-    """Hyperparameters of a run (all JSON-serialisable; saved in every checkpoint)."""
-
-    activation: str = "tanh"          # σ: tanh | logistic | sigmoid | relu
-    optimizer: str = "adam"           # sgd | adagrad | rmsprop | adam  (gpurnn.optim)
-    lr: float = 2e-3                  # base learning rate
-    momentum: float = 0.9             # SGD momentum (0: plain SGD)
-    optimizer_args: dict = dataclasses.field(default_factory=dict)  # e.g. {"beta2": 0.99}, {"eps": 1e-6}
-    schedule: str = "constant"        # constant | step | cosine  (gpurnn.optim.make_schedule)
-    lr_step_every: int = 1000         # "step": multiply lr by lr_gamma every this many steps
-    lr_gamma: float = 0.5             # "step": the factor
-    lr_min: float = 0.0               # "cosine": the floor reached at total_steps
-    total_steps: int | None = None    # "cosine": the horizon (fit's `steps` when None)
-    clip: str = "norm"                # norm | value | none
-    max_norm: float = 5.0             # clip="norm": ‖g‖ ≤ max_norm (Pascanu et al.)
-    clip_value: float = 5.0           # clip="value": each entry in [−clip_value, clip_value]
-    truncate: int | None = None       # per-loss truncation τ (None: exact BPTT within each batch/chunk)
-    output: str = "all"               # all: a loss per step (LM, tagging) | last: one per sequence (classify)
-    loss_norm: str = "mean"           # mean: update with sum/count (per target) | sum
-    seed: int = 0                     # data order (and init when the trainer draws params)
-    backend: str = "auto"             # auto | cpu | cuda
-    eval_every: int = 0               # evaluate on `valid` every this many steps (0: once per epoch)
-    checkpoint_every: int = 0         # with out_dir: save every this many steps (0: at evaluations/end)
-    patience: int = 0                 # stop after this many evaluations without a lower loss (0: never)
-
-
-class StepStats(NamedTuple):
-    """One step: `loss` mean per target over `count` targets, `tokens` input steps read,
-    `grad_norm` before clipping, `lr` used, `seconds` this step took, `tokens_per_s` over
-    this trainer's steps so far (wall clock, GPU work included: the loss is read each step)."""
-
-    step: int
-    epoch: int
-    loss: float
-    count: int
-    tokens: int
-    grad_norm: float
-    lr: float
-    seconds: float
-    tokens_per_s: float
-
-
-class EvalStats(NamedTuple):
-    """An evaluation: `loss` mean cross-entropy per target (nats), over `count` targets."""
-
-    step: int
-    loss: float
-    count: int
-
-
-class TrainingDiverged(NonFiniteGradientError):
-    """The loss or a gradient became NaN or Inf; the parameters keep the last good state."""
 
 
 class Trainer:
@@ -114,7 +59,7 @@ class Trainer:
     def __init__(self, params: Params, config: TrainConfig | None = None, *, callbacks: Iterable[Any] = (),
                  meta: dict | None = None, out_dir=None, reduce: Callable | None = None):
         self.config = config = dataclasses.replace(config or TrainConfig())
-        _check_config(config)
+        check_config(config)
         check_params(params)
         self.backend = get_backend(config.backend)
         self.params = params.map(lambda a: self.backend.asarray(to_host(a).copy()))
@@ -131,7 +76,7 @@ class Trainer:
         self.position = {"step": 0, "epoch": 0, "batch": 0, "rng": self.rng.bit_generator.state,
                          "best_loss": None, "evals_since_best": 0}
         self.carry = None                      # (B,d) streams' states after the last step
-        self._tokens, self._seconds = 0, 0.0   # this session's throughput
+        self._throughput = _Throughput()
 
     @property
     def step_count(self) -> int:
@@ -168,10 +113,8 @@ class Trainer:
         self.carry = result.s_last
         self.position["step"] += 1
         seconds = time.perf_counter() - start
-        self._tokens += batch.tokens
-        self._seconds += seconds
         stats = StepStats(self.step_count, self.position["epoch"], loss, count, batch.tokens, norm, lr, seconds,
-                          self._tokens / self._seconds)
+                          self._throughput.add(batch.tokens, seconds))
         self._notify("on_step", stats)
         return stats
 
@@ -204,12 +147,15 @@ class Trainer:
                 getattr(callback, event)(self, *values)
 
     def fit(self, data, *, steps: int | None = None, epochs: int | None = None, valid=None,
-            progress: bool = True) -> list[StepStats]:
+            progress: bool = True, max_seconds: float | None = None) -> list[StepStats]:
         """Train on `data` until `steps` steps or `epochs` epochs in all (totals, so a resumed run
-        given the same arguments stops where the uninterrupted one would), evaluating on `valid`
-        every `eval_every` steps (0: after each epoch). Returns this call's `StepStats`."""
+        given the same arguments stops where the uninterrupted one would), or until this call
+        has run `max_seconds` (wall clock; where it stops then depends on the machine's speed),
+        evaluating on `valid` every `eval_every` steps (0: after each epoch). Returns this
+        call's `StepStats`; `data` is any `__len__` + `iter_epoch(rng)` source (`gpurnn.batches`)."""
         if steps is None and epochs is None:
             raise ValueError("fit needs steps or epochs (the totals to train to), got neither")
+        deadline = None if max_seconds is None else time.perf_counter() + max_seconds
         if hasattr(data, "to"):
             data = data.to(self.backend.asarray)
         if valid is not None and hasattr(valid, "to"):
@@ -219,12 +165,12 @@ class Trainer:
         pos, history = self.position, []
         total = steps if steps is not None else epochs * len(data)
         with tqdm(total=total, initial=pos["step"], disable=not progress, unit="step", dynamic_ncols=True) as bar:
-            while not self._done(steps, epochs):
+            while not self._done(steps, epochs, deadline):
                 self.rng.bit_generator.state = pos["rng"]       # replay this epoch's order
                 for index, batch in enumerate(data.iter_epoch(self.rng)):
                     if index < pos["batch"]:
                         continue
-                    if self._done(steps, epochs):
+                    if self._done(steps, epochs, deadline):
                         break
                     history.append(stats := self.step(batch))
                     pos["batch"] = index + 1
@@ -240,9 +186,10 @@ class Trainer:
             self.save()
         return history
 
-    def _done(self, steps, epochs):
+    def _done(self, steps, epochs, deadline):
         pos = self.position
-        return (steps is not None and pos["step"] >= steps) or (epochs is not None and pos["epoch"] >= epochs)
+        return ((steps is not None and pos["step"] >= steps) or (epochs is not None and pos["epoch"] >= epochs)
+                or (deadline is not None and time.perf_counter() >= deadline))
 
     def _after_step(self, valid, step) -> bool:
         """Evaluate every `eval_every` steps, checkpoint every `checkpoint_every`; True: stop early."""
@@ -327,19 +274,16 @@ class Trainer:
         return self.params.map(lambda a: np.array(to_host(a)))
 
 
-def _check_config(config: TrainConfig):
-    if not isinstance(config, TrainConfig):
-        raise TypeError(f"config must be a gpurnn.train.TrainConfig, got {type(config).__name__}")
-    choices = {"optimizer": tuple(OPTIMIZERS), "schedule": SCHEDULES, "clip": ("norm", "value", "none"),
-               "output": ("all", "last"), "loss_norm": ("mean", "sum")}
-    for name, allowed in choices.items():
-        if getattr(config, name) not in allowed:
-            raise ValueError(f"config.{name} must be one of {allowed}, got {getattr(config, name)!r}")
-    activation_code(config.activation)
-    for name in ("max_norm", "clip_value", "lr_step_every"):
-        if not getattr(config, name) > 0:
-            raise ValueError(f"config.{name} must be > 0, got {getattr(config, name)!r}")
-    for name in ("eval_every", "checkpoint_every", "patience"):
-        value = getattr(config, name)
-        if not isinstance(value, int) or value < 0:
-            raise ValueError(f"config.{name} must be an int >= 0, got {value!r}")
+class _Throughput:
+    """Tokens per second over a session's steps; the first step (Numba's compilation) counts
+    only until a second one exists."""
+
+    def __init__(self):
+        self.started, self.tokens, self.seconds = False, 0, 0.0
+
+    def add(self, tokens, seconds) -> float:
+        if not self.started:
+            self.started = True
+            return tokens / max(seconds, 1e-9)
+        self.tokens, self.seconds = self.tokens + tokens, self.seconds + seconds
+        return self.tokens / max(self.seconds, 1e-9)

@@ -280,3 +280,9 @@ def test_fit_needs_a_horizon_and_reserved_meta():
         trainer.fit(TokenStreams(_text(), 2, 4), progress=False)
     with pytest.raises(ValueError, match="reserved keys"):
         Trainer(init_params(2, 3, 2), TrainConfig(backend="cpu"), meta={"config": 1})
+
+
+def test_max_seconds_bounds_a_call():
+    trainer = _trainer()
+    assert trainer.fit(TokenStreams(_text(), 2, 4), steps=10**6, max_seconds=0, progress=False) == []
+    assert trainer.step_count == 0
