@@ -20,6 +20,7 @@ from gpurnn import activations
 
 SIM = bool(config.ENABLE_CUDASIM)
 TILE = 4 if SIM else 16
+PAD = TILE + 1      # shared tiles are (TILE, PAD): the pad spreads transposed stores over the banks
 LANES = (4, 2) if SIM else (32, 8)
 THREADS = 8 if SIM else 256
 

@@ -8,14 +8,14 @@ Launch: block (TILE, TILE), grid (ceil(N/TILE), ceil(M/TILE)); thread (ty, tx) o
 """
 from numba import cuda
 
-from .device import TILE, tile_product
+from .device import PAD, TILE, tile_product
 
 
 @cuda.jit
 def gemm(A, B, bias, trans_a, trans_b, has_bias, C):
     """op(A) (M,K) · op(B) (K,N) (+ bias (N,)) -> C (M,N); `bias` is a dummy when has_bias is 0."""
-    sA = cuda.shared.array((TILE, TILE + 1), A.dtype)
-    sB = cuda.shared.array((TILE, TILE + 1), A.dtype)
+    sA = cuda.shared.array((TILE, PAD), A.dtype)
+    sB = cuda.shared.array((TILE, PAD), A.dtype)
     acc = tile_product(A, B, trans_a, trans_b, sA, sB)
     i = cuda.blockIdx.y * TILE + cuda.threadIdx.y
     j = cuda.blockIdx.x * TILE + cuda.threadIdx.x

@@ -21,15 +21,15 @@ Launch (step_backward): block (TILE, TILE), grid (ceil(d/TILE), ceil(m·B/TILE))
 """
 from numba import cuda
 
-from .device import TILE, sigma_prime, tile_product
+from .device import PAD, TILE, sigma_prime, tile_product
 
 
 @cuda.jit
 def step_backward(P, p, W, G, has_G, g_last, has_last, S, lengths, k, slot, reset, act, O, o):
     """P (·,m·B,d): earlier outputs, read at P[p]; O (·,m·B,d): written at O[o]; G (T,B,d),
     g_last (B,d) dummies when their flag is 0; S (T+1,B,d) the states; lengths (B,) int64."""
-    sA = cuda.shared.array((TILE, TILE + 1), O.dtype)
-    sB = cuda.shared.array((TILE, TILE + 1), O.dtype)
+    sA = cuda.shared.array((TILE, PAD), O.dtype)
+    sB = cuda.shared.array((TILE, PAD), O.dtype)
     h = tile_product(P[max(p, 0)], W, 0, 1, sA, sB)
     B, d = S.shape[1], S.shape[2]
     r = cuda.blockIdx.y * TILE + cuda.threadIdx.y

@@ -13,14 +13,14 @@ Launch: block (TILE, TILE), grid (ceil(d/TILE), ceil(B/TILE)); thread (ty, tx) o
 """
 from numba import cuda
 
-from .device import TILE, sigma, tile_product
+from .device import PAD, TILE, sigma, tile_product
 
 
 @cuda.jit
 def step_forward(S, XP, W, s0, lengths, t, act):
     """S (T+1,B,d) XP (T,B,d) W (d,d) s0 (B,d) lengths (B,) int64; t: the step; act: σ's code."""
-    sA = cuda.shared.array((TILE, TILE + 1), S.dtype)
-    sB = cuda.shared.array((TILE, TILE + 1), S.dtype)
+    sA = cuda.shared.array((TILE, PAD), S.dtype)
+    sB = cuda.shared.array((TILE, PAD), S.dtype)
     prev = s0 if t == 0 else S[t]
     acc = tile_product(prev, W, 0, 0, sA, sB)
     i = cuda.blockIdx.y * TILE + cuda.threadIdx.y

@@ -1,0 +1,38 @@
+"""The argument types each kernel is launched with by `gpurnn.backends.cuda`, per float dtype:
+what the PTX tests compile ahead of time (`numba.cuda.compile_ptx`) and what a caller may
+use to compile eagerly. Arrays are C-contiguous (CuPy arrays and their views, Numba device
+arrays); Python ints are int64, Python bools boolean, Python floats float64. Token ids keep
+the caller's integer dtype (int64 listed; int32 compiles the same way).
+"""
+from numba import boolean, float32, float64, int64
+
+from . import elementwise, gemm, reductions, rows, softmax_xent, step_backward, step_forward
+
+HOT = ("step_forward", "step_backward", "gemm", "softmax_xent", "sum_rows")   # run every step or on every row
+
+
+def _arrays(nbtype):
+    return nbtype[::1], nbtype[:, ::1], nbtype[:, :, ::1]
+
+
+def launched(dtype):
+    """{name: (dispatcher, argument types)} for float32 or float64 (`dtype` as a Numba type or name)."""
+    f = {"float32": float32, "float64": float64}.get(str(dtype), dtype)
+    v1, v2, v3 = _arrays(f)
+    i1, i2, _ = _arrays(int64)
+    w2 = float64[:, ::1]
+    return {
+        "gemm": (gemm.gemm, (v2, v2, v1, int64, int64, int64, v2)),
+        "step_forward": (step_forward.step_forward, (v3, v3, v2, v2, i1, int64, int64)),
+        "step_backward": (step_backward.step_backward,
+                          (v3, int64, v2, v3, boolean, v2, boolean, v3, i1, int64, int64, int64, int64, v3, int64)),
+        "sum_chains": (step_backward.sum_chains, (v3, int64, int64, v3, int64)),
+        "softmax_xent": (softmax_xent.softmax_xent, (v2, i1, v2, w2)),
+        "sum_rows": (reductions.sum_rows, (v2, v1)),
+        "sum_squares": (reductions.sum_squares, (v1, float64[::1])),
+        "scale": (elementwise.scale, (v1, float64, v1)),
+        "clamp": (elementwise.clamp, (v1, float64, v1)),
+        "gather_rows": (rows.gather_rows, (i2, v2, v1, i1, v3)),
+        "bucket_keys": (rows.bucket_keys, (i2, i1, int64, i1)),
+        "bucket_sum": (rows.bucket_sum, (i1, i1, v2, v2)),
+    }
