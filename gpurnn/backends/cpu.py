@@ -65,10 +65,11 @@ def _delta_row(act, h, g, s, out):
 
 
 @njit(cache=True)
-def _backward_exact(G, S, W, lengths, act, delta, ds0):
+def _backward_exact(G, S, WT, lengths, act, delta, ds0):
     """Full BPTT: h = ∂L/∂s_t from every later loss; Δ_t = (G_t + h) ⊙ σ'(a_t); h ← Δ_t Wᵀ.
 
-    G (T,B,d) explicit ∂L_t/∂s_t, S (T+1,B,d), W (d,d); writes Δ (T,B,d), adds to ds0 (B,d).
+    G (T,B,d) explicit ∂L_t/∂s_t, S (T+1,B,d), WT = Wᵀ (d,d) contiguous; writes Δ (T,B,d),
+    adds to ds0 (B,d).
     """
     T, B, d = delta.shape
     h = np.zeros((B, d), delta.dtype)
@@ -79,17 +80,17 @@ def _backward_exact(G, S, W, lengths, act, delta, ds0):
                 _delta_row(act, h[i], G[t, i], st[i], dt[i])
             else:
                 dt[i] = 0
-        gemm(False, True, 1.0, dt, W, 0.0, h)     # (B,d)·(d,d)ᵀ: the one sequential product
+        gemm(False, False, 1.0, dt, WT, 0.0, h)   # (B,d)·(d,d): the one sequential product
     ds0 += h
 
 
 @njit(cache=True)
-def _backward_truncated(G, S, W, lengths, act, tau, delta, ds0):
+def _backward_truncated(G, S, WT, lengths, act, tau, delta, ds0):
     """Truncated BPTT: the loss at step t reaches steps t, t−1, …, t−τ only.
 
     Each loss step t starts a chain; up to τ+1 chains are alive at once, kept in a ring
     of slots (chain t in slot t mod (τ+1)) and propagated together by one product
-    ((τ+1)·B, d)·(d, d)ᵀ per step. Chain t retires after its term at step t−τ, and the
+    ((τ+1)·B, d)·(d, d) per step. Chain t retires after its term at step t−τ, and the
     chain entering next (t−τ−1) takes its slot.
     """
     T, B, d = delta.shape
@@ -108,7 +109,7 @@ def _backward_truncated(G, S, W, lengths, act, tau, delta, ds0):
                     local[c, i, j] = chains[c, i, j] * dsig
                     total += local[c, i, j]
                 dk[i, j] = total
-        gemm(False, True, 1.0, local.reshape((m * B, d)), W, 0.0, chains.reshape((m * B, d)))
+        gemm(False, False, 1.0, local.reshape((m * B, d)), WT, 0.0, chains.reshape((m * B, d)))
     # ds0 = Δ_0 Wᵀ: every chain still holding a term at step 0 contributes (DESIGN.md's
     # Σ_k ∂L_t/∂s_k ∂⁺s_k/∂θ with θ = s0, whose only explicit term is at the first step).
     for c in range(m):
@@ -189,10 +190,11 @@ class CPUBackend:
         ds0 = np.zeros((B, d), S.dtype)
         if g_last is not None:
             _fold_last(g_last, lengths, G, ds0)
+        WT = np.ascontiguousarray(W.T)        # BLAS runs Δ·Wᵀ for small B 3-4× slower than Δ·(Wᵀ copied)
         if truncate is None:
-            _backward_exact(G, S, W, lengths, activation, delta, ds0)
+            _backward_exact(G, S, WT, lengths, activation, delta, ds0)
         else:
-            _backward_truncated(G, S, W, lengths, activation, truncate, delta, ds0)
+            _backward_truncated(G, S, WT, lengths, activation, truncate, delta, ds0)
         return delta, ds0
 
     def matmul(self, A, B, *, trans_a=False, trans_b=False):
