@@ -89,9 +89,16 @@ class SentenceBatches:
     negative target takes no loss) or a sequence of ints, one per sequence (output "last").
     Each batch is time-major with T = its longest length; padding reads id 0 (or zeros)
     and carries target −1, and `lengths` tells the model where each sequence ends.
+
+    shuffle: each epoch draws a new order of the sequences (fresh batches every epoch);
+    bucket: the sequences are sorted by length into fixed batches once (little padding: a
+    batch of short sentences runs short), and each epoch shuffles the order of the batches.
+    Fixed batches (bucket, or shuffle=False) are padded once, and `to(asarray)` moves them
+    to the device once; shuffled ones are padded on the host as they are drawn.
     """
 
-    def __init__(self, inputs: Sequence, targets: Sequence, batch_size: int, *, shuffle: bool = True):
+    def __init__(self, inputs: Sequence, targets: Sequence, batch_size: int, *, shuffle: bool = True,
+                 bucket: bool = False):
         _check_positive(batch_size, "batch_size")
         if len(inputs) != len(targets):
             raise ValueError(f"inputs and targets must have the same length, got {len(inputs)} and {len(targets)}")
@@ -106,18 +113,38 @@ class SentenceBatches:
             if not self.per_step and y.ndim != 0:
                 raise ValueError(f"targets[{i}] must be one int class (output 'last'), got shape {y.shape}")
         self.batch_size, self.shuffle = batch_size, shuffle
+        self.fixed = None
+        if bucket or not shuffle:
+            order = np.argsort([len(x) for x in self.inputs], kind="stable") if bucket else np.arange(len(inputs))
+            self.fixed = [self.batch(order[start:start + batch_size]) for start in range(0, len(order), batch_size)]
 
     def __len__(self) -> int:
         return -(-len(self.inputs) // self.batch_size)
+
+    def to(self, asarray) -> "SentenceBatches":
+        """A copy whose fixed batches hold `asarray(inputs)`, `asarray(targets)` (lengths stay on
+        the host, where the trainer counts tokens); shuffled batches are left to move per step."""
+        if self.fixed is None:
+            return self
+        moved = object.__new__(SentenceBatches)
+        moved.__dict__.update(self.__dict__)
+        moved.fixed = [b._replace(inputs=asarray(b.inputs), targets=asarray(b.targets)) for b in self.fixed]
+        return moved
 
     @property
     def tokens_per_epoch(self) -> int:
         return sum(len(x) for x in self.inputs)
 
     def iter_epoch(self, rng=None) -> Iterator[Batch]:
-        """Batches in a random order drawn from `rng` (when given and `shuffle`), else in file order."""
+        """The epoch's batches: in an order drawn from `rng` (when given and `shuffle`), else in
+        file order (or, bucketed, shortest first)."""
+        shuffled = rng is not None and self.shuffle
+        if self.fixed is not None:
+            order = rng.permutation(len(self.fixed)) if shuffled else range(len(self.fixed))
+            yield from (self.fixed[i] for i in order)
+            return
         count = len(self.inputs)
-        order = rng.permutation(count) if (rng is not None and self.shuffle) else np.arange(count)
+        order = rng.permutation(count) if shuffled else np.arange(count)
         for start in range(0, count, self.batch_size):
             yield self.batch(order[start:start + self.batch_size])
 

@@ -65,6 +65,18 @@ def test_sentence_batches_pad_and_mark():
         SentenceBatches(xs, [np.zeros(len(x) + 1, int) for x in xs], 2)
 
 
+def test_bucketed_batches_are_fixed_sorted_and_shuffled_by_batch():
+    xs, ys = _sentences(40)
+    data = SentenceBatches(xs, ys, batch_size=8, bucket=True)
+    epochs = [list(data.iter_epoch(np.random.default_rng(s))) for s in (0, 1)]
+    maxima = sorted(int(b.lengths.max()) for b in epochs[0])
+    assert maxima == sorted(int(b.lengths.max()) for b in epochs[1])
+    assert sorted(np.concatenate([b.lengths for b in epochs[0]])) == sorted(len(x) for x in xs)
+    ordered = list(data.iter_epoch(None))                  # no rng: shortest batches first
+    assert [int(b.lengths.max()) for b in ordered] == maxima
+    assert sum(b.inputs.size for b in ordered) < sum(b.inputs.size for b in SentenceBatches(xs, ys, 8).iter_epoch())
+
+
 def test_streaming_carries_states_and_stops_gradients_at_chunk_borders():
     """Chunk j starts from chunk j−1's final states; its gradient is that chunk's BPTT alone,
     divided by its number of targets (loss_norm="mean")."""
@@ -197,14 +209,14 @@ def data_k(config):
     return 2 if config.output == "last" else V
 
 
-@pytest.mark.parametrize("kind", ["streams", "sentences", "classify"])
+@pytest.mark.parametrize("kind", ["streams", "sentences", "bucketed", "classify"])
 def test_resume_is_bit_identical(tmp_path, kind):
     if kind == "streams":
         data = TokenStreams(_text(), batch_size=3, seq_len=6)
         config = TrainConfig(backend="cpu", optimizer="adam", schedule="cosine", truncate=3, lr=0.02)
     else:
         xs, ys = _sentences(23, last=kind == "classify")
-        data = SentenceBatches(xs, ys, batch_size=4)
+        data = SentenceBatches(xs, ys, batch_size=4, bucket=kind == "bucketed")
         config = TrainConfig(backend="cpu", optimizer="sgd", schedule="step", lr_step_every=4, clip="value",
                              output="last" if kind == "classify" else "all", seed=7)
     steps = 2 * len(data) + 3                     # ends mid-epoch; the stop falls mid-epoch too
@@ -251,6 +263,8 @@ def test_checkpoint_from_any_backend_loads_and_runs_on_the_cpu(tmp_path, backend
     data = TokenStreams(_text(60), batch_size=2, seq_len=4)
     trainer = Trainer(init_params(V, 4, V, seed=3), TrainConfig(backend=backend, lr=0.05), meta={"vocab": list("abcdef")})
     trainer.fit(data, steps=2, progress=False)
+    xs, ys = _sentences(4)
+    assert trainer.evaluate(SentenceBatches(xs, ys, 2, bucket=True)).count == sum(len(x) for x in xs)
     ckpt = load_checkpoint(trainer.save(tmp_path / "ck.safetensors"))
     assert all(isinstance(a, np.ndarray) for a in ckpt.params) and ckpt.meta["trainer"]["step"] == 2
     for a, b in zip(trainer.host_params(), ckpt.params):
