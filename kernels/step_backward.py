@@ -4,7 +4,7 @@ Rows r = c·B + i of the output hold chain c of sequence i (m chains; exact BPTT
 For step k (run from T−1 down to 0), with s = S[k+1][i, j]:
 
     e  = G[k, i, j] + [k = lengths[i] − 1] · g_last[i, j]     ∂L_k/∂s_k, the explicit term
-    h  = Σ_m P[p][r, m] · W[j, m]     (δ W^T of the step after; 0 when p < 0: none yet)
+    h  = Σ_m P[p][r, m] · W[j, m]     (δ W^T of the step after; the caller passes zeros at T−1)
     v  = h + e         exact (reset = 0): one chain collects every later loss
     v  = e  if c = slot, else h       truncated (reset = 1): chain `slot` restarts at the
                                       loss of step k, the others carry their loss back
@@ -30,7 +30,7 @@ def step_backward(P, p, W, G, has_G, g_last, has_last, S, lengths, k, slot, rese
     g_last (B,d) dummies when their flag is 0; S (T+1,B,d) the states; lengths (B,) int64."""
     sA = cuda.shared.array((TILE, PAD), O.dtype)
     sB = cuda.shared.array((TILE, PAD), O.dtype)
-    h = tile_product(P[max(p, 0)], W, 0, 1, sA, sB)
+    h = tile_product(P[p], W, 0, 1, sA, sB)
     B, d = S.shape[1], S.shape[2]
     r = cuda.blockIdx.y * TILE + cuda.threadIdx.y
     j = cuda.blockIdx.x * TILE + cuda.threadIdx.x
@@ -46,7 +46,7 @@ def step_backward(P, p, W, G, has_G, g_last, has_last, S, lengths, k, slot, rese
             e += G[k, i, j]
         if has_last and k == lengths[i] - 1:
             e += g_last[i, j]
-    v = e if p < 0 or (reset and c == slot) else h + e
+    v = e if reset and c == slot else h + e
     O[o, r, j] = v * sigma_prime(act, S[k + 1, i, j]) if k >= 0 else v
 
 

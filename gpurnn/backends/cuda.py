@@ -138,15 +138,16 @@ class CUDABackend:
             step_backward.step_backward[_tiles(rows_, d)](P, p, *common, k, slot, reset, activation, O, o)
 
         if truncate is None:
-            for k in range(T - 1, -1, -1):
-                step(Dv, k + 1 if k < T - 1 else -1, k, 0, 0, Dv, k, B)
+            step(mem.kernel_view(mem.zeros((1, B, d), dtype)), 0, T - 1, 0, 0, Dv, T - 1, B)
+            for k in range(T - 2, -1, -1):
+                step(Dv, k + 1, k, 0, 0, Dv, k, B)
         else:
             m = truncate + 1
-            ring = mem.kernel_view(mem.empty((2, m * B, d), dtype))
+            ring = mem.kernel_view(mem.zeros((2, m * B, d), dtype))    # ring[o]: step k's chains, k ≡ o (mod 2)
             add = step_backward.sum_chains[_lanes(B, d)]
             for k in range(T - 1, -1, -1):
                 o = k % 2
-                step(ring, 1 - o if k < T - 1 else -1, k, k % m, 1, ring, o, m * B)
+                step(ring, 1 - o, k, k % m, 1, ring, o, m * B)
                 add(ring, o, m, Dv, k)
         step(Dv, 0, -1, 0, 0, mem.kernel_view(ds0), 0, B)    # ds0 = Δ_0 Wᵀ (+ g_last at length 0)
         return delta, ds0.reshape(B, d)

@@ -1,0 +1,201 @@
+"""The CUDA backend's kernels against NumPy, its device-resident path, and (on a real GPU)
+the whole engine against the CPU backend at realistic sizes.
+
+Kernel tests take the `backend` fixture, so they run under the simulator (backend "cuda",
+tiny sizes) and on a real GPU, and skip in a CPU-only run. Tests marked `cuda` need a GPU.
+"""
+import numpy as np
+import pytest
+
+import gpurnn
+from conftest import SIMULATOR
+from helpers import assert_close, make_case, relative_error
+
+DTYPES = (np.float32, np.float64)
+
+
+@pytest.fixture
+def be(backend):
+    """The CUDA backend with the tiled Numba GEMM (the simulator's; the GPU's fallback)."""
+    if backend != "cuda":
+        pytest.skip("tests the CUDA backend's kernels; this run tests the CPU backend")
+    from gpurnn.backends.cuda import CUDABackend
+
+    return CUDABackend(gemm="numba")
+
+
+def _rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, False), (False, True), (True, True)])
+def test_gemm_with_transposes_and_odd_sizes(be, dtype, trans_a, trans_b):
+    M, K, N = (5, 7, 3) if SIMULATOR else (67, 129, 33)
+    rng = _rng()
+    A = rng.normal(size=(K, M) if trans_a else (M, K)).astype(dtype)
+    B = rng.normal(size=(N, K) if trans_b else (K, N)).astype(dtype)
+    got = be.to_host(be.matmul(be.asarray(A), be.asarray(B), trans_a=trans_a, trans_b=trans_b))
+    assert_close(got, (A.T if trans_a else A) @ (B.T if trans_b else B), dtype, "op(A) op(B)")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_affine_adds_the_bias(be, dtype):
+    rng = _rng(1)
+    X, V, c = rng.normal(size=(6, 5)).astype(dtype), rng.normal(size=(5, 3)).astype(dtype), rng.normal(size=3).astype(dtype)
+    assert_close(be.to_host(be.affine(be.asarray(X), be.asarray(V), be.asarray(c))), X @ V + c, dtype, "X V + c")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_xent_matches_numpy(be, dtype):
+    rng = _rng(2)
+    R, k = (6, 5) if SIMULATOR else (300, 257)
+    Z = (3 * rng.normal(size=(R, k))).astype(dtype)
+    targets = rng.integers(0, k, R)
+    targets[::3] = -1
+    loss, count, dZ = be.softmax_xent(be.asarray(Z), be.asarray(targets))
+    z = Z.astype(np.float64)
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    kept = targets >= 0
+    ref = p.copy()
+    ref[kept, targets[kept]] -= 1
+    ref[~kept] = 0
+    assert count == kept.sum()
+    assert_close(loss, -np.log(p[kept, targets[kept]]).sum(), dtype, "loss", scale=R)
+    assert_close(be.to_host(dZ), ref, dtype, "ŷ − y")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_reductions_are_right_and_deterministic(be, dtype):
+    rng = _rng(3)
+    A = rng.normal(size=(9, 5) if SIMULATOR else (3001, 70)).astype(dtype)
+    dA = be.asarray(A)
+    sums = [be.to_host(be.sum_rows(dA)) for _ in range(2)]
+    assert_close(sums[0], A.sum(0, dtype=np.float64), dtype, "column sums", scale=10)
+    assert sums[0].tobytes() == sums[1].tobytes()
+    squares = [be.sum_squares(dA) for _ in range(2)]
+    assert squares[0] == squares[1]
+    assert squares[0] == pytest.approx(float((A.astype(np.float64) ** 2).sum()), rel=1e-12)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_scale_and_clamp(be, dtype):
+    A = _rng(4).normal(size=(4, 3)).astype(dtype)
+    dA = be.asarray(A)
+    assert_close(be.to_host(be.scale(dA, 0.3)), A * dtype(0.3), dtype, "scale")
+    np.testing.assert_array_equal(be.to_host(be.clamp(dA, 0.5)), np.clip(A, -0.5, 0.5))
+    np.testing.assert_array_equal(be.to_host(dA), A)      # the input is left as it was
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_token_rows_gather_and_scatter(be, dtype):
+    rng = _rng(5)
+    T, B, n, d = (4, 3, 5, 3) if SIMULATOR else (50, 40, 97, 130)
+    tokens = rng.integers(0, n, (T, B))
+    tokens[:, 0] = 1                                      # one row heavily repeated
+    lengths = np.array([T, 0] + [T // 2] * (B - 2))
+    tokens[T // 2:, 2:] = n + 7                           # past the lengths: never read
+    U, b = rng.normal(size=(n, d)).astype(dtype), rng.normal(size=d).astype(dtype)
+    XP = be.to_host(be.project_inputs(be.asarray(tokens), be.asarray(U), be.asarray(b), be.asarray(lengths)))
+    active = np.arange(T)[:, None] < lengths[None, :]
+    assert_close(XP[active], U[tokens[active]] + b, dtype, "x U + b")
+    delta = rng.normal(size=(T, B, d)).astype(dtype)
+    dU = [be.to_host(be.input_grad(be.asarray(tokens), be.asarray(delta), n, be.asarray(lengths))) for _ in range(2)]
+    ref = np.zeros((n, d))
+    np.add.at(ref, tokens[active], delta[active].astype(np.float64))
+    assert_close(dU[0], ref, dtype, "dU", scale=10)
+    assert dU[0].tobytes() == dU[1].tobytes()
+
+
+@pytest.mark.parametrize("truncate", [None, 0, 1, 3])
+@pytest.mark.parametrize("output", ["all", "last"])
+def test_recurrence_backward_matches_cpu(be, truncate, output):
+    """The CUDA truncated/exact backward equals the CPU backend's, operation against operation."""
+    from gpurnn.backends import get_backend
+
+    cpu = get_backend("cpu")
+    rng = _rng(6)
+    T, B, d = (6, 3, 4) if SIMULATOR else (40, 17, 70)
+    S = rng.uniform(-0.9, 0.9, (T + 1, B, d))
+    W = rng.uniform(-0.5, 0.5, (d, d))
+    lengths = np.array([T, 0] + list(rng.integers(1, T, B - 2)))
+    G = rng.normal(size=(T, B, d)) * (np.arange(T)[:, None] < lengths[None, :])[..., None]
+    g_last = rng.normal(size=(B, d))
+    G, g_last = (G, None) if output == "all" else (None, g_last)
+    want = cpu.recurrence_backward(G, g_last, S, W, lengths, 0, truncate)
+    dev = (lambda a: None if a is None else be.asarray(a))
+    got = be.recurrence_backward(dev(G), dev(g_last), dev(S), dev(W), dev(lengths), 0, truncate)
+    for name, a, b in zip(("Δ", "ds0"), got, want):
+        assert_close(be.to_host(a), b, np.float64, name)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_device_resident_round_trip(be, backend, dtype):
+    """Params on the device give results on the device, equal to the host run's."""
+    case = make_case(7, lengths=True, s0=True, dtype=dtype)
+    on_device = case.params.map(be.asarray)
+    host = gpurnn.bptt(case.params, case.inputs, case.targets, **case.kwargs(), backend=backend)
+    dev = gpurnn.bptt(on_device, case.inputs, case.targets, **case.kwargs(), backend=backend)
+    assert not isinstance(dev.grads.W, np.ndarray) and not isinstance(dev.ds0, np.ndarray)
+    assert isinstance(host.grads.W, np.ndarray)
+    assert dev.loss == host.loss
+    for (name, a), b in zip(dev.grads.items(), host.grads):
+        np.testing.assert_array_equal(be.to_host(a), b, err_msg=name)
+    clipped, norm = gpurnn.clip_grad_norm(dev.grads, 1e-3)
+    assert norm == pytest.approx(gpurnn.global_norm(host.grads), rel=1e-12)
+    assert gpurnn.global_norm(clipped) == pytest.approx(1e-3, rel=1e-5)
+
+
+def test_out_of_memory_names_the_sizes(be):
+    from gpurnn.backends.cuda import DeviceMemoryError
+
+    with pytest.raises(DeviceMemoryError, match=r"\(1099511627776, 1024\) float32"):
+        be.zeros((2**40, 2**10), np.float32)
+
+
+def test_auto_takes_cuda_only_on_a_real_gpu(backend):
+    from gpurnn.backends import get_backend
+    from gpurnn.backends.cuda import gpu_present
+
+    assert get_backend("auto").name == ("cuda" if gpu_present() else "cpu")
+
+
+# --- a real GPU, realistic sizes -----------------------------------------------------------
+
+REALISTIC = [  # (T, B, n, d, k, tokens)
+    (1000, 4, 65, 128, 65, True),
+    (200, 256, 64, 256, 64, True),
+    (50, 32, 40, 1024, 128, False),
+]
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("T,B,n,d,k,tokens", REALISTIC)
+@pytest.mark.parametrize("gemm", ["cublas", "numba"])
+def test_realistic_sizes_match_cpu(T, B, n, d, k, tokens, dtype, gemm):
+    from gpurnn.backends.cuda import CUDABackend
+
+    case = make_case(8, T=T, B=B, n=n, d=d, k=k, tokens=tokens, lengths=True, s0=True, dtype=dtype)
+    case.params = gpurnn.init_params(n, d, k, seed=1, dtype=dtype)
+    want = gpurnn.bptt(case.params, case.inputs, case.targets, **case.kwargs(), backend="cpu")
+    got = gpurnn.bptt(case.params, case.inputs, case.targets, **case.kwargs(), backend=CUDABackend(gemm=gemm))
+    limit = 1e-4 if dtype == np.float32 else 1e-10
+    assert got.count == want.count
+    assert abs(got.loss - want.loss) <= limit * abs(want.loss)
+    for (name, a), b in zip(got.grads.items(), want.grads):
+        assert relative_error(a, b) < limit, name
+    assert relative_error(got.ds0, want.ds0) < limit
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("truncate,output", [(5, "all"), (20, "last")])
+def test_realistic_truncated_and_last(truncate, output):
+    case = make_case(9, T=300, B=64, n=50, d=256, k=50, lengths=True, output=output, truncate=truncate,
+                     dtype=np.float32)
+    case.params = gpurnn.init_params(50, 256, 50, seed=2, dtype=np.float32)
+    want = gpurnn.bptt(case.params, case.inputs, case.targets, **case.kwargs(), backend="cpu")
+    got = gpurnn.bptt(case.params, case.inputs, case.targets, **case.kwargs(), backend="cuda")
+    for (name, a), b in zip(got.grads.items(), want.grads):
+        assert relative_error(a, b) < 1e-4, name
