@@ -2,12 +2,13 @@
 
 It runs the three studies of `gpurnn.diagnostics.studies` on the CPU in float64 and writes
 
-    gradient-vs-lag.png   ‖∂s_t/∂s_k‖₂ by lag (geometric mean and maximum over pairs), the relative
-                          loss-gradient profile and the bound (γλ)^(t−k), for tanh / logistic / relu
-                          (rows) and ρ(W) = 0.5, 1, 1.5 (and 3) (columns)
-    clipping.png          temporal order (2 symbols): loss and gradient norm before clipping per step,
-                          SGD with and without global-norm clipping (same seed, same learning rate)
-    numbers.json          every number docs/gradient-flow.md quotes
+    gradient-flow-lag.png       ‖∂s_t/∂s_k‖₂ by lag (geometric mean and maximum over pairs), the
+                                relative loss-gradient profile and the bound (γλ)^(t−k), for tanh /
+                                logistic / relu (rows) and ρ(W) = 0.5, 1, 1.5 and 3 (columns)
+    gradient-flow-clipping.png  temporal order (2 symbols): loss, gradient norm before clipping and
+                                ‖W‖_F per SGD step, with and without global-norm clipping (same seed,
+                                same learning rate; the JSON has the same pair for `seeds` seeds)
+    gradient-flow.json          every number docs/gradient-flow.md quotes
 
 and prints `metric NAME VALUE` lines. Defaults take a few minutes on two CPU cores.
 """
@@ -100,27 +101,28 @@ def _smooth(values, window=25):
 
 
 def run_diagnose(out_dir="docs/figures", *, T=60, hidden=32, length=20, lr=0.3, clip=1.0, steps=1500,
-                 search=SEARCH_LENGTHS, echo=print) -> dict:
-    """Run the studies, write the figures and numbers.json into `out_dir`, return the numbers."""
+                 search=SEARCH_LENGTHS, seeds=3, echo=print) -> dict:
+    """Run the studies, write the figures and gradient-flow.json into `out_dir`, return the numbers."""
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     curves = lag_study(rhos=RHOS, T=T, d=hidden)
-    lag_figure(curves, out / "gradient-vs-lag.png")
+    lag_figure(curves, out / "gradient-flow-lag.png")
     numbers = {"lag_study": [_curve_numbers(c) for c in curves]}
-    runs = [train_run(length=length, clip=value, lr=lr, steps=steps, hidden=hidden) for value in (None, clip)]
-    clipping_figure(runs, out / "clipping.png")
-    numbers["clipping"] = [_run_numbers(run) for run in runs]
+    runs = [[train_run(length=length, clip=value, lr=lr, steps=steps, hidden=hidden, seed=seed)
+             for value in (None, clip)] for seed in range(seeds)]
+    clipping_figure(runs[0], out / "gradient-flow-clipping.png")
+    numbers["clipping"] = [_run_numbers(run) | {"seed": seed} for seed, pair in enumerate(runs) for run in pair]
     numbers["longest_solved"] = []
     for value in (None, clip):
         best, made = longest_solved(search, clip=value, lr=lr, steps=steps, hidden=hidden, check_every=100)
         numbers["longest_solved"].append({"clip": value, "searched": list(search), "longest": best,
                                           "runs": [_run_numbers(run) for run in made]})
-    (out / "numbers.json").write_text(json.dumps(numbers, indent=1) + "\n")
+    (out / "gradient-flow.json").write_text(json.dumps(numbers, indent=1) + "\n")
     for c in numbers["lag_study"]:
         echo(f"metric rate_{c['activation']}_rho{c['rho']:g} {c['rate_lags_1_20']:.4f}")
         echo(f"metric violations_{c['activation']}_rho{c['rho']:g} {c['violations']}")
     for r in numbers["clipping"]:
-        echo(f"metric clip_{r['clip']}_error {r['error']:.4f}")
+        echo(f"metric clip_{r['clip']}_seed{r['seed']}_error {r['error']:.4f}")
     for s in numbers["longest_solved"]:
         echo(f"metric longest_solved_clip_{s['clip']} {s['longest']}")
     return numbers
@@ -149,7 +151,7 @@ def _run_numbers(run) -> dict:
 
 
 def diagnose_command(
-    out: pathlib.Path = typer.Option(pathlib.Path("docs/figures"), help="folder for the PNGs and numbers.json"),
+    out: pathlib.Path = typer.Option(pathlib.Path("docs/figures"), help="folder for the PNGs and gradient-flow.json"),
     steps: int = typer.Option(1500, min=1, help="SGD steps per training run (the length search's budget)"),
     lr: float = typer.Option(0.3, min=0.0, help="SGD learning rate of the clipping study"),
     clip: float = typer.Option(1.0, min=0.0, help="max ‖g‖ of the clipped runs"),
