@@ -1,10 +1,11 @@
 """The trainer: streaming BPTT, sentence batches, the gradient step, divergence, resume bit for bit."""
 import dataclasses
+import pathlib
 
 import numpy as np
 import pytest
 
-from gpurnn import bptt, forward, global_norm, init_params
+from gpurnn import Params, bptt, forward, global_norm, init_params
 from gpurnn.batches import SentenceBatches, TokenStreams
 from gpurnn.checkpoint import load_checkpoint
 from gpurnn.train import TrainConfig, Trainer, TrainingDiverged
@@ -300,3 +301,19 @@ def test_max_seconds_bounds_a_call():
     trainer = _trainer()
     assert trainer.fit(TokenStreams(_text(), 2, 4), steps=10**6, max_seconds=0, progress=False) == []
     assert trainer.step_count == 0
+
+
+def test_streaming_steps_match_torch(backend):
+    """Four steps of PyTorch's word_language_model loop (tests/golden/make_train_golden.py): state
+    carried and detached at chunk borders, mean cross-entropy, clip_grad_norm_ (which adds 1e-6
+    to the norm), Adam; losses, norms before clipping and the final weights agree."""
+    golden = np.load(pathlib.Path(__file__).parent / "golden" / "trainer_torch.npz")
+    init = Params(*(golden[f"init.{k}"] for k in "UWVbc"))
+    trainer = Trainer(init, TrainConfig(backend=backend, optimizer="adam", lr=0.05, clip="norm", max_norm=0.5))
+    history = trainer.fit(TokenStreams(golden["ids"], batch_size=3, seq_len=4), steps=4, progress=False)
+    # float64 throughout; torch's clip coefficient max_norm/(‖g‖ + 1e-6) leaves ~1e-7 after clipped steps
+    np.testing.assert_allclose([s.loss for s in history], golden["losses"], rtol=1e-6)
+    np.testing.assert_allclose([s.grad_norm for s in history], golden["norms"], rtol=1e-6)
+    np.testing.assert_allclose([s.loss for s in history[:2]], golden["losses"][:2], rtol=1e-12)  # before any clip
+    for key, value in trainer.host_params().items():
+        np.testing.assert_allclose(value, golden[f"final.{key}"], rtol=1e-5, atol=1e-7, err_msg=key)

@@ -7,6 +7,10 @@ with Nesterov momentum, Adagrad, RMSprop, Adam) on fixed random gradients, and t
 learning rates of torch's StepLR and CosineAnnealingLR.
 torch_rnn.npz: an `nn.RNN` (tanh and relu) + `nn.Linear` state dict in float64 with the
 logits it gives for dense inputs (T,B,n) and for one-hot token inputs, from a given h0.
+trainer_torch.npz: PyTorch's word_language_model loop in float64 on one-hot ids: B streams
+read in chunks of k, the hidden state carried and detached at each border, mean
+cross-entropy, `clip_grad_norm_`, Adam (bias_hh frozen at 0: gpurnn has one bias); the
+losses, norms before clipping and final weights.
 """
 from __future__ import annotations
 
@@ -73,6 +77,45 @@ def rnn_golden():
     np.savez_compressed(HERE / "torch_rnn.npz", **out)
 
 
+def trainer_golden():
+    n, d, B, k, max_norm, lr = 5, 6, 3, 4, 0.5, 0.05
+    rng = np.random.default_rng(11)
+    ids = rng.integers(0, n, 40)
+    init = {"U": rng.uniform(-0.5, 0.5, (n, d)), "W": rng.uniform(-0.5, 0.5, (d, d)),
+            "V": rng.uniform(-0.5, 0.5, (d, n)), "b": rng.uniform(-0.1, 0.1, d), "c": rng.uniform(-0.1, 0.1, n)}
+    L = (len(ids) - 1) // B                                  # the layout of gpurnn.batches.TokenStreams
+    X = torch.from_numpy(ids[: B * L].reshape(B, L).T.copy())
+    Y = torch.from_numpy(ids[1: B * L + 1].reshape(B, L).T.copy())
+    rnn, linear = torch.nn.RNN(n, d).double(), torch.nn.Linear(d, n).double()
+    with torch.no_grad():
+        rnn.weight_ih_l0.copy_(torch.from_numpy(init["U"].T))
+        rnn.weight_hh_l0.copy_(torch.from_numpy(init["W"].T))
+        rnn.bias_ih_l0.copy_(torch.from_numpy(init["b"]))
+        rnn.bias_hh_l0.zero_()
+        linear.weight.copy_(torch.from_numpy(init["V"].T))
+        linear.bias.copy_(torch.from_numpy(init["c"]))
+    rnn.bias_hh_l0.requires_grad_(False)     # one bias b, as in gpurnn (two would each take an Adam step)
+    params = [p for p in (*rnn.parameters(), *linear.parameters()) if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=lr)
+    h, losses, norms = torch.zeros(1, B, d, dtype=torch.float64), [], []
+    for start in range(0, L, k):
+        x = torch.nn.functional.one_hot(X[start:start + k], n).double()
+        out, h = rnn(x, h)
+        loss = torch.nn.functional.cross_entropy(linear(out).reshape(-1, n), Y[start:start + k].reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        norms.append(float(torch.nn.utils.clip_grad_norm_(params, max_norm)))
+        losses.append(float(loss.detach()))
+        opt.step()
+        h = h.detach()
+    final = {"U": rnn.weight_ih_l0.T, "W": rnn.weight_hh_l0.T, "V": linear.weight.T,
+             "b": rnn.bias_ih_l0 + rnn.bias_hh_l0, "c": linear.bias}
+    np.savez_compressed(HERE / "trainer_torch.npz", ids=ids, losses=np.array(losses), norms=np.array(norms),
+                        **{f"init.{key}": v for key, v in init.items()},
+                        **{f"final.{key}": v.detach().numpy() for key, v in final.items()})
+
+
 if __name__ == "__main__":
     optimizer_golden()
     rnn_golden()
+    trainer_golden()
