@@ -93,3 +93,20 @@ def test_generators_are_seeded_and_check_arguments():
         make_task("parity")
     with pytest.raises(ValueError, match="symbols"):
         TemporalOrder(4)
+
+
+def test_memorization_errors_need_every_bit_right():
+    task = Memorization(bits=5)
+    sample = task.generate(3, 4, np.random.default_rng(4))
+    logits = np.zeros((13, 4, 2))
+    logits[-5:][np.arange(5)[:, None], np.arange(4)[None, :], sample.targets[-5:]] = 1.0
+    assert task.errors(logits, sample).tolist() == [0, 0, 0, 0]
+    logits[-1, 2] = logits[-1, 2, ::-1]                                  # one wrong bit in sequence 2
+    assert task.errors(logits, sample).tolist() == [0, 0, 1, 0]
+
+
+def test_adding_evaluates_dense_inputs_through_forward():
+    task = Adding()
+    params = gpurnn.init_params(task.n_in, 4, task.n_out, dtype="float64")
+    result = task.evaluate(params, 10, sequences=200, backend="cpu")
+    assert 0.05 < result.error < 1.0 and result.threshold == 0.04 and not result.solved
