@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import numpy as np
-from nvtx import annotate
 from tqdm.auto import tqdm
 
 from .backends import get_backend
@@ -32,6 +31,7 @@ from .checkpoint import load_checkpoint, save_checkpoint, to_host
 from .clip import NonFiniteGradientError, clip_grad_norm, clip_grad_value, global_norm
 from .model import Params
 from .optim import make_optimizer, make_schedule
+from .profiling_ranges import nvtx_range
 from .train_config import EvalStats, StepStats, TrainConfig, TrainingDiverged, check_config
 from .validation import check_call, check_params
 
@@ -92,7 +92,7 @@ class Trainer:
         """One gradient step on `batch`: the only place the parameters change (see the module doc)."""
         cfg, start = self.config, time.perf_counter()
         s0 = self.carry if batch.carry else None
-        with annotate("bptt", domain="gpurnn"):
+        with nvtx_range("bptt"):
             result = bptt(self.params, batch.inputs, batch.targets, lengths=batch.lengths, s0=s0,
                           activation=cfg.activation, output=cfg.output, truncate=cfg.truncate, backend=self.backend)
         grads, loss_sum, count = result.grads, result.loss, result.count
@@ -105,10 +105,10 @@ class Trainer:
         if scale != 1.0:
             grads = grads.map(lambda g: self.backend.scale(g, scale))
         self._notify("on_grads", self.step_count + 1, grads)
-        with annotate("clip", domain="gpurnn"):
+        with nvtx_range("clip"):
             grads, norm = self._clip(grads)
         lr = self.lr()
-        with annotate("optimizer", domain="gpurnn"):
+        with nvtx_range("optimizer step"):
             self.optimizer.step(self.params, grads, lr)
         self.carry = result.s_last
         self.position["step"] += 1
@@ -220,7 +220,7 @@ class Trainer:
             data = data.to(self.backend.asarray)
         cfg, be, P = self.config, self.backend, self.params
         total, count, carry = 0.0, 0, None
-        with annotate("evaluate", domain="gpurnn"):
+        with nvtx_range("evaluate"):
             for batch in data.iter_epoch(None):
                 s0 = carry if batch.carry else None
                 targets = check_call(P, batch.inputs, lengths=batch.lengths, s0=s0, activation=cfg.activation,
