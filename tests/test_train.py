@@ -317,3 +317,19 @@ def test_streaming_steps_match_torch(backend):
     np.testing.assert_allclose([s.loss for s in history[:2]], golden["losses"][:2], rtol=1e-12)  # before any clip
     for key, value in trainer.host_params().items():
         np.testing.assert_allclose(value, golden[f"final.{key}"], rtol=1e-5, atol=1e-7, err_msg=key)
+
+
+def test_reduce_hook_sits_before_normalisation_and_clipping():
+    """Two ranks holding the same batch: an all-reduce (sum) of gradients, losses and counts
+    leaves the mean-per-target update unchanged."""
+    def all_reduce_two_ranks(grads, loss_sum, count):
+        return grads.map(lambda g: g * 2), loss_sum * 2, count * 2
+
+    xs, ys = _sentences()
+    batch = SentenceBatches(xs, ys, 8, shuffle=False).batch(range(8))
+    alone = _trainer(max_norm=0.1)
+    ranks = Trainer(init_params(V, 8, V, seed=3), TrainConfig(backend="cpu", max_norm=0.1), reduce=all_reduce_two_ranks)
+    a, b = alone.step(batch), ranks.step(batch)
+    assert b.count == 2 * a.count and b.loss == pytest.approx(a.loss) and b.grad_norm == pytest.approx(a.grad_norm)
+    for x, y in zip(alone.host_params(), ranks.host_params()):
+        np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
