@@ -25,7 +25,10 @@ from helpers import (FIELDS, assert_close, finite_difference, loss_terms, make_c
 import gpurnn
 from gpurnn.backends import get_backend
 
-SIZES = dict(T=5, B=3, n=4, d=4, k=3) if SIMULATOR else dict(T=7, B=4, n=5, d=5, k=4)
+# Under the simulator kernel tiles are 4 wide: n, d, k > 4 put partial tiles in every product.
+SIZES = dict(T=5, B=3, n=6, d=5, k=5) if SIMULATOR else dict(T=7, B=4, n=5, d=5, k=4)
+# Several full and partial tiles and thread blocks on every backend (GPU tiles are 16 wide).
+MODERATE = dict(T=4, B=5, n=7, d=9, k=6) if SIMULATOR else dict(T=16, B=20, n=37, d=45, k=19)
 ACTIVATIONS = ["tanh", "logistic", "relu"]
 FD_RTOL = 1e-7
 # Central differences of the reference loss in long double: error ≈ h²·|f'''|/6 + ε·|L|/h.
@@ -182,3 +185,18 @@ def test_large_logits_stay_finite(backend):
     for name in FIELDS:
         assert_close(getattr(r.grads, name), grads[name], np.float64, name)
     assert_close(r.ds0, ds0, np.float64, "ds0")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("activation,output,tokens,truncate",
+                         [("tanh", "all", True, None), ("logistic", "last", False, 2), ("relu", "all", False, 3)])
+def test_moderate_sizes_match_per_term_reference(activation, output, tokens, truncate, dtype, backend):
+    """Sizes past one tile / block / vector width, in both dtypes, against the reference."""
+    case = make_case(20, activation=activation, output=output, tokens=tokens, lengths=True, s0=True,
+                     truncate=truncate, **MODERATE)
+    r = run(case.astype(dtype), backend)
+    loss, grads, ds0 = reference_bptt(case)
+    assert_close(r.loss, loss, dtype, "loss")
+    for name in FIELDS:
+        assert_close(getattr(r.grads, name), grads[name], dtype, f"d{name}")
+    assert_close(r.ds0, ds0, dtype, "ds0")
