@@ -39,7 +39,7 @@ COOP_COLUMNS = 32       # C: one warp of columns, so a warp's W loads are one co
 COOP_THREADS = 256      # C × KS threads: KS = 8 warps split the inner dimension i
 COOP_REGS = 255         # registers per thread ptxas gives the cooperative kernels (up to 255)
 MAX_ACC = 16            # register accumulators per thread (rows × chains) before spilling risk
-REG_OPTIONS = (0, 32, 64, 96, 128)   # W rows held in registers by the block variant
+REG_OPTIONS = tuple(range(0, 129, 16))  # W rows the block variant may hold in registers
 UNROLL_LIMIT = 256       # rreg · rows · chains: larger register loops are not fully unrolled
                          # by NVVM, and W's register copy then lives in local memory
 DEFAULT_SMEM_CARVE = 1024  # bytes the runtime reserves per block on sm_80+ (not usable)
@@ -92,37 +92,58 @@ def _pow2_at_least(n: int) -> int:
     return 1 << max(0, math.ceil(math.log2(max(n, 1))))
 
 
-def _block_plan(B, d, isz, chains, limits):
+def block_smem(d, rreg, rows, chains, isz):
+    """Bytes of shared memory of the block variant: W rows [rreg, d), two buffers of rows·chains·d."""
+    return ((d - min(rreg, d)) * d + 2 * rows * chains * d) * isz
+
+
+def coop_smem(d, rows, isz):
+    """Bytes of shared memory of the cooperative variant: W[:, C columns], xs (rows·d), partials."""
+    return (d * COOP_COLUMNS + rows * d + (COOP_THREADS // COOP_COLUMNS) * rows * COOP_COLUMNS) * isz
+
+
+def custom_plan(variant, B, d, dtype, *, rows, rreg=0, chains=1, reason="chosen by hand"):
+    """A plan with the given `rows` (and `rreg`, `chains` for "block"), its grid, threads and
+    shared memory computed; for tests and experiments (no check that it fits a device)."""
+    isz = np.dtype(dtype).itemsize
+    if variant == "block":
+        return Plan("block", reason, rows=rows, chains=chains, rreg=rreg, cols=d, grid=math.ceil(B / rows),
+                    threads=max(32, 32 * math.ceil(d / 32)), smem=block_smem(d, rreg, rows, chains, isz))
+    if variant == "coop":
+        return Plan("coop", reason, rows=rows, cols=COOP_COLUMNS, ksplit=COOP_THREADS // COOP_COLUMNS,
+                    grid=math.ceil(d / COOP_COLUMNS) * math.ceil(B / rows), threads=COOP_THREADS,
+                    smem=coop_smem(d, rows, isz))
+    raise ValueError(f"variant must be 'block' or 'coop', got {variant!r}")
+
+
+def _block_plan(B, d, dtype, chains, limits):
     threads = max(32, 32 * math.ceil(d / 32))
     rows = min(_pow2_at_least(math.ceil(B / limits.sm_count)), MAX_ACC // chains)
-    words = isz // 4
+    isz = np.dtype(dtype).itemsize
     while rows >= 1:
-        acc = rows * chains
         for rreg in sorted(REG_OPTIONS, reverse=True):   # more W in registers: less smem traffic
-            smem = ((d - min(rreg, d)) * d + 2 * acc * d) * isz
-            regs = (rreg + 2 * acc) * words + 48        # W rows, accumulators, addressing
-            if (rreg <= d and rreg * acc <= UNROLL_LIMIT and smem <= limits.smem_per_block
+            acc = rows * chains
+            regs = (rreg + 2 * acc) * (isz // 4) + 48     # W rows, accumulators, addressing
+            if (rreg <= d and rreg * acc <= UNROLL_LIMIT
+                    and block_smem(d, rreg, rows, chains, isz) <= limits.smem_per_block
                     and regs <= min(255, limits.regs_per_sm // threads)):
-                return Plan("block", f"W on chip: {rreg} rows in registers, the rest in shared memory",
-                            rows=rows, chains=chains, rreg=rreg, cols=d, grid=math.ceil(B / rows),
-                            threads=threads, smem=smem)
+                return custom_plan("block", B, d, dtype, rows=rows, rreg=rreg, chains=chains,
+                                   reason=f"W on chip: {rreg} rows in registers, the rest in shared memory")
         rows //= 2
     return None
 
 
-def _coop_plan(B, d, isz, limits):
-    cols, ks = COOP_COLUMNS, COOP_THREADS // COOP_COLUMNS
-    groups = math.ceil(d / cols)
+def _coop_plan(B, d, dtype, limits):
+    groups = math.ceil(d / COOP_COLUMNS)
     for rows in (1, 2, 4, 8):
-        smem = (d * cols + rows * d + ks * rows * cols) * isz
+        smem = coop_smem(d, rows, np.dtype(dtype).itemsize)
         if smem > limits.smem_per_block:
             return None
         per_sm = min(limits.smem_per_sm // (smem + DEFAULT_SMEM_CARVE),
                      limits.regs_per_sm // (COOP_THREADS * COOP_REGS))
-        grid = groups * math.ceil(B / rows)
-        if grid <= per_sm * limits.sm_count:
-            return Plan("coop", f"W split over {groups} column groups, one grid barrier per step",
-                        rows=rows, cols=cols, ksplit=ks, grid=grid, threads=COOP_THREADS, smem=smem)
+        if groups * math.ceil(B / rows) <= per_sm * limits.sm_count:
+            return custom_plan("coop", B, d, dtype, rows=rows,
+                               reason=f"W split over {groups} column groups, one grid barrier per step")
     return None
 
 
@@ -134,7 +155,6 @@ def plan(B, d, dtype, *, direction="forward", truncate=None, limits=H100, force=
         raise ValueError(f"direction must be 'forward' or 'backward', got {direction!r}")
     if force not in (None, "block", "coop"):
         raise ValueError(f"force must be None, 'block' or 'coop', got {force!r}")
-    isz = np.dtype(dtype).itemsize
     if np.dtype(dtype) not in (np.float32, np.float64):
         raise TypeError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
     if d > 1024:
@@ -142,14 +162,14 @@ def plan(B, d, dtype, *, direction="forward", truncate=None, limits=H100, force=
     chains = 1 if (direction == "forward" or truncate is None) else truncate + 1
     if chains > MAX_ACC:
         return Plan("step", f"truncation τ = {truncate} keeps {chains} chains > {MAX_ACC} registers")
-    block = _block_plan(B, d, isz, chains, limits) if force != "coop" else None
+    block = _block_plan(B, d, dtype, chains, limits) if force != "coop" else None
     if block is not None:
         return block
     if force == "block":
         return Plan("step", f"W ({d}x{d} {np.dtype(dtype)}) does not fit one block's registers + shared memory")
     if chains > 1:
         return Plan("step", "truncated backward has no cooperative variant (the chains would cross blocks)")
-    coop = _coop_plan(B, d, isz, limits)
+    coop = _coop_plan(B, d, dtype, limits)
     if coop is not None:
         return coop
     return Plan("step", f"B = {B}, d = {d}: more blocks than one cooperative grid holds")

@@ -8,7 +8,6 @@ Three places run them:
     launch signatures, and `ptxas -v` (registers, shared memory, no local memory);
   - on a real GPU (`cuda`): the issue's shapes and a multi-block cooperative grid.
 """
-import dataclasses
 import re
 import shutil
 import subprocess
@@ -48,28 +47,14 @@ def assert_close(got, ref, dtype):
     np.testing.assert_allclose(got, ref, atol=atol, rtol=rtol)
 
 
-def one_block_coop(B, d, dtype, rows):
-    """A cooperative plan whose grid is one block (d ≤ 32 columns, B ≤ rows sequences)."""
-    C, KS = pc.COOP_COLUMNS, pc.COOP_THREADS // pc.COOP_COLUMNS
-    assert d <= C and B <= rows
-    smem = (d * C + rows * d + KS * rows * C) * np.dtype(dtype).itemsize
-    return pc.Plan("coop", "one block", rows=rows, cols=C, ksplit=KS, grid=1,
-                   threads=pc.COOP_THREADS, smem=smem)
-
-
-def block_plan(B, d, dtype, rows, rreg, chains=1):
-    """A block plan with chosen rows per block and W rows in registers (to cover both paths)."""
-    smem = ((d - rreg) * d + 2 * rows * chains * d) * np.dtype(dtype).itemsize
-    return pc.Plan("block", "test", rows=rows, chains=chains, rreg=rreg, cols=d,
-                   grid=-(-B // rows), threads=32 * -(-d // 32), smem=smem)
-
-
 # ---------------------------------------------------------------- simulator: block and 1-block coop
 
 def sim_plans(B, d, dtype, chains=1):
+    """Block plans covering one and two sequences per block, W in shared memory only and
+    partly in registers."""
     return {
-        "block": block_plan(B, d, dtype, rows=1, rreg=0, chains=chains),
-        "block-rows2-reg32": block_plan(B, d, dtype, rows=2, rreg=32, chains=chains),
+        "block": pc.custom_plan("block", B, d, dtype, rows=1, chains=chains),
+        "block-rows2-reg32": pc.custom_plan("block", B, d, dtype, rows=2, rreg=32, chains=chains),
     }
 
 
@@ -120,7 +105,8 @@ def test_one_block_cooperative_matches_cpu(dtype):
     T, B, d = 4, 3, 32
     XP, W, s0, lengths, G, g_last = case(rng, T, B, d, dtype)
     cpu = get_backend("cpu")
-    the_plan = one_block_coop(B, d, dtype, rows=4)
+    the_plan = pc.custom_plan("coop", B, d, dtype, rows=4)
+    assert the_plan.grid == 1
     for code in ACTIVATIONS.values():
         S = np.full((T + 1, B, d), np.nan, dtype)
         pf.persistent_forward(XP, W, s0, lengths, code, S, plan=the_plan)
@@ -176,10 +162,10 @@ def test_launchers_reject_bad_plans_and_shapes():
     with pytest.raises(ValueError, match="no persistent forward"):
         pf.persistent_forward(XP, W, s0, lengths, 0, np.zeros((4, 2, 8)), plan=pc.Plan("step", "why"))
     with pytest.raises(ValueError, match="out_S"):
-        pf.persistent_forward(XP, W, s0, lengths, 0, np.zeros((3, 2, 8)), plan=block_plan(2, 8, np.float64, 1, 0))
+        pf.persistent_forward(XP, W, s0, lengths, 0, np.zeros((3, 2, 8)), plan=pc.custom_plan("block", 2, 8, np.float64, rows=1))
     with pytest.raises(ValueError, match="chains"):
         pb.persistent_backward(None, None, np.zeros((4, 2, 8)), W, lengths, 0, 2, XP, s0,
-                               plan=block_plan(2, 8, np.float64, 1, 0))
+                               plan=pc.custom_plan("block", 2, 8, np.float64, rows=1))
 
 
 # ---------------------------------------------------------------- PTX and ptxas
@@ -296,9 +282,9 @@ def test_cooperative_multi_block_gpu():
     """d = 96 over 3 column groups × B = 5 over 3 batch groups of 2 (the last one padded):
     9 blocks, one grid barrier a step."""
     T, B, d = 30, 5, 96
-    f = dataclasses.replace(pf.plan_forward(B, d, np.float64, force="coop"), rows=2, grid=9)
-    b = dataclasses.replace(pb.plan_backward(B, d, np.float64, force="coop"), rows=2, grid=9)
-    run_gpu(T, B, d, np.float64, f, b)
+    the_plan = pc.custom_plan("coop", B, d, np.float64, rows=2)
+    assert the_plan.grid == 9
+    run_gpu(T, B, d, np.float64, the_plan, the_plan)
 
 
 @pytest.mark.cuda
