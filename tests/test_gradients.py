@@ -200,3 +200,21 @@ def test_moderate_sizes_match_per_term_reference(activation, output, tokens, tru
     for name in FIELDS:
         assert_close(getattr(r.grads, name), grads[name], dtype, f"d{name}")
     assert_close(r.ds0, ds0, dtype, "ds0")
+
+
+@pytest.mark.parametrize("output,truncate,T,all_zero", representative(
+    output=["all", "last"], truncate=[None, 0, 1], T=[1, 3], all_zero=[False, True]))
+def test_edge_lengths_and_single_steps(output, truncate, T, all_zero, backend):
+    """T = 1, and every sequence of length 0 (output "last" then reads s0 alone, "all" has no
+    loss) or lengths (0, T, T−1), against the per-term reference."""
+    case = make_case(21, output=output, s0=True, truncate=truncate, **{**SIZES, "T": T})
+    B = SIZES["B"]
+    lengths = np.zeros(B, np.int64) if all_zero else np.resize([0, T, T - 1], B)
+    case = dataclasses.replace(case, lengths=lengths)
+    r = run(case, backend)
+    loss, grads, ds0 = reference_bptt(case)
+    assert r.count == len(loss_terms(case))
+    assert_close(r.loss, loss, np.float64, "loss")
+    for name in FIELDS:
+        assert_close(getattr(r.grads, name), grads[name], np.float64, f"d{name}")
+    assert_close(r.ds0, ds0, np.float64, "ds0")
