@@ -7,6 +7,7 @@ from conftest import SIMULATOR
 from helpers import assert_close, make_case, reference_forward, representative
 
 import gpurnn
+from gpurnn.backends import get_backend
 
 SIZES = dict(T=5, B=3, n=4, d=4, k=3) if SIMULATOR else dict(T=9, B=5, n=6, d=7, k=4)
 
@@ -76,3 +77,20 @@ def test_token_id_dtypes_and_strided_inputs(id_dtype, backend):
     got = gpurnn.forward(case.params, strided, backend=backend, **case.forward_kwargs())
     for a, b in zip(ref, got):
         np.testing.assert_array_equal(a, b)
+
+
+def test_results_stay_on_the_backend(backend):
+    """Parameters given as the backend's arrays give results as the backend's arrays (no
+    copy back to the host); NumPy parameters give NumPy results. Both agree."""
+    be = get_backend(backend)
+    case = make_case(15, lengths=True, s0=True, **SIZES)
+    device_type = type(be.asarray(case.s0))
+    P = case.params.map(be.asarray)
+    fwd = gpurnn.forward(P, case.inputs, backend=backend, **case.forward_kwargs())
+    res = gpurnn.bptt(P, case.inputs, case.targets, backend=backend, **case.kwargs())
+    host = gpurnn.bptt(case.params, case.inputs, case.targets, backend=backend, **case.kwargs())
+    assert all(type(a) is device_type for a in [*fwd, *res.grads, res.ds0, res.s_last])
+    assert isinstance(host.grads.W, np.ndarray) and isinstance(host.ds0, np.ndarray)
+    assert res.loss == host.loss
+    for a, b in zip([*res.grads, res.ds0, res.s_last], [*host.grads, host.ds0, host.s_last]):
+        np.testing.assert_array_equal(be.to_host(a), b)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import gpurnn
+from gpurnn.backends import get_backend
 
 T, B, N, D, K = 4, 2, 5, 3, 3
 
@@ -173,15 +174,12 @@ def test_bad_init_params(bad, error, argument):
         gpurnn.init_params(kwargs.pop("n_in"), kwargs.pop("hidden"), kwargs.pop("n_out"), **kwargs)
 
 
-@pytest.mark.cuda
-@pytest.mark.parametrize("case", ["token id = n", "dense NaN", "target = k", "lengths T+1", "W NaN"])
-def test_bad_input_on_the_device_is_caught_there(case):
-    """The checks run on CuPy arrays too (a user's data may already live on the GPU)."""
-    from gpurnn.backends import get_backend
-
+@pytest.mark.parametrize("case", ["token id = n", "dense NaN", "target = k", "lengths T+1", "W NaN", "s0 Inf"])
+def test_bad_input_on_the_backend_is_caught_there(case, backend):
+    """The checks run on the backend's own arrays too (a user's data may live on the GPU)."""
+    be = get_backend(backend)
     _, change, error, argument = next(c for c in CASES if c[0] == case)
-    be = get_backend("cuda")
     params, inputs, targets, kwargs = change(*problem(tokens="dense" not in case))
-    kwargs["lengths"] = be.asarray(kwargs["lengths"])
+    kwargs = {**kwargs, **{key: be.asarray(kwargs[key]) for key in ("lengths", "s0") if key in kwargs}}
     with pytest.raises(error, match=rf"\b{argument}\b"):
-        gpurnn.bptt(params.map(be.asarray), be.asarray(inputs), be.asarray(targets), backend="cuda", **kwargs)
+        gpurnn.bptt(params.map(be.asarray), be.asarray(inputs), be.asarray(targets), backend=backend, **kwargs)
