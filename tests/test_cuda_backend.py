@@ -4,6 +4,8 @@ the whole engine against the CPU backend at realistic sizes.
 Kernel tests take the `backend` fixture, so they run under the simulator (backend "cuda",
 tiny sizes) and on a real GPU, and skip in a CPU-only run. Tests marked `cuda` need a GPU.
 """
+import functools
+
 import numpy as np
 import pytest
 
@@ -108,10 +110,12 @@ def test_token_rows_gather_and_scatter(be, dtype):
     assert dU[0].tobytes() == dU[1].tobytes()
 
 
+@pytest.mark.parametrize("persistent", [False, True], ids=["step", "persistent"])
 @pytest.mark.parametrize("truncate", [None, 0, 1, 3])
 @pytest.mark.parametrize("output", ["all", "last"])
-def test_recurrence_backward_matches_cpu(be, truncate, output):
-    """The CUDA truncated/exact backward equals the CPU backend's, operation against operation."""
+def test_recurrence_backward_matches_cpu(be, truncate, output, persistent):
+    """The CUDA truncated/exact backward (the per-step kernels and, where its plan fits, the
+    persistent kernel) equals the CPU backend's, operation against operation."""
     from gpurnn.backends import get_backend
 
     cpu = get_backend("cpu")
@@ -124,10 +128,26 @@ def test_recurrence_backward_matches_cpu(be, truncate, output):
     g_last = rng.normal(size=(B, d))
     G, g_last = (G, None) if output == "all" else (None, g_last)
     want = cpu.recurrence_backward(G, g_last, S, W, lengths, 0, truncate)
+    be.persistent = persistent
     dev = (lambda a: None if a is None else be.asarray(a))
     got = be.recurrence_backward(dev(G), dev(g_last), dev(S), dev(W), dev(lengths), 0, truncate)
     for name, a, b in zip(("Δ", "ds0"), got, want):
         assert_close(be.to_host(a), b, np.float64, name)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "logistic", "relu"])
+def test_step_path_matches_cpu_through_bptt(be, activation):
+    """The step-by-step reference path (one fused launch per step) through the whole engine."""
+    from gpurnn.backends.cuda import CUDABackend
+
+    case = make_case(11, lengths=True, s0=True, activation=activation, truncate=1)
+    want = gpurnn.bptt(case.params, case.inputs, case.targets, **case.kwargs(), backend="cpu")
+    got = gpurnn.bptt(case.params, case.inputs, case.targets, **case.kwargs(),
+                      backend=CUDABackend(gemm="numba", persistent=False))
+    assert_close(got.loss, want.loss, np.float64, "loss")
+    for (name, a), b in zip(got.grads.items(), want.grads):
+        assert_close(a, b, np.float64, name)
+    assert_close(got.ds0, want.ds0, np.float64, "ds0")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -170,17 +190,24 @@ REALISTIC = [  # (T, B, n, d, k, tokens)
 ]
 
 
+@functools.cache
+def _realistic(T, B, n, d, k, tokens, dtype):
+    """A realistic case and the CPU backend's answer (computed once per size and dtype)."""
+    case = make_case(8, T=T, B=B, n=n, d=d, k=k, tokens=tokens, lengths=True, s0=True, dtype=dtype)
+    case.params = gpurnn.init_params(n, d, k, seed=1, dtype=dtype)
+    return case, gpurnn.bptt(case.params, case.inputs, case.targets, **case.kwargs(), backend="cpu")
+
+
 @pytest.mark.cuda
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("T,B,n,d,k,tokens", REALISTIC)
-@pytest.mark.parametrize("gemm", ["cublas", "numba"])
-def test_realistic_sizes_match_cpu(T, B, n, d, k, tokens, dtype, gemm):
+@pytest.mark.parametrize("gemm,persistent", [("cublas", True), ("cublas", False), ("numba", True)])
+def test_realistic_sizes_match_cpu(T, B, n, d, k, tokens, dtype, gemm, persistent):
     from gpurnn.backends.cuda import CUDABackend
 
-    case = make_case(8, T=T, B=B, n=n, d=d, k=k, tokens=tokens, lengths=True, s0=True, dtype=dtype)
-    case.params = gpurnn.init_params(n, d, k, seed=1, dtype=dtype)
-    want = gpurnn.bptt(case.params, case.inputs, case.targets, **case.kwargs(), backend="cpu")
-    got = gpurnn.bptt(case.params, case.inputs, case.targets, **case.kwargs(), backend=CUDABackend(gemm=gemm))
+    case, want = _realistic(T, B, n, d, k, tokens, dtype)
+    got = gpurnn.bptt(case.params, case.inputs, case.targets, **case.kwargs(),
+                      backend=CUDABackend(gemm=gemm, persistent=persistent))
     limit = 1e-4 if dtype == np.float32 else 1e-10
     assert got.count == want.count
     assert abs(got.loss - want.loss) <= limit * abs(want.loss)

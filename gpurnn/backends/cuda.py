@@ -11,6 +11,11 @@ single products over all T·B rows, done by `GEMM`:
 
 Pick with `CUDABackend(gemm=...)` or the environment variable GPURNN_GEMM;
 `profiling/bench_gpu.py` measures both on the card.
+
+The recurrences run as one persistent kernel each (`gpurnn.kernels.persistent_*`: the whole
+time loop in one launch, W kept on chip) wherever their plan fits the device, and as one
+fused kernel launch per step otherwise, or with `CUDABackend(persistent=False)` /
+GPURNN_PERSISTENT=0 (the step-by-step reference path).
 """
 from __future__ import annotations
 
@@ -21,6 +26,8 @@ import numpy as np
 from numba.cuda.core import config as cuda_config
 
 from gpurnn.kernels import elementwise, reductions, rows, softmax_xent, step_backward, step_forward
+from gpurnn.kernels import persistent_backward as pb
+from gpurnn.kernels import persistent_forward as pf
 from gpurnn.kernels.device import LANES, THREADS, TILE
 from gpurnn.kernels.gemm import gemm
 
@@ -67,13 +74,14 @@ class CUDABackend:
 
     name = "cuda"
 
-    def __init__(self, gemm=None):
+    def __init__(self, gemm=None, persistent=None):
         gemm = gemm or os.environ.get("GPURNN_GEMM") or ("cublas" if mem.cupy_module() else "numba")
         if gemm not in GEMMS:
             raise ValueError(f"gemm must be one of {GEMMS}, got {gemm!r}")
         if gemm == "cublas" and mem.cupy_module() is None:
             raise ValueError("gemm='cublas' needs CuPy on a real GPU")
         self.gemm = gemm
+        self.persistent = os.environ.get("GPURNN_PERSISTENT", "1") != "0" if persistent is None else bool(persistent)
 
     # arrays -------------------------------------------------------------------------
     def asarray(self, array, dtype=None):
@@ -101,6 +109,11 @@ class CUDABackend:
         T, B, d = XP.shape
         S = mem.empty((T + 1, B, d), XP.dtype)
         views = [mem.kernel_view(a) for a in (S, XP, W, s0, lengths)]
+        plan = pf.plan_forward(B, d, XP.dtype) if self.persistent else None
+        if plan is not None and plan.variant != "step":
+            Sv, XPv, Wv, s0v, Lv = views
+            pf.persistent_forward(XPv, Wv, s0v, Lv, activation, Sv, plan=plan)
+            return S
         launch = step_forward.step_forward[_tiles(B, d)]
         for t in range(T):
             launch(*views, t, activation)
@@ -128,6 +141,12 @@ class CUDABackend:
         dtype = S.dtype
         delta = mem.empty((T, B, d), dtype)
         ds0 = mem.empty((1, B, d), dtype)
+        plan = pb.plan_backward(B, d, dtype, truncate) if self.persistent else None
+        if plan is not None and plan.variant != "step":
+            view = (lambda a: None if a is None else mem.kernel_view(a))
+            pb.persistent_backward(view(G), view(g_last), view(S), view(W), view(lengths), activation, truncate,
+                                   view(delta), view(ds0.reshape(B, d)), plan=plan)
+            return delta, ds0.reshape(B, d)
         has_G, has_last = G is not None, g_last is not None
         G = mem.empty((1, 1, 1), dtype) if G is None else G
         g_last = mem.empty((1, 1), dtype) if g_last is None else g_last
