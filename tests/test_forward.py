@@ -68,13 +68,14 @@ def test_single_step_single_sequence(backend):
 
 @pytest.mark.parametrize("id_dtype", [np.int32, np.uint8, np.int16])
 def test_token_id_dtypes_and_strided_inputs(id_dtype, backend):
-    """Any int dtype for token ids, and non-contiguous (batch-major transposed) arrays,
-    give the same result as contiguous int64 ids."""
+    """Any int dtype for token ids, and non-contiguous arrays (batch-major ids seen
+    transposed, Fortran-order parameters and s0) give the same result as contiguous ones."""
     case = make_case(14, lengths=True, s0=True, **SIZES)
     ref = gpurnn.forward(case.params, case.inputs, backend=backend, **case.forward_kwargs())
     strided = np.ascontiguousarray(case.inputs.T).astype(id_dtype).T     # (T,B) view of a (B,T) array
-    assert not strided.flags.c_contiguous
-    got = gpurnn.forward(case.params, strided, backend=backend, **case.forward_kwargs())
+    params = case.params.map(np.asfortranarray)
+    assert not (strided.flags.c_contiguous or params.W.flags.c_contiguous)
+    got = gpurnn.forward(params, strided, lengths=case.lengths, s0=np.asfortranarray(case.s0), backend=backend)
     for a, b in zip(ref, got):
         np.testing.assert_array_equal(a, b)
 
