@@ -7,8 +7,9 @@ Both sides get the same float32 weights and the same dense inputs (T,B,n) with n
 compute the same function (the losses are compared, and the gradients on the first row).
 Each variant is timed with CUDA events around `repeats` calls after `warmup` untimed ones
 (Numba compiles and cuDNN picks its algorithms there); the table shows medians.
-Variants: gpurnn with cuBLAS for the large products (GPURNN_GEMM=cublas, the default on a
-GPU) and with the tiled Numba GEMM (gemm="numba"), so the backend's switch is measured.
+Variants of gpurnn: "cublas" (cuBLAS for the large products, persistent recurrences: the
+default on a GPU), "numba" (the tiled Numba GEMM instead), "cublas-step" (one fused launch per
+step instead of the persistent kernels), so both of the backend's switches are measured.
 
 Work per call, 2 flops per multiply-add:  2·T·B·(2·n·d + 3·d·d + 3·d·k)  (x U, dU, s W forward
 and backward, dW, s V, dV, dZ Vᵀ), the count `bench_cpu.py` uses. The card's own float32 GEMM
@@ -92,13 +93,20 @@ def torch_model(torch, weights, device):
     return rnn, head
 
 
-def bench_row(row, warmup, repeats, gemms):
+def backend_for(variant):
+    """The CUDA backend a variant name ("cublas", "numba", optionally "-step") stands for."""
+    from gpurnn.backends.cuda import CUDABackend
+
+    gemm, _, step = variant.partition("-")
+    return CUDABackend(gemm=gemm, persistent=step != "step")
+
+
+def bench_row(row, warmup, repeats, variants):
     import cupy as cp
     import numpy as np
     import torch
 
     import gpurnn
-    from gpurnn.backends.cuda import CUDABackend
 
     T, B, d, k = row
     weights, x, targets = make_case(np, T, B, d, k)
@@ -106,12 +114,12 @@ def bench_row(row, warmup, repeats, gemms):
     x_dev, t_dev = cp.asarray(x), cp.asarray(targets)
     result = {"T": T, "B": B, "n": k, "d": d, "k": k, "gflop": flops(T, B, k, d, k) / 1e9}
     ours = {}
-    for gemm in gemms:
-        backend = CUDABackend(gemm=gemm)
-        ours[gemm] = gpurnn.bptt(params, x_dev, t_dev, backend=backend)
+    for variant in variants:
+        backend = backend_for(variant)
+        ours[variant] = gpurnn.bptt(params, x_dev, t_dev, backend=backend)
         ms, samples = median_ms(cupy_events, lambda: gpurnn.bptt(params, x_dev, t_dev, backend=backend),
                                 warmup, repeats)
-        result[f"gpurnn_{gemm}_ms"], result[f"gpurnn_{gemm}_samples"] = ms, samples
+        result[f"gpurnn_{variant}_ms"], result[f"gpurnn_{variant}_samples"] = ms, samples
 
     device = torch.device("cuda")
     rnn, head = torch_model(torch, weights, device)
@@ -125,15 +133,15 @@ def bench_row(row, warmup, repeats, gemms):
         loss.backward()
         return loss
 
-    torch_loss = float(torch_step())
+    torch_loss = float(torch_step().detach())
     ms, samples = median_ms(torch_events, torch_step, warmup, repeats)
     result["torch_ms"], result["torch_samples"] = ms, samples
-    first = ours[gemms[0]]
+    first = ours[variants[0]]
     result["loss_rel_diff"] = abs(first.loss - torch_loss) / abs(torch_loss)
     dW_torch = rnn.weight_hh_l0.grad.T.cpu().numpy()
     dW_ours = cp.asnumpy(first.grads.W)
     result["dW_rel_diff"] = float(np.linalg.norm(dW_ours - dW_torch) / np.linalg.norm(dW_torch))
-    best = min(result[f"gpurnn_{g}_ms"] for g in gemms)
+    best = min(result[f"gpurnn_{g}_ms"] for g in variants)
     result["best_gpurnn_ms"] = best
     result["ratio_torch_over_gpurnn"] = result["torch_ms"] / best
     result["gpurnn_tflops"] = flops(T, B, k, d, k) / (best * 1e-3) / 1e12
@@ -141,32 +149,32 @@ def bench_row(row, warmup, repeats, gemms):
     return result
 
 
-def main(out=None, warmup=2, repeats=10, rows="", gemm="cublas,numba"):
+def main(out=None, warmup=2, repeats=10, rows="", variants="cublas,numba,cublas-step"):
     """Time gpurnn (CUDA backend) against torch.nn.RNN on cuDNN, forward + backward."""
     import cupy as cp
     import torch
 
     started = time.time()
     chosen = [ROWS[int(i)] for i in rows.split(",")] if rows else ROWS
-    gemms = gemm.split(",")
+    variants = variants.split(",")
     props = cp.cuda.runtime.getDeviceProperties(0)
     report = {"card": props["name"].decode(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "torch": torch.__version__, "cudnn": torch.backends.cudnn.version(), "cupy": cp.__version__,
               "gemm_tflops_f32": gemm_rate(cp), "rows": []}
     print(f"{report['card']}: cuBLAS float32 GEMM 8192³ = {report['gemm_tflops_f32']:.1f} TFLOP/s", flush=True)
     for row in chosen:
-        report["rows"].append(bench_row(row, warmup, repeats, gemms))
+        report["rows"].append(bench_row(row, warmup, repeats, variants))
         r = report["rows"][-1]
         print(f"T={r['T']} B={r['B']} d={r['d']} k={r['k']}: " + ", ".join(
-            f"{g} {r[f'gpurnn_{g}_ms']:.2f} ms" for g in gemms) + f", torch {r['torch_ms']:.2f} ms, "
+            f"{g} {r[f'gpurnn_{g}_ms']:.2f} ms" for g in variants) + f", torch {r['torch_ms']:.2f} ms, "
             f"loss diff {r['loss_rel_diff']:.1e}, dW diff {r['dW_rel_diff']:.1e}", flush=True)
     report["seconds"] = time.time() - started
     if out:
         out.write_text(json.dumps(report, indent=1))
-    print(f"\n{'T':>5} {'B':>4} {'d':>5} {'k':>4} " + "".join(f"{g + ' ms':>12}" for g in gemms)
+    print(f"\n{'T':>5} {'B':>4} {'d':>5} {'k':>4} " + "".join(f"{g + ' ms':>12}" for g in variants)
           + f"{'torch ms':>10} {'torch/ours':>10} {'ours TF/s':>9} {'torch TF/s':>10}")
     for r in report["rows"]:
-        print(f"{r['T']:>5} {r['B']:>4} {r['d']:>5} {r['k']:>4} " + "".join(f"{r[f'gpurnn_{g}_ms']:>12.2f}" for g in gemms)
+        print(f"{r['T']:>5} {r['B']:>4} {r['d']:>5} {r['k']:>4} " + "".join(f"{r[f'gpurnn_{g}_ms']:>12.2f}" for g in variants)
               + f"{r['torch_ms']:>10.2f} {r['ratio_torch_over_gpurnn']:>10.2f} {r['gpurnn_tflops']:>9.3f} "
               f"{r['torch_tflops']:>10.3f}")
 
@@ -178,7 +186,7 @@ def cli():
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls first (compilation happens there)")
     parser.add_argument("--repeats", type=int, default=10, help="timed calls per variant; the median is reported")
     parser.add_argument("--rows", default="", help="subset of the rows by index, e.g. '0,2' (default: all)")
-    parser.add_argument("--gemm", default="cublas,numba", help="gpurnn GEMM variants to time")
+    parser.add_argument("--variants", default="cublas,numba,cublas-step", help="gpurnn variants to time")
     main(**vars(parser.parse_args()))
 
 

@@ -4,16 +4,18 @@
 #
 #     OUT=/some/dir bash profiling/gpu_check.sh
 #
-# Stages, each under its own `timeout` so the whole run stays under 6 minutes:
-#   versions  card, driver, CUDA and library versions, numba's view of the device   (30 s)
+# Stages, each under its own `timeout` so the whole run stays under 6 minutes (350 s of limits):
+#   versions  card, driver, CUDA and library versions, numba's view of the device   (20 s)
 #   install   pip install --no-deps --no-build-isolation -e . (offline); wheels from
-#             ./wheels (a carried wheelhouse of pure-Python deps) when present       (60 s)
-#   tests     the whole suite on the GPU: CPU and CUDA backends, the `cuda`-marked
-#             realistic sizes, the PTX checks                                        (150 s)
-#   bench     profiling/bench_gpu.py: gpurnn vs torch.nn.RNN on cuDNN              (120 s)
-#   sanitize  H4's compute-sanitizer script, when present                          (45 s)
-# Writes at most 8 flat files under $OUT: versions.log install.log tests.log tests.xml
-# bench.log bench_gpu.json sanitize.log summary.txt; prints each stage's tail and the summary.
+#             ./wheels (a carried wheelhouse of pure-Python deps) when present       (40 s)
+#   bench     profiling/gemm/harness.py (Numba GEMM versions vs cuBLAS), then
+#             profiling/bench_gpu.py (gpurnn vs torch.nn.RNN on cuDNN)              (110 s)
+#   tests     the whole suite with the CUDA backend (GPURNN_TEST_BACKENDS=cuda: the CPU
+#             backend's copy of the parametrized tests runs in CI, and both do not fit
+#             the time), the `cuda`-marked realistic sizes, the PTX checks          (150 s)
+#   sanitize  profiling/sanitize.sh (compute-sanitizer), when present              (30 s)
+# Writes at most 8 flat files under $OUT: versions.log install.log bench.log bench_gpu.json
+# tests.log tests.xml sanitize.log summary.txt; prints each stage's tail and the summary.
 set -u
 cd "$(dirname "$0")/.." || exit 1
 OUT=${OUT:-$(mktemp -d)}
@@ -41,7 +43,7 @@ versions() {
     "$PY" - <<'PYEOF'
 import importlib, platform
 print("python", platform.python_version())
-for name in ("numpy", "numba", "numba_cuda", "cupy", "torch", "scipy", "pytest", "typer", "tqdm",
+for name in ("numpy", "numba", "numba_cuda", "cupy", "torch", "scipy", "pytest", "setuptools", "wheel", "typer", "tqdm",
              "safetensors", "conllu", "nvtx", "matplotlib"):
     try:
         module = importlib.import_module(name)
@@ -65,11 +67,12 @@ install() {
 }
 
 tests() {   # collection errors (a library missing on this image) must not hide the rest
-    "$PY" -m pytest -q tests -p no:cacheprovider --continue-on-collection-errors \
-        --junitxml="$OUT/tests.xml" -o junit_family=xunit2
+    GPURNN_TEST_BACKENDS=cuda "$PY" -m pytest -q tests -p no:cacheprovider --continue-on-collection-errors \
+        --durations=10 --junitxml="$OUT/tests.xml" -o junit_family=xunit2
 }
 
 bench() {
+    "$PY" profiling/gemm/harness.py --repeats 5
     "$PY" profiling/bench_gpu.py --out "$OUT/bench_gpu.json"
 }
 
@@ -84,10 +87,10 @@ sanitize() {   # its files go to a scratch folder and are appended here: $OUT st
 }
 
 export -f versions install tests bench sanitize
-stage versions 30
-stage install 60
+stage versions 20
+stage install 40
+stage bench 110
 stage tests 150
-stage bench 120
-stage sanitize 45
+stage sanitize 30
 echo "=== summary ($SECONDS s)"
 cat "$SUMMARY"
