@@ -12,7 +12,7 @@ default on a GPU), "numba" (the tiled Numba GEMM instead), "cublas-step" (one fu
 step instead of the persistent kernels), so both of the backend's switches are measured.
 
 Work per call, 2 flops per multiply-add:  2·T·B·(2·n·d + 3·d·d + 3·d·k)  (x U, dU, s W forward
-and backward, dW, s V, dV, dZ Vᵀ), the count `bench_cpu.py` uses. The card's own float32 GEMM
+and backward, dW, s V, dV, dZ Vᵀ): `bench_cpu.flops`, the CPU benchmark's count. The card's own float32 GEMM
 rate (cuBLAS through CuPy, 8192³) is measured first, as the ceiling to compare with.
 """
 from __future__ import annotations
@@ -24,11 +24,9 @@ import statistics
 import time
 from pathlib import Path
 
+from bench_cpu import flops   # the same work count as the CPU benchmark (stdlib-only module)
+
 ROWS = [(1000, 1, 256, 64), (200, 8, 256, 64), (100, 32, 128, 64), (100, 64, 512, 128), (50, 256, 1024, 256)]
-
-
-def flops(T, B, n, d, k):
-    return 2 * T * B * (2 * n * d + 3 * d * d + 3 * d * k)
 
 
 def cupy_events():
