@@ -155,6 +155,8 @@ class Trainer:
         call's `StepStats`; `data` is any `__len__` + `iter_epoch(rng)` source (`gpurnn.batches`)."""
         if steps is None and epochs is None:
             raise ValueError("fit needs steps or epochs (the totals to train to), got neither")
+        if len(data) == 0:
+            raise ValueError("data must yield at least one batch per epoch, got an empty source")
         deadline = None if max_seconds is None else time.perf_counter() + max_seconds
         if hasattr(data, "to"):
             data = data.to(self.backend.asarray)

@@ -293,6 +293,8 @@ def test_fit_needs_a_horizon_and_reserved_meta():
     trainer = _trainer()
     with pytest.raises(ValueError, match="fit needs steps or epochs"):
         trainer.fit(TokenStreams(_text(), 2, 4), progress=False)
+    with pytest.raises(ValueError, match="at least one batch"):
+        trainer.fit([], steps=1, progress=False)
     with pytest.raises(ValueError, match="reserved keys"):
         Trainer(init_params(2, 3, 2), TrainConfig(backend="cpu"), meta={"config": 1})
 
