@@ -54,13 +54,21 @@ def _gemm_impl(trans_a, trans_b, alpha, A, B, beta, C):
     def impl(trans_a, trans_b, alpha, A, B, beta, C):
         m, n = C.shape
         k = A.shape[0] if trans_a else A.shape[1]
+        if m == 0 or n == 0:
+            return
         scalars = np.empty(2, dtype)
         scalars[0], scalars[1] = alpha, beta
         xxgemm(kind, ord("t") if trans_b else ord("n"), ord("t") if trans_a else ord("n"), n, m, k,
-               scalars[0:].ctypes, B.ctypes, B.strides[0] // size, A.ctypes, A.strides[0] // size,
-               scalars[1:].ctypes, C.ctypes, C.strides[0] // size)
+               scalars[0:].ctypes, B.ctypes, _ld(B, size), A.ctypes, _ld(A, size),
+               scalars[1:].ctypes, C.ctypes, _ld(C, size))
 
     return impl
+
+
+@njit(cache=True)
+def _ld(X, itemsize):
+    """BLAS leading dimension of a row-major X with contiguous rows: its row stride (≥ 1)."""
+    return max(X.strides[0] // itemsize, X.shape[1], 1)
 
 
 @njit(cache=True, fastmath=True, error_model="numpy")
