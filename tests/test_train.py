@@ -264,6 +264,8 @@ def test_checkpoint_from_any_backend_loads_and_runs_on_the_cpu(tmp_path, backend
     data = TokenStreams(_text(60), batch_size=2, seq_len=4)
     trainer = Trainer(init_params(V, 4, V, seed=3), TrainConfig(backend=backend, lr=0.05), meta={"vocab": list("abcdef")})
     trainer.fit(data, steps=2, progress=False)
+    held = [trainer.params.W, trainer.carry, *trainer.optimizer.state_dict().values()]
+    assert all(isinstance(a, np.ndarray) == (backend == "cpu") for a in held)    # kept on the device
     xs, ys = _sentences(4)
     assert trainer.evaluate(SentenceBatches(xs, ys, 2, bucket=True)).count == sum(len(x) for x in xs)
     ckpt = load_checkpoint(trainer.save(tmp_path / "ck.safetensors"))
