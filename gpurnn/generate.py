@@ -136,14 +136,21 @@ def tag(reader: Reader, ids: np.ndarray, tags: list[str]) -> tuple[list[str], np
     return [tags[i] for i in best], p[np.arange(len(best)), best]
 
 
-def class_probabilities(reader: Reader, ids: np.ndarray, *, pool: str = "last") -> np.ndarray:
-    """p(class) (k,) for a sentence of word ids (L,): softmax of the last step's logits
-    (pool="last"), or the mean over steps of each step's softmax (pool="mean", for models
-    trained with the label at every step)."""
-    logits, _ = reader.run(np.asarray(ids).reshape(-1, 1))
-    p = softmax(logits[:, 0].astype(np.float64), axis=1)
+def pooled_probabilities(logits: np.ndarray, lengths: np.ndarray, pool: str) -> np.ndarray:
+    """p(class) (B,k) from logits (T,B,k): the softmax at each sequence's last step
+    (pool="last"), or the mean over its steps of each step's softmax (pool="mean", for
+    models trained with the label at every step)."""
+    p = softmax(logits.astype(np.float64), axis=2)
+    lengths = np.asarray(lengths)
     if pool == "last":
-        return p[-1]
+        return p[lengths - 1, np.arange(p.shape[1])]
     if pool == "mean":
-        return p.mean(axis=0)
+        mask = np.arange(p.shape[0])[:, None] < lengths[None, :]
+        return (p * mask[..., None]).sum(axis=0) / lengths[:, None]
     raise ValueError(f"pool must be 'last' or 'mean', got {pool!r}")
+
+
+def class_probabilities(reader: Reader, ids: np.ndarray, *, pool: str = "last") -> np.ndarray:
+    """p(class) (k,) for one sentence of word ids (L,) (see `pooled_probabilities`)."""
+    logits, _ = reader.run(np.asarray(ids).reshape(-1, 1))
+    return pooled_probabilities(logits, np.array([logits.shape[0]]), pool)[0]

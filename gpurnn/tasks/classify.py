@@ -1,0 +1,89 @@
+"""Sentence classification (e.g. polarity), one label per sentence.
+
+Data: `label=path` files (every line of the file has that label) or one `label<TAB>sentence`
+file. Unless a test file is given, the sentences are split once and for all with
+`fixed_split` (permutation seeded by `split_seed`, last `test_fraction` for test), and the
+last `valid_fraction` of the training part is held out for early stopping.
+
+pool="mean" trains with the label as the target at every step (target replication,
+Lipton et al. 2016) and predicts the mean over steps of p(class | prefix); pool="last"
+trains and predicts from the last step only (many to one).
+"""
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from ..batches import SentenceBatches
+from ..checkpoint import load_checkpoint
+from ..data.sentences import fixed_split, read_files_per_label, read_label_column
+from ..data.vocab import Vocab
+from ..generate import pooled_probabilities
+from . import Options, Prepared, logits_of
+
+TEST_FRACTION = 0.1
+
+
+def read_sentences(paths: list[str]):
+    """`label=path` items (a label per file) or a single label-column file."""
+    if all("=" in p for p in paths):
+        return read_files_per_label(dict(p.split("=", 1) for p in paths))
+    if len(paths) == 1:
+        return read_label_column(paths[0])
+    raise ValueError(f"classification data must be LABEL=PATH items or one LABEL<TAB>SENTENCE file, got {paths}")
+
+
+def split(sentences, seed: int, held_out: bool):
+    """(train, test) by `fixed_split`, or (all, []) when test data comes from elsewhere."""
+    if not held_out:
+        return sentences, []
+    train, test = fixed_split(len(sentences), seed=seed, test_fraction=TEST_FRACTION)
+    return [sentences[i] for i in train], [sentences[i] for i in test]
+
+
+def encode(sentences, vocab: Vocab, labels: list[str], batch_size: int, pool: str, shuffle: bool):
+    """Batches of word ids (L,) with the label id per step (pool "mean") or per sentence ("last")."""
+    ids = [vocab.encode(s.words) for s in sentences]
+    y = [labels.index(s.label) for s in sentences]
+    targets = [np.full(len(x), c, np.int64) for x, c in zip(ids, y)] if pool == "mean" else y
+    return SentenceBatches(ids, targets, batch_size, shuffle=shuffle)
+
+
+class Classify:
+    name = "classify"
+    held_out_in_data = True     # whether `evaluate` scores a held-out part of the training files
+
+    def prepare(self, paths: list[str], valid: str | None, opts: Options) -> Prepared:
+        if opts.pool not in ("mean", "last"):
+            raise ValueError(f"pool must be 'mean' or 'last', got {opts.pool!r}")
+        train, _ = split(read_sentences(paths), opts.seed, held_out=True)
+        if valid:
+            held = read_sentences([valid])
+        else:
+            cut = len(train) - int(round(len(train) * opts.valid_fraction))
+            train, held = train[:cut], train[cut:]
+        labels = sorted({s.label for s in train})
+        vocab = Vocab.build((w for s in train for w in s.words), min_count=opts.min_count)
+        meta = {"task": self.name, "vocab": vocab.to_json(), "labels": labels, "pool": opts.pool,
+                "split_seed": opts.seed, "data": paths,
+                "majority": Counter(s.label for s in train).most_common(1)[0][0]}
+        valid_batches = encode(held, vocab, labels, 256, opts.pool, False) if held else None
+        return Prepared(encode(train, vocab, labels, opts.batch_size, opts.pool, True), valid_batches,
+                        len(vocab), len(labels), "all" if opts.pool == "mean" else "last", meta)
+
+    def evaluate(self, checkpoint_path, paths: list[str], meta: dict, backend: str) -> dict:
+        """Accuracy on the fixed split's test part of the training data (or on all of `paths`
+        when they are other files), and the majority baseline's."""
+        ckpt = load_checkpoint(checkpoint_path)
+        vocab, labels = Vocab.from_json(meta["vocab"]), meta["labels"]
+        sentences = read_sentences(paths)
+        test = split(sentences, meta["split_seed"], held_out=True)[1] if paths == meta["data"] else sentences
+        right = 0
+        for batch, logits in logits_of(ckpt.params, encode(test, vocab, labels, 256, "last", False),
+                                       ckpt.activation, backend):
+            p = pooled_probabilities(logits, batch.lengths, meta["pool"])
+            right += int((p.argmax(axis=1) == batch.targets).sum())
+        majority = sum(s.label == meta["majority"] for s in test)
+        return {"accuracy": right / len(test), "baseline_majority": majority / len(test), "sentences": float(len(test))}
+

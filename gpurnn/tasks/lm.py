@@ -1,0 +1,90 @@
+"""Language-model tasks: a character model of a text (`charlm`) and word autocompletion.
+
+charlm: the text's ids (N,) are split, last `valid_fraction` for validation, and read as B
+streams in chunks of `seq_len` (streaming BPTT). autocomplete: every word is a sequence
+`<stop> c_1..c_n` -> `c_1..c_n <stop>` (gpurnn.data.words); a seeded random
+`valid_fraction` of the words is held out.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..batches import SentenceBatches, TokenStreams
+from ..data.text import char_vocab, read_text, split_text
+from ..data.vocab import Vocab
+from ..data.words import docstring_words, encode_words, read_words, word_vocab
+from ..train import Trainer
+from . import Options, Prepared
+
+STDLIB = "stdlib"   # the word source for autocompletion that needs no file: Python's docstrings
+
+
+def _loss_metrics(loss: float) -> dict:
+    return {"loss_nats": loss, "bits_per_char": loss / math.log(2), "perplexity": math.exp(loss)}
+
+
+class CharLM:
+    name = "charlm"
+    held_out_in_data = True     # whether `evaluate` scores a held-out part of the training files
+
+    def prepare(self, paths: list[str], valid: str | None, opts: Options) -> Prepared:
+        text = "".join(read_text(p) for p in paths)
+        vocab = char_vocab(text)
+        ids = vocab.encode(text)
+        train_ids, valid_ids = (ids, vocab.encode(read_text(valid))) if valid else split_text(ids, opts.valid_fraction)
+        streams = TokenStreams(train_ids, opts.batch_size, opts.seq_len)
+        held = TokenStreams(valid_ids, opts.batch_size, opts.seq_len) if len(valid_ids) > opts.batch_size else None
+        meta = {"task": self.name, "vocab": vocab.to_json(), "valid_fraction": opts.valid_fraction,
+                "batch_size": opts.batch_size, "seq_len": opts.seq_len}
+        return Prepared(streams, held, len(vocab), len(vocab), "all", meta)
+
+    def held_out(self, paths: list[str], meta: dict):
+        """The validation streams of `paths` (the last `valid_fraction` of the text)."""
+        vocab = Vocab.from_json(meta["vocab"])
+        ids = vocab.encode("".join(read_text(p) for p in paths))
+        _, valid_ids = split_text(ids, meta["valid_fraction"]) if meta["valid_fraction"] > 0 else (None, ids)
+        return TokenStreams(valid_ids, meta["batch_size"], meta["seq_len"])
+
+    def evaluate(self, checkpoint_path, paths: list[str], meta: dict, backend: str) -> dict:
+        trainer = Trainer.load(checkpoint_path, backend=backend)
+        return _loss_metrics(trainer.evaluate(self.held_out(paths, meta)).loss)
+
+
+def _word_source(paths: list[str]) -> list[str]:
+    if paths == [STDLIB]:
+        return docstring_words()
+    return [w for p in paths for w in read_words(p)]
+
+
+def _split_words(words, fraction, seed):
+    order = np.random.default_rng(seed).permutation(len(words))
+    cut = len(words) - int(round(len(words) * fraction))
+    return [words[i] for i in order[:cut]], [words[i] for i in order[cut:]]
+
+
+class Autocomplete:
+    name = "autocomplete"
+    held_out_in_data = True     # whether `evaluate` scores a held-out part of the training files
+
+    def prepare(self, paths: list[str], valid: str | None, opts: Options) -> Prepared:
+        words = _word_source(paths)
+        train_words, valid_words = ((words, read_words(valid)) if valid
+                                    else _split_words(words, opts.valid_fraction, opts.seed))
+        vocab = word_vocab(words)
+        train = SentenceBatches(*encode_words(train_words, vocab), opts.batch_size)
+        held = SentenceBatches(*encode_words(valid_words, vocab), 256, shuffle=False) if valid_words else None
+        meta = {"task": self.name, "vocab": vocab.to_json(), "valid_fraction": opts.valid_fraction,
+                "split_seed": opts.seed, "words": paths}
+        return Prepared(train, held, len(vocab), len(vocab), "all", meta)
+
+    def evaluate(self, checkpoint_path, paths: list[str], meta: dict, backend: str) -> dict:
+        """Loss per character (and `<stop>`) on the held-out words of `paths` (all of them
+        when they are not the training words)."""
+        words = _word_source(paths)
+        if paths == meta.get("words"):
+            words = _split_words(words, meta["valid_fraction"], meta["split_seed"])[1]
+        vocab = Vocab.from_json(meta["vocab"])
+        trainer = Trainer.load(checkpoint_path, backend=backend)
+        return _loss_metrics(trainer.evaluate(SentenceBatches(*encode_words(words, vocab), 256, shuffle=False)).loss)

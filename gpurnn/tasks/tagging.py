@@ -1,0 +1,74 @@
+"""Part-of-speech tagging (UPOS) from CoNLL-U files, one output per word.
+
+Inputs are word ids from `WordEncoder`: frequent training words keep an id of their own,
+the others read a spelling signature (an unknown-word id refined by capitalisation,
+digits, hyphens and suffix). The baseline tags each word with its most frequent training
+tag, and unseen words with the most frequent tag overall.
+"""
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+
+import numpy as np
+
+from ..batches import SentenceBatches
+from ..checkpoint import load_checkpoint
+from ..data.conll import read_conllu
+from ..data.signatures import WordEncoder
+from ..data.vocab import Vocab
+from . import Options, Prepared, logits_of
+
+
+def encode(sentences, encoder: WordEncoder, tags: Vocab, batch_size: int, shuffle: bool) -> SentenceBatches:
+    """Sentences -> batches of word ids (L,) with tag ids (L,) as targets."""
+    return SentenceBatches([encoder.encode(s.words) for s in sentences], [tags.encode(s.tags) for s in sentences],
+                           batch_size, shuffle=shuffle)
+
+
+def most_frequent_tags(sentences) -> dict:
+    """{word: its most frequent tag in `sentences`} and, under "", the most frequent tag overall."""
+    per_word, overall = defaultdict(Counter), Counter()
+    for s in sentences:
+        for w, t in zip(s.words, s.tags):
+            per_word[w][t] += 1
+            overall[t] += 1
+    table = {w: c.most_common(1)[0][0] for w, c in per_word.items()}
+    table[""] = overall.most_common(1)[0][0]
+    return table
+
+
+class Tag:
+    name = "tag"
+    held_out_in_data = False     # whether `evaluate` scores a held-out part of the training files
+
+    def prepare(self, paths: list[str], valid: str | None, opts: Options) -> Prepared:
+        sentences = [s for p in paths for s in read_conllu(p)]
+        encoder = WordEncoder.build([s.words for s in sentences], opts.min_count)
+        tags = Vocab.build((t for s in sentences for t in s.tags), specials=(), unk=None)
+        train = encode(sentences, encoder, tags, opts.batch_size, True)
+        held = encode(read_conllu(valid), encoder, tags, 256, False) if valid else None
+        meta = {"task": self.name, "vocab": encoder.vocab.to_json(), "tags": tags.symbols,
+                "baseline_tags": most_frequent_tags(sentences)}
+        return Prepared(train, held, len(encoder.vocab), len(tags), "all", meta)
+
+    def evaluate(self, checkpoint_path, paths: list[str], meta: dict, backend: str) -> dict:
+        """Accuracy over all words, over words unseen in training, and the baseline's."""
+        ckpt = load_checkpoint(checkpoint_path)
+        encoder, tags = WordEncoder(Vocab.from_json(meta["vocab"])), Vocab(meta["tags"], unk=None)
+        sentences = [s for p in paths for s in read_conllu(p)]
+        table = meta["baseline_tags"]
+        right = unseen_right = unseen = 0
+        batches = encode(sentences, encoder, tags, 256, False)
+        order = iter(sentences)
+        for batch, logits in logits_of(ckpt.params, batches, ckpt.activation, backend):
+            predicted = logits.argmax(axis=2)
+            for b in range(logits.shape[1]):
+                s = next(order)
+                ok = predicted[: len(s.words), b] == batch.targets[: len(s.words), b]
+                new = np.array([w not in table for w in s.words])
+                right, unseen, unseen_right = right + ok.sum(), unseen + new.sum(), unseen_right + ok[new].sum()
+        total = sum(len(s.words) for s in sentences)
+        baseline = sum(table.get(w, table[""]) == t for s in sentences for w, t in zip(s.words, s.tags))
+        return {"accuracy": right / total, "accuracy_unseen_words": unseen_right / max(unseen, 1),
+                "unseen_word_fraction": unseen / total, "baseline_most_frequent_tag": baseline / total,
+                "words": float(total)}
