@@ -23,7 +23,7 @@ def test_lag_study_respects_the_bound_and_vanishes_for_logistic():
 
 def test_train_run_logs_every_step_and_clips():
     run = train_run(length=10, clip=0.5, steps=4, hidden=4, batch=3, sequences=50)
-    assert run.log.column("step").tolist() == [0, 1, 2, 3] and not run.diverged
+    assert run.log.column("step").tolist() == [1, 2, 3, 4] and not run.diverged
     assert np.isfinite(run.log.column("norm")).all() and 0 <= run.evaluation.error <= 1
 
 

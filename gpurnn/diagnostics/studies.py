@@ -4,10 +4,10 @@ lag_study      for each σ and each target ρ(W): W = a Gaussian matrix rescaled
                radius is exactly ρ, one sequence of random tokens; measured ‖∂s_t/∂s_k‖₂ for every
                pair (summarised by lag: geometric mean and maximum), the relative loss-gradient
                profile ‖∂L_t/∂s_k‖/‖∂L_t/∂s_t‖, the bound (γλ)^(t−k), and the number of pairs above it.
-train_run      plain SGD on a pathological task, with or without global-norm clipping, one
-               `GradientNormLog` row per step (norm before clipping): our own explicit loop over
-               `gpurnn.bptt` + `gpurnn.clip_grad_norm`, so that the only difference between two runs
-               is the clipping. The gradient is the batch mean (summed loss / batch).
+train_run      plain SGD on a pathological task through `gpurnn.train.Trainer` (optimizer "sgd",
+               momentum 0, loss_norm "mean": the batch-mean gradient), with clip "norm" or "none",
+               and a `GradientNormLog` callback (one row per step, norm before clipping); two runs
+               with the same seed differ only in the clipping.
 longest_solved increasing lengths until one is not solved (by most seeds) within the step budget.
 """
 from __future__ import annotations
@@ -17,10 +17,10 @@ import dataclasses
 import numpy as np
 
 from .. import activations
-from ..bptt import bptt
-from ..clip import clip_grad_norm, global_norm
+from ..batches import Batch
 from ..model import init_params
 from ..pathological import Evaluation, make_task
+from ..train import TrainConfig, Trainer, TrainingDiverged
 from .jacobians import jacobian_norms, lecture_bound, spectral_norm, spectral_radius
 from .monitor import GradientNormLog
 from .profile import bound_violations, gradient_profile, summarize_by_lag
@@ -86,36 +86,35 @@ class TrainingRun:
 
 def train_run(task_name="temporal-order-2", length=20, *, clip=None, lr=0.3, rho=1.2, steps=1500,
               hidden=32, batch=20, activation="tanh", seed=0, check_every=0, sequences=10_000) -> TrainingRun:
-    """SGD θ ← θ − lr·g with g the batch-mean gradient, clipped to ‖g‖ ≤ clip when given.
+    """Plain SGD (`gpurnn.train.Trainer`, momentum 0) θ ← θ − lr·g, g the batch-mean gradient,
+    clipped to ‖g‖ ≤ clip when given (clip None: no clipping).
 
     W starts with ρ(W) = rho (`recurrent_matrix`), U and V uniform in ±0.5. Every `check_every`
     steps (0: never) the model is scored on 500 fresh sequences and training stops early once it
     makes no error there; the run ends with the task's evaluation on `sequences` fresh ones.
+    A non-finite loss or gradient (`TrainingDiverged`) ends the run with diverged=True.
     """
     task = make_task(task_name)
     params = init_params(task.n_in, hidden, task.n_out, seed=seed, dtype="float64", scale=0.5)
     params.W[:] = recurrent_matrix(hidden, rho, seed)
-    rng = np.random.default_rng(seed)
-    log, diverged, weight_norm = GradientNormLog(), False, []
+    config = TrainConfig(activation=activation, optimizer="sgd", momentum=0.0, lr=lr, output=task.output,
+                         clip="none" if clip is None else "norm", max_norm=clip or 1.0, seed=seed, backend="cpu")
+    log, weight_norm = GradientNormLog(), []
+    trainer = Trainer(params, config, callbacks=[log])
+    rng, diverged = np.random.default_rng(seed), False
     for step in range(steps):
         sample = task.generate(length, batch, rng)
-        result = bptt(params, sample.inputs, sample.targets, output=task.output, activation=activation,
-                      backend="cpu")
-        grads = result.grads.map(lambda g: g / batch)
-        norm = global_norm(grads)
-        log.record(step, grads, loss=result.loss / batch, norm=norm)
-        if not np.isfinite(norm) or not np.isfinite(result.loss):
+        try:
+            trainer.step(Batch(sample.inputs, sample.targets))
+        except TrainingDiverged:
             diverged = True
             break
-        if clip is not None:
-            grads, _ = clip_grad_norm(grads, clip)
-        for value, g in zip(params, grads):
-            value -= lr * g
-        weight_norm.append(float(np.linalg.norm(params.W)))
+        weight_norm.append(float(np.linalg.norm(trainer.params.W)))
         if check_every and (step + 1) % check_every == 0 and task.evaluate(
-                params, length, activation=activation, sequences=500, seed=seed + step, backend="cpu").error == 0:
+                trainer.params, length, activation=activation, sequences=500, seed=seed + step,
+                backend="cpu").error == 0:
             break
-    evaluation = task.evaluate(params, length, activation=activation, sequences=sequences, backend="cpu")
+    evaluation = task.evaluate(trainer.params, length, activation=activation, sequences=sequences, backend="cpu")
     return TrainingRun(task_name, length, seed, clip, log, np.array(weight_norm), evaluation, diverged)
 
 
