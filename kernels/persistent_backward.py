@@ -203,4 +203,5 @@ def persistent_backward(G, g_last, S, W, lengths, activation_code, truncate, out
     g_last = _empty(S, (0, d), dtype) if g_last is None else g_last
     kernel, sig = backward_kernel(the_plan, dtype, exact=truncate is None)
     args = (G, g_last, S, W, lengths, int(activation_code), out_delta, out_ds0)
-    pc.launch(kernel, sig, the_plan, args, stream)
+    names = ("G", "g_last", "S", "W", "lengths", "activation_code", "out_delta", "out_ds0")
+    pc.launch(kernel, sig, the_plan, names, args, stream)

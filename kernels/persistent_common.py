@@ -239,9 +239,39 @@ def arrays(dtype):
     return f[::1], f[:, ::1], f[:, :, ::1], int64[::1]
 
 
-def launch(dispatcher, sig, the_plan: Plan, args, stream=0):
-    """Compile `dispatcher` for `sig`, allow it `the_plan.smem` bytes of dynamic shared memory
-    (above the default 48 KB a kernel must opt in), check a cooperative grid fits, launch."""
+def _c_contiguous(array):
+    """True for a C-contiguous NumPy array or `__cuda_array_interface__` object."""
+    cai = getattr(array, "__cuda_array_interface__", None)
+    if cai is None:
+        return array.flags.c_contiguous
+    if cai.get("strides") is None:
+        return True
+    expected, step = [], np.dtype(cai["typestr"]).itemsize
+    for extent in reversed(cai["shape"]):
+        expected.append(step)
+        step *= extent
+    return all(n == 1 or s == e for n, s, e in zip(cai["shape"], cai["strides"], reversed(expected)))
+
+
+def check_arrays(names, args, sig):
+    """Each array argument has the dtype and rank of the launch signature and is C-contiguous
+    (else the launch would compile another specialisation, without the shared-memory opt-in)."""
+    for name, value, ty in zip(names, args, sig):
+        if not hasattr(ty, "ndim"):
+            continue
+        want = np.dtype(str(ty.dtype))
+        if np.dtype(value.dtype) != want:
+            raise TypeError(f"{name} must be {want}, got {np.dtype(value.dtype)}")
+        if len(value.shape) != ty.ndim or not _c_contiguous(value):
+            raise ValueError(f"{name} must be a C-contiguous {ty.ndim}-d array, got shape {tuple(value.shape)}")
+
+
+def launch(dispatcher, sig, the_plan: Plan, names, args, stream=0):
+    """Check the arguments against `sig`, compile `dispatcher` for it, allow it `the_plan.smem`
+    bytes of dynamic shared memory (above the default 48 KB a kernel must opt in), check a
+    cooperative grid fits the device, launch. `stream`: a Numba stream (or 0); wrap a CuPy
+    stream with `numba.cuda.external_stream(stream.ptr)`."""
+    check_arrays(names, args, sig)
     if not SIMULATOR:
         from numba.cuda.cudadrv.driver import binding, driver
 
@@ -255,7 +285,6 @@ def launch(dispatcher, sig, the_plan: Plan, args, stream=0):
                 raise ValueError(f"cooperative grid of {the_plan.grid} blocks exceeds the device's "
                                  f"{most} (plan: {the_plan})")
     dispatcher[the_plan.grid, the_plan.threads, stream, the_plan.smem](*args)
-
 
 
 def make_coop_product(rows):

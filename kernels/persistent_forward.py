@@ -155,4 +155,5 @@ def persistent_forward(XP, W, s0, lengths, activation_code, out_S, *, plan=None,
         raise ValueError(f"shapes: XP {XP.shape}, W {W.shape} (expected ({d}, {d})), s0 {s0.shape} "
                          f"(expected ({B}, {d})), out_S {out_S.shape} (expected ({T + 1}, {B}, {d}))")
     kernel, sig = forward_kernel(the_plan, dtype)
-    pc.launch(kernel, sig, the_plan, (XP, W, s0, lengths, int(activation_code), out_S), stream)
+    pc.launch(kernel, sig, the_plan, ("XP", "W", "s0", "lengths", "activation_code", "out_S"),
+              (XP, W, s0, lengths, int(activation_code), out_S), stream)

@@ -162,10 +162,18 @@ def test_launchers_reject_bad_plans_and_shapes():
     with pytest.raises(ValueError, match="no persistent forward"):
         pf.persistent_forward(XP, W, s0, lengths, 0, np.zeros((4, 2, 8)), plan=pc.Plan("step", "why"))
     with pytest.raises(ValueError, match="out_S"):
-        pf.persistent_forward(XP, W, s0, lengths, 0, np.zeros((3, 2, 8)), plan=pc.custom_plan("block", 2, 8, np.float64, rows=1))
+        pf.persistent_forward(XP, W, s0, lengths, 0, np.zeros((3, 2, 8)),
+                              plan=pc.custom_plan("block", 2, 8, np.float64, rows=1))
     with pytest.raises(ValueError, match="chains"):
         pb.persistent_backward(None, None, np.zeros((4, 2, 8)), W, lengths, 0, 2, XP, s0,
                                plan=pc.custom_plan("block", 2, 8, np.float64, rows=1))
+    the_plan = pc.custom_plan("block", 2, 8, np.float64, rows=1)
+    with pytest.raises(TypeError, match="W must be float64, got float32"):
+        pf.persistent_forward(XP, W.astype(np.float32), s0, lengths, 0, np.zeros((4, 2, 8)), plan=the_plan)
+    with pytest.raises(TypeError, match="lengths must be int64"):
+        pf.persistent_forward(XP, W, s0, lengths.astype(np.int32), 0, np.zeros((4, 2, 8)), plan=the_plan)
+    with pytest.raises(ValueError, match="W must be a C-contiguous"):
+        pf.persistent_forward(XP, W.T, s0, lengths, 0, np.zeros((4, 2, 8)), plan=the_plan)
 
 
 # ---------------------------------------------------------------- PTX and ptxas
