@@ -176,8 +176,9 @@ class Trainer:
                         break
                     history.append(stats := self.step(batch))
                     pos["batch"] = index + 1
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{stats.loss:.3f}", tok_s=f"{stats.tokens_per_s:,.0f}", refresh=False)
+                    if progress:
+                        bar.update(1)
+                        bar.set_postfix(loss=f"{stats.loss:.3f}", tok_s=f"{stats.tokens_per_s:,.0f}", refresh=False)
                     if self._after_step(valid, stats.step):
                         return history
                 else:
