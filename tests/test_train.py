@@ -337,3 +337,16 @@ def test_reduce_hook_sits_before_normalisation_and_clipping():
     assert b.count == 2 * a.count and b.loss == pytest.approx(a.loss) and b.grad_norm == pytest.approx(a.grad_norm)
     for x, y in zip(alone.host_params(), ranks.host_params()):
         np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("last", [False, True])
+def test_evaluate_sentences_equals_the_bptt_loss(last):
+    xs, ys = _sentences(11, last=last)
+    data = SentenceBatches(xs, ys, 4, shuffle=False)
+    trainer = _trainer(k=2 if last else V, output="last" if last else "all")
+    output = "last" if last else "all"
+    results = [bptt(trainer.params, b.inputs, b.targets, lengths=b.lengths, output=output, backend="cpu")
+               for b in data.iter_epoch()]
+    stats = trainer.evaluate(data)
+    assert stats.count == sum(r.count for r in results) == (11 if last else sum(len(x) for x in xs))
+    assert stats.loss == pytest.approx(sum(r.loss for r in results) / stats.count, rel=1e-6)
