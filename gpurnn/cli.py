@@ -9,6 +9,7 @@ a run directory (its `best.safetensors` when there is one, else `checkpoint.safe
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import List, Optional
@@ -37,6 +38,18 @@ def checkpoint_path(path: Path) -> Path:
         best = path / "best.safetensors"
         return best if best.is_file() else path / "checkpoint.safetensors"
     return path
+
+
+@contextlib.contextmanager
+def data_errors():
+    """Report a malformed data file (the message names file and line) and exit with status 2."""
+    from .data.errors import DataError
+
+    try:
+        yield
+    except DataError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -80,7 +93,8 @@ def train(
     d_hidden, d_lr, d_batch, d_epochs = DEFAULTS[task]
     opts = Options(batch_size=batch_size or d_batch, seq_len=seq_len, valid_fraction=valid_fraction,
                    min_count=min_count, pool=pool, seed=seed)
-    prepared = the_task.prepare(data, valid, opts)
+    with data_errors():
+        prepared = the_task.prepare(data, valid, opts)
     history = History()
     out.mkdir(parents=True, exist_ok=True)
     if resume:
@@ -101,7 +115,8 @@ def train(
     seconds = time.perf_counter() - start
     trainer.save()
     scored = test or (data if the_task.held_out_in_data or not valid else [valid])
-    metrics = the_task.evaluate(checkpoint_path(out), scored, trainer.meta, backend)
+    with data_errors():
+        metrics = the_task.evaluate(checkpoint_path(out), scored, trainer.meta, backend)
     metrics.update(train_seconds=seconds, steps=float(trainer.step_count),
                    tokens_per_s=history.steps[-1].tokens_per_s if history.steps else 0.0)
     write_metrics(out, metrics, history, {"task": task, "config": vars(trainer.config)})
@@ -122,7 +137,8 @@ def evaluate(checkpoint: Path = typer.Argument(..., help="checkpoint file or run
 
     path = checkpoint_path(checkpoint)
     meta = load_checkpoint(path).meta
-    print_metrics(get_task(meta["task"]).evaluate(path, data, meta, backend), typer.echo)
+    with data_errors():
+        print_metrics(get_task(meta["task"]).evaluate(path, data, meta, backend), typer.echo)
 
 
 def _reader(checkpoint: Path, backend: str, task: str):
