@@ -121,7 +121,7 @@ class CUDABackend:
 
     def affine(self, X, V, c):
         if self.gemm == "cublas":
-            Z = X @ V
+            Z = mem.allocating("a product", (X.shape[0], V.shape[1]), X.dtype, lambda: X @ V)
             Z += c
             return Z
         return self._gemm(X, V, c, False, False)
@@ -172,8 +172,9 @@ class CUDABackend:
         return delta, ds0.reshape(B, d)
 
     def matmul(self, A, B, *, trans_a=False, trans_b=False):
+        opA, opB = (A.T if trans_a else A), (B.T if trans_b else B)
         if self.gemm == "cublas":
-            return (A.T if trans_a else A) @ (B.T if trans_b else B)
+            return mem.allocating("a product", (opA.shape[0], opB.shape[1]), A.dtype, lambda: opA @ opB)
         return self._gemm(A, B, None, trans_a, trans_b)
 
     def sum_rows(self, A):

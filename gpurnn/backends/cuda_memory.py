@@ -48,7 +48,7 @@ def gpu_present() -> bool:
         return False
 
 
-def _allocating(what, shape, dtype, make):
+def allocating(what, shape, dtype, make):
     """make() with allocation failures turned into a DeviceMemoryError naming the sizes."""
     try:
         return make()
@@ -62,13 +62,13 @@ def empty(shape, dtype):
     """An uninitialised device array."""
     cp = cupy_module()
     make = (lambda: cp.empty(shape, dtype)) if cp else (lambda: cuda.device_array(shape, dtype))
-    return _allocating("an array", shape, dtype, make)
+    return allocating("an array", shape, dtype, make)
 
 
 def zeros(shape, dtype):
     cp = cupy_module()
     make = (lambda: cp.zeros(shape, dtype)) if cp else (lambda: cuda.to_device(np.zeros(shape, dtype)))
-    return _allocating("an array", shape, dtype, make)
+    return allocating("an array", shape, dtype, make)
 
 
 def is_device_array(array) -> bool:
@@ -82,13 +82,13 @@ def asarray(array, dtype=None):
     dtype = np.dtype(array.dtype if dtype is None else dtype)
     cp = cupy_module()
     if cp:
-        return _allocating("a copy", array.shape, dtype, lambda: cp.ascontiguousarray(cp.asarray(array, dtype)))
+        return allocating("a copy", array.shape, dtype, lambda: cp.ascontiguousarray(cp.asarray(array, dtype)))
     if is_device_array(array):
         if array.dtype == dtype and array.is_c_contiguous():
             return array
         array = array.copy_to_host()
     host = np.ascontiguousarray(array, dtype)
-    return _allocating("a copy", host.shape, dtype, lambda: cuda.to_device(host))
+    return allocating("a copy", host.shape, dtype, lambda: cuda.to_device(host))
 
 
 def to_host(array):
