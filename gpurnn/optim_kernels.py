@@ -25,7 +25,6 @@ from numba import cuda
 from .backends import backend_for
 
 SGD, NESTEROV, ADAGRAD, RMSPROP, ADAM = range(5)
-THREADS = 256
 
 
 def rule(code, p, g, s1, s2, lr, a, b, eps, c1, c2):
@@ -48,7 +47,7 @@ def rule(code, p, g, s1, s2, lr, a, b, eps, c1, c2):
 # error_model="numpy": x/0 gives inf instead of a Python exception check per element, which
 # lets LLVM vectorize the loop (3x faster on a 65k-entry Adam update); the results are the same.
 _rule_cpu = numba.njit(cache=True, error_model="numpy")(rule)
-_rule_gpu = cuda.jit(device=True)(rule)
+_rule_gpu = cuda.jit(device=True, inline="always")(rule)   # inlined: compile_ptx needs no GPU (kernels/device.py)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -79,6 +78,8 @@ def update(code, p, g, s1, s2, scalars) -> None:
     if isinstance(p, np.ndarray):
         _update_cpu(code, *flat, *scalars)
         return
+    from gpurnn.kernels.device import THREADS
+
     from .backends.cuda_memory import kernel_view
 
     if size:

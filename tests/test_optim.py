@@ -4,6 +4,7 @@ import pathlib
 import numpy as np
 import pytest
 
+from conftest import SIMULATOR
 from gpurnn import Params
 from gpurnn.backends import get_backend
 from gpurnn.optim import make_optimizer, make_schedule
@@ -96,3 +97,18 @@ def test_cosine_holds_its_floor_after_total():
 def test_bad_arguments(call, match):
     with pytest.raises((ValueError, TypeError), match=match):
         call(_params("init"))
+
+
+@pytest.mark.skipif(SIMULATOR, reason="PTX compilation needs the real Numba CUDA target, not the simulator")
+@pytest.mark.parametrize("cc", [(9, 0), (8, 0)], ids=lambda cc: f"sm_{cc[0]}{cc[1]}")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_device_update_compiles_to_ptx(dtype, cc):
+    """The fused update kernel with the argument types `optim_kernels.update` launches it with."""
+    from numba import cuda, types
+
+    from gpurnn.optim_kernels import _update_gpu
+
+    array = getattr(types, dtype)[::1]
+    sig = types.void(types.int64, array, array, array, array, *[types.float64] * 6)
+    ptx, _ = cuda.compile_ptx(_update_gpu.py_func, sig, cc=cc)
+    assert f".target sm_{cc[0]}{cc[1]}" in ptx and ".entry" in ptx
