@@ -14,7 +14,11 @@ Under the Numba simulator every thread is a Python thread, so the blocks shrink 
 (fewer idle padding threads, a faster test suite); the code path is the same.
 """
 from numba import cuda
-from numba.cuda.core import config
+
+try:   # numba-cuda 0.2x and later keep their own settings module; older ones read numba's
+    from numba.cuda.core import config
+except ImportError:
+    from numba import config
 
 from gpurnn import activations
 

@@ -23,12 +23,11 @@ import math
 import os
 
 import numpy as np
-from numba.cuda.core import config as cuda_config
 
 from gpurnn.kernels import elementwise, reductions, rows, softmax_xent, step_backward, step_forward
 from gpurnn.kernels import persistent_backward as pb
 from gpurnn.kernels import persistent_forward as pf
-from gpurnn.kernels.device import LANES, THREADS, TILE
+from gpurnn.kernels.device import LANES, THREADS, TILE, config
 from gpurnn.kernels.gemm import gemm
 
 from . import cuda_memory as mem
@@ -38,7 +37,7 @@ __all__ = ["CUDABackend", "DeviceMemoryError", "cuda_available", "gpu_present"]
 
 # Tiny launches are deliberate here (small batches, tests); Numba's low-occupancy warning
 # would otherwise fire on them, and the test suite turns warnings into errors.
-cuda_config.CUDA_LOW_OCCUPANCY_WARNINGS = 0
+config.CUDA_LOW_OCCUPANCY_WARNINGS = 0
 
 GEMMS = ("cublas", "numba")
 gpu_present = mem.gpu_present

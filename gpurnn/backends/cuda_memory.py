@@ -15,9 +15,8 @@ import functools
 
 import numpy as np
 from numba import cuda
-from numba.cuda.core import config
 
-SIMULATOR = bool(config.ENABLE_CUDASIM)
+from gpurnn.kernels.device import SIM as SIMULATOR
 
 
 class DeviceMemoryError(MemoryError):
