@@ -1,9 +1,14 @@
 """The CUDA backend: device arrays, Numba CUDA kernels (`gpurnn.kernels`), cuBLAS for the
 large products on a GPU.
 
+Use: `gpurnn.bptt(params, ..., backend="cuda")` with NumPy arrays copies them over and returns
+NumPy results; with CuPy arrays as params (e.g. `params.map(cupy.asarray)`), inputs and targets,
+everything stays on the device across calls and the results are CuPy arrays (what the trainer
+keeps). Running out of GPU memory raises `DeviceMemoryError` (a MemoryError) naming the shape
+asked for; the caller's arrays are never written.
+
 Each operation of `gpurnn.backends.base.Backend` turns its arrays into kernel views once
-(`cuda_memory.kernel_view`) and launches its kernels on them. The recurrences launch one
-fused kernel per step (the step-by-step reference path). Products off the recurrence are
+(`cuda_memory.kernel_view`) and launches its kernels on them. Products off the recurrence are
 single products over all T·B rows, done by `GEMM`:
 
     "cublas"  CuPy's matmul (cuBLAS), the default on a real GPU;
@@ -14,8 +19,8 @@ Pick with `CUDABackend(gemm=...)` or the environment variable GPURNN_GEMM;
 
 The recurrences run as one persistent kernel each (`gpurnn.kernels.persistent_*`: the whole
 time loop in one launch, W kept on chip) wherever their plan fits the device, and as one
-fused kernel launch per step otherwise, or with `CUDABackend(persistent=False)` /
-GPURNN_PERSISTENT=0 (the step-by-step reference path).
+fused kernel launch per step (`step_forward`, `step_backward`: the step-by-step reference
+path) otherwise, or with `CUDABackend(persistent=False)` / GPURNN_PERSISTENT=0.
 """
 from __future__ import annotations
 
