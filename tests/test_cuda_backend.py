@@ -167,6 +167,24 @@ def test_device_resident_round_trip(be, backend, dtype):
     assert gpurnn.global_norm(clipped) == pytest.approx(1e-3, rel=1e-5)
 
 
+@pytest.mark.parametrize("persistent", [False, True], ids=["step", "persistent"])
+def test_arrays_are_converted_once_per_call_not_per_step(be, backend, persistent, monkeypatch):
+    """The number of array conversions for kernel launches does not grow with T."""
+    from gpurnn.backends import cuda_memory
+
+    be.persistent = persistent
+    calls = []
+    convert = cuda_memory.kernel_view
+    monkeypatch.setattr(cuda_memory, "kernel_view", lambda a: calls.append(1) or convert(a))
+    counts = []
+    for T in (3, 6):
+        case = make_case(12, T=T, truncate=1)
+        calls.clear()
+        gpurnn.bptt(case.params, case.inputs, case.targets, **case.kwargs(), backend=be)
+        counts.append(len(calls))
+    assert counts[0] == counts[1]
+
+
 def test_out_of_memory_names_the_sizes(be):
     from gpurnn.backends.cuda import DeviceMemoryError
 
