@@ -3,7 +3,8 @@
 Rows r = c·B + i of the output hold chain c of sequence i (m chains; exact BPTT has m = 1).
 For step k (run from T−1 down to 0), with s = S[k+1][i, j]:
 
-    e  = G[k, i, j] + [k = lengths[i] − 1] · g_last[i, j]     ∂L_k/∂s_k, the explicit term
+    e  = G[k, i, j] + [k = lengths[i] − 1] · g_last[i, j]     ∂L_k/∂s_k, the explicit term,
+                                                               for chain c = slot (0 for the others)
     h  = Σ_m P[p][r, m] · W[j, m]     (δ W^T of the step after; the caller passes zeros at T−1)
     v  = h + e         exact (reset = 0): one chain collects every later loss
     v  = e  if c = slot, else h       truncated (reset = 1): chain `slot` restarts at the
