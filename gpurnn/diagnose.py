@@ -45,11 +45,11 @@ def lag_figure(curves, path):
     import matplotlib.pyplot as plt
 
     names = sorted({c.activation for c in curves}, key=[c.activation for c in curves].index)
-    rhos = sorted({c.rho for c in curves})
+    rhos = sorted({round(c.rho, 6) for c in curves})
     fig, axes = plt.subplots(len(names), len(rhos), figsize=(3.2 * len(rhos), 2.6 * len(names)),
                              sharex=True, sharey=True, squeeze=False)
     for c in curves:
-        ax = axes[names.index(c.activation), rhos.index(c.rho)]
+        ax = axes[names.index(c.activation), rhos.index(round(c.rho, 6))]
         lags = np.arange(len(c.bound))
         ax.semilogy(lags, c.bound, "k--", label="bound (γλ)^ℓ")
         ax.semilogy(lags, c.jacobian_max, color="tab:red", label="max ‖∂s_t/∂s_k‖₂")

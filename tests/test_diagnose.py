@@ -15,8 +15,8 @@ def test_recurrent_matrix_has_the_asked_spectral_radius():
 
 def test_lag_study_respects_the_bound_and_vanishes_for_logistic():
     curves = lag_study(("tanh", "logistic"), (0.5, 1.5), T=12, d=6, batch=2)
-    assert [(c.activation, c.rho) for c in curves] == [("tanh", 0.5), ("tanh", 1.5), ("logistic", 0.5),
-                                                       ("logistic", 1.5)]
+    assert [c.activation for c in curves] == ["tanh", "tanh", "logistic", "logistic"]
+    assert [c.rho for c in curves] == pytest.approx([0.5, 1.5, 0.5, 1.5])
     assert all(c.violations == 0 for c in curves)
     assert all(measured_rate(c.jacobian_geomean) < 1 for c in curves if c.activation == "logistic")
 

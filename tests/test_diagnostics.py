@@ -187,3 +187,30 @@ def test_bad_arguments_are_named():
         D.explicit_dW(params, inputs, 0, backend="cpu")
     with pytest.raises(ValueError, match="method"):
         D.batched_spectral_norm(np.zeros((1, 2, 2)), method="qr")
+
+
+def test_measure_flow_sets_measurements_beside_the_bound():
+    params, inputs, targets = _model(T=6, B=2, scale=0.7)
+    flow = D.measure_flow(params, inputs, targets, backend="cpu")
+    norms = D.jacobian_norms(params, inputs, backend="cpu")
+    assert flow.jacobian_max[2] == pytest.approx(np.nanmax(np.diagonal(norms, offset=-2)))
+    assert flow.rho == pytest.approx(D.spectral_radius(params.W)) and flow.norm >= flow.rho
+    np.testing.assert_allclose(flow.bound, (flow.gamma * flow.norm) ** np.arange(6))
+    np.testing.assert_allclose(flow.radius_rate, (flow.gamma * flow.rho) ** np.arange(6))
+    assert flow.violations == 0 and flow.profile_geomean[0] == pytest.approx(1.0)
+
+
+@pytest.mark.cuda
+def test_diagnostics_on_gpu_arrays_match_the_cpu():
+    """With CuPy parameters the propagation runs on the GPU; the numbers match the CPU's."""
+    from gpurnn.backends import get_backend
+
+    be = get_backend("cuda")
+    params, inputs, targets = _model(d=70, T=12, B=3, scale=0.3)
+    dev = params.map(be.asarray)
+    on_gpu = D.gradient_profile(dev, be.asarray(inputs), be.asarray(targets), backend="cuda")
+    on_cpu = D.gradient_profile(params, inputs, targets, backend="cpu")
+    np.testing.assert_allclose(on_gpu.norms, on_cpu.norms, rtol=1e-9)
+    for method in ("svd", "power"):
+        np.testing.assert_allclose(D.jacobian_norms(dev, be.asarray(inputs), method=method, backend="cuda"),
+                                   D.jacobian_norms(params, inputs, method="svd", backend="cpu"), rtol=1e-6)

@@ -1,9 +1,8 @@
 """The experiments behind `gpurnn diagnose` and docs/gradient-flow.md.
 
 lag_study      for each σ and each target ρ(W): W = a Gaussian matrix rescaled so that its spectral
-               radius is exactly ρ, one sequence of random tokens; measured ‖∂s_t/∂s_k‖₂ for every
-               pair (summarised by lag: geometric mean and maximum), the relative loss-gradient
-               profile ‖∂L_t/∂s_k‖/‖∂L_t/∂s_t‖, the bound (γλ)^(t−k), and the number of pairs above it.
+               radius is exactly ρ, random tokens; `measure_flow` (‖∂s_t/∂s_k‖₂ and the relative
+               loss-gradient profile by lag, the bound (γλ)^(t−k), the pairs above it).
 train_run      plain SGD on a pathological task through `gpurnn.train.Trainer` (optimizer "sgd",
                momentum 0, loss_norm "mean": the batch-mean gradient), with clip "norm" or "none",
                and a `GradientNormLog` callback (one row per step, norm before clipping); two runs
@@ -16,14 +15,13 @@ import dataclasses
 
 import numpy as np
 
-from .. import activations
 from ..batches import Batch
 from ..model import init_params
 from ..pathological import Evaluation, make_task
 from ..train import TrainConfig, Trainer, TrainingDiverged
-from .jacobians import jacobian_norms, lecture_bound, spectral_norm, spectral_radius
+from .flow import GradientFlow, measure_flow
+from .jacobians import spectral_radius
 from .monitor import GradientNormLog
-from .profile import bound_violations, gradient_profile, summarize_by_lag
 
 
 def recurrent_matrix(d: int, rho: float, seed: int = 0) -> np.ndarray:
@@ -32,41 +30,18 @@ def recurrent_matrix(d: int, rho: float, seed: int = 0) -> np.ndarray:
     return W * (rho / spectral_radius(W))
 
 
-@dataclasses.dataclass
-class LagCurve:
-    """One (σ, ρ) setting of the lag study; every array is indexed by lag 0..T−1."""
-
-    activation: str
-    rho: float
-    norm: float                  # λ = ‖W‖₂
-    gamma: float
-    jacobian_geomean: np.ndarray
-    jacobian_max: np.ndarray
-    profile_geomean: np.ndarray  # ‖∂L_t/∂s_k‖ / ‖∂L_t/∂s_t‖, geometric mean over pairs
-    bound: np.ndarray
-    violations: int              # measured pairs (Jacobians and profile) above the bound
-
-
 def lag_study(activation_names=("tanh", "logistic", "relu"), rhos=(0.5, 1.0, 1.5), *, T=60, d=32,
-              n_in=10, batch=8, seed=0) -> list[LagCurve]:
-    """Measured gradient flow against the bound for every (σ, ρ) pair (float64, CPU)."""
-    curves = []
+              n_in=10, batch=8, seed=0) -> list[GradientFlow]:
+    """`measure_flow` for every (σ, ρ) pair on the same random tokens (float64, CPU)."""
     rng = np.random.default_rng(seed)
     inputs = rng.integers(0, n_in, (T, batch))
     targets = rng.integers(0, n_in, (T, batch))
+    curves = []
     for name in activation_names:
         for rho in rhos:
             params = init_params(n_in, d, n_in, seed=seed, dtype="float64", scale=0.5)
             params.W[:] = recurrent_matrix(d, rho, seed)
-            jac = jacobian_norms(params, inputs, activation=name, backend="cpu")
-            profile = gradient_profile(params, inputs, targets, activation=name, backend="cpu")
-            violations = (bound_violations(jac, params.W, name)
-                          + bound_violations(profile.norms, params.W, name, relative_to=np.diag(profile.norms)))
-            curves.append(LagCurve(name, rho, spectral_norm(params.W),
-                                   activations.GAMMA[activations.activation_code(name)],
-                                   summarize_by_lag(jac, "geomean"), summarize_by_lag(jac, "max"),
-                                   profile.by_lag("geomean"), lecture_bound(params.W, name, np.arange(T)),
-                                   violations))
+            curves.append(measure_flow(params, inputs, targets, activation=name, backend="cpu"))
     return curves
 
 
