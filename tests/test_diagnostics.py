@@ -143,6 +143,15 @@ def test_power_iteration_agrees_with_svd():
     assert D.batched_spectral_norm(np.zeros((2, 3, 3)), method="power").tolist() == [0.0, 0.0]
 
 
+def test_jacobian_norms_up_to_max_lag():
+    params, inputs, _ = _model(T=6)
+    full = D.jacobian_norms(params, inputs, backend="cpu")
+    short = D.jacobian_norms(params, inputs, max_lag=2, backend="cpu")
+    lag = np.subtract.outer(np.arange(6), np.arange(6))
+    np.testing.assert_array_equal(short[lag <= 2], full[lag <= 2])
+    assert np.isnan(short[lag > 2]).all()
+
+
 def test_spectral_quantities_and_bound():
     W = np.array([[0.0, 2.0], [0.0, 0.5]])
     assert D.spectral_radius(W) == pytest.approx(0.5)
@@ -185,6 +194,8 @@ def test_bad_arguments_are_named():
         D.jacobian_norms(params, inputs, sequence=5, backend="cpu")
     with pytest.raises(ValueError, match="k must"):
         D.explicit_dW(params, inputs, 0, backend="cpu")
+    with pytest.raises(ValueError, match="max_lag"):
+        D.jacobian_norms(params, inputs, max_lag=-1, backend="cpu")
     with pytest.raises(ValueError, match="method"):
         D.batched_spectral_norm(np.zeros((1, 2, 2)), method="qr")
 

@@ -97,25 +97,29 @@ def batched_spectral_norm(M, *, method="auto", iterations=300, tol=1e-12, seed=0
     return host(estimate).astype(np.float64)
 
 
-def jacobian_norms(params, inputs, *, activation="tanh", s0=None, sequence=0, method="auto",
+def jacobian_norms(params, inputs, *, activation="tanh", s0=None, sequence=0, method="auto", max_lag=None,
                    backend="auto") -> np.ndarray:
-    """(T,T) matrix N[t−1, k−1] = ‖∂s_t/∂s_k‖₂ for one sequence of the batch (NaN for k > t).
+    """(T,T) matrix N[t−1, k−1] = ‖∂s_t/∂s_k‖₂ for one sequence of the batch (NaN for k > t,
+    and for t − k > max_lag when given).
 
     The products are built lag by lag, all start steps k at once: J_{k+ℓ,k} =
-    diag(σ'(a_{k+ℓ})) Wᵀ J_{k+ℓ−1,k}, one batched (T−ℓ, d, d) product per lag (O(T² d³) work,
-    T−1 batched steps), each norm by `batched_spectral_norm(method=…)`.
+    diag(σ'(a_{k+ℓ})) Wᵀ J_{k+ℓ−1,k}, one batched (T−ℓ, d, d) product per lag (O(T·L·d³) work for
+    L = min(T−1, max_lag) lags, L batched steps), each norm by `batched_spectral_norm(method=…)`.
     """
     states, _, dsig, _ = run_states(params, inputs, activation=activation, s0=s0, backend=backend)
     T, B, d = states.shape
     if not 0 <= sequence < B:
         raise ValueError(f"sequence must be in [0, B) = [0, {B}), got {sequence!r}")
+    if max_lag is not None and (isinstance(max_lag, bool) or not isinstance(max_lag, int) or max_lag < 0):
+        raise ValueError(f"max_lag must be None or an int >= 0, got {max_lag!r}")
+    last = T - 1 if max_lag is None else min(T - 1, max_lag)
     xp = array_module(states)
     W = xp.asarray(params.W, dtype=states.dtype)
     D = dsig[:, sequence, :]                                  # (T,d): σ'(a_t) for t = 1..T
     norms = np.full((T, T), np.nan)
     np.fill_diagonal(norms, 1.0)
     J = xp.broadcast_to(xp.eye(d, dtype=states.dtype), (T, d, d))
-    for lag in range(1, T):
+    for lag in range(1, last + 1):
         J = D[lag:, :, None] * xp.matmul(W.T, J[:T - lag])     # J[k0] = ∂s_{k0+lag+1}/∂s_{k0+1}
         values = batched_spectral_norm(J, method=method)
         norms[np.arange(lag, T), np.arange(T - lag)] = values
