@@ -2,7 +2,7 @@
 
 Each optimizer keeps its slots (one array per parameter and slot, on the parameters'
 device) and updates the parameters in place, one fused pass per parameter
-(`gpurnn.optim_kernels`: Numba on the CPU, a Numba CUDA kernel on CuPy or simulator
+(`gpurnn.optim_rules`: Numba on the CPU, a Numba CUDA kernel on CuPy or simulator
 arrays): `opt.step(params, grads, lr)`. With g the gradient, t the 1-based step count,
 every operation elementwise:
 
@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from . import optim_kernels as kernels
+from . import optim_rules as rules
 from .backends import backend_for
 from .model import FIELDS, Params
 
@@ -31,7 +31,7 @@ __all__ = ["SGD", "Adagrad", "RMSprop", "Adam", "OPTIMIZERS", "Optimizer", "Sche
 
 class Optimizer:
     """Base class: `slots` arrays per parameter, created as zeros like the parameters (on
-    their device); the update itself is one fused pass per parameter (`gpurnn.optim_kernels`)."""
+    their device); the update itself is one fused pass per parameter (`gpurnn.optim_rules`)."""
 
     name = ""
     slots: tuple[str, ...] = ()
@@ -40,7 +40,7 @@ class Optimizer:
     def __init__(self, params: Params, **hparams):
         self.hparams = self._check(hparams)
         self.t = 0
-        self.state = {slot: params.map(kernels.zeros_like) for slot in self.slots}
+        self.state = {slot: params.map(rules.zeros_like) for slot in self.slots}
 
     def step(self, params: Params, grads: Params, lr: float) -> None:
         """Update `params` (and the slots) in place with `grads` at learning rate `lr`."""
@@ -51,7 +51,7 @@ class Optimizer:
         for name in FIELDS:
             slots = [getattr(self.state[slot], name) for slot in self.slots]
             s1, s2 = slots[0], slots[-1]
-            kernels.update(code, getattr(params, name), getattr(grads, name), s1, s2, scalars)
+            rules.update(code, getattr(params, name), getattr(grads, name), s1, s2, scalars)
 
     def _scalars(self, lr):
         """(rule code, (lr, a, b, eps, c1, c2)) for this step."""
@@ -96,7 +96,7 @@ class SGD(Optimizer):
     defaults = {"momentum": 0.9, "nesterov": False}
 
     def _scalars(self, lr):
-        code = kernels.NESTEROV if self.hparams["nesterov"] else kernels.SGD
+        code = rules.NESTEROV if self.hparams["nesterov"] else rules.SGD
         return code, (lr, float(self.hparams["momentum"]), 0.0, 0.0, 0.0, 1.0)
 
 
@@ -107,7 +107,7 @@ class Adagrad(Optimizer):
     defaults = {"eps": 1e-8}
 
     def _scalars(self, lr):
-        return kernels.ADAGRAD, (lr, 0.0, 0.0, float(self.hparams["eps"]), 0.0, 1.0)
+        return rules.ADAGRAD, (lr, 0.0, 0.0, float(self.hparams["eps"]), 0.0, 1.0)
 
 
 class RMSprop(Optimizer):
@@ -117,7 +117,7 @@ class RMSprop(Optimizer):
     defaults = {"alpha": 0.99, "eps": 1e-8}
 
     def _scalars(self, lr):
-        return kernels.RMSPROP, (lr, float(self.hparams["alpha"]), 0.0, float(self.hparams["eps"]), 0.0, 1.0)
+        return rules.RMSPROP, (lr, float(self.hparams["alpha"]), 0.0, float(self.hparams["eps"]), 0.0, 1.0)
 
 
 class Adam(Optimizer):
@@ -128,7 +128,7 @@ class Adam(Optimizer):
 
     def _scalars(self, lr):
         b1, b2, eps = (float(self.hparams[k]) for k in ("beta1", "beta2", "eps"))
-        return kernels.ADAM, (lr, b1, b2, eps, lr / (1 - b1 ** self.t), math.sqrt(1 - b2 ** self.t))
+        return rules.ADAM, (lr, b1, b2, eps, lr / (1 - b1 ** self.t), math.sqrt(1 - b2 ** self.t))
 
 
 OPTIMIZERS = {cls.name: cls for cls in (SGD, Adagrad, RMSprop, Adam)}

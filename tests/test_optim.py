@@ -103,12 +103,12 @@ def test_bad_arguments(call, match):
 @pytest.mark.parametrize("cc", [(9, 0), (8, 0)], ids=lambda cc: f"sm_{cc[0]}{cc[1]}")
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_device_update_compiles_to_ptx(dtype, cc):
-    """The fused update kernel with the argument types `optim_kernels.update` launches it with."""
+    """The fused update kernel with the argument types `optim_rules.update` launches it with."""
     from numba import cuda, types
 
-    from gpurnn.optim_kernels import _update_gpu
+    from gpurnn.kernels.optimizer_update import optimizer_update
 
     array = getattr(types, dtype)[::1]
     sig = types.void(types.int64, array, array, array, array, *[types.float64] * 6)
-    ptx, _ = cuda.compile_ptx(_update_gpu.py_func, sig, cc=cc)
+    ptx, _ = cuda.compile_ptx(optimizer_update.py_func, sig, cc=cc)
     assert f".target sm_{cc[0]}{cc[1]}" in ptx and ".entry" in ptx

@@ -1,6 +1,7 @@
 """The optimizers' elementwise update, written once as a scalar rule and compiled twice:
-`numba.njit` for NumPy arrays, `numba.cuda.jit` for the CUDA backend's arrays (CuPy on a
-GPU, Numba's device arrays under the simulator): one fused pass per parameter, in place.
+`numba.njit` here for NumPy arrays, `numba.cuda.jit` in `gpurnn.kernels.optimizer_update`
+for the CUDA backend's arrays (CuPy on a GPU, Numba's device arrays under the simulator):
+one fused pass per parameter, in place.
 
     rule(code, p, g, s1, s2, lr, a, b, eps, c1, c2) -> (p', s1', s2')
 
@@ -20,7 +21,6 @@ import math
 
 import numba
 import numpy as np
-from numba import cuda
 
 from .backends import backend_for
 
@@ -47,25 +47,12 @@ def rule(code, p, g, s1, s2, lr, a, b, eps, c1, c2):
 # error_model="numpy": x/0 gives inf instead of a Python exception check per element, which
 # lets LLVM vectorize the loop (3x faster on a 65k-entry Adam update); the results are the same.
 _rule_cpu = numba.njit(cache=True, error_model="numpy")(rule)
-_rule_gpu = cuda.jit(device=True, inline="always")(rule)   # inlined: compile_ptx needs no GPU (kernels/device.py)
 
 
 @numba.njit(cache=True, error_model="numpy")
 def _update_cpu(code, P, G, S1, S2, lr, a, b, eps, c1, c2):
     for i in range(P.shape[0]):
         P[i], S1[i], s2 = _rule_cpu(code, P[i], G[i], S1[i], S2[i], lr, a, b, eps, c1, c2)
-        if code == ADAM:
-            S2[i] = s2
-
-
-@cuda.jit
-def _update_gpu(code, P, G, S1, S2, lr, a, b, eps, c1, c2):
-    """One entry per thread; launch grid (ceil(N/THREADS),), block (THREADS,)."""
-    i = cuda.grid(1)
-    if i < P.shape[0]:
-        p, s1, s2 = _rule_gpu(code, P[i], G[i], S1[i], S2[i], lr, a, b, eps, c1, c2)
-        P[i] = p
-        S1[i] = s1
         if code == ADAM:
             S2[i] = s2
 
@@ -78,12 +65,10 @@ def update(code, p, g, s1, s2, scalars) -> None:
     if isinstance(p, np.ndarray):
         _update_cpu(code, *flat, *scalars)
         return
-    from gpurnn.kernels.device import THREADS
-
-    from .backends.cuda_memory import kernel_view
+    from gpurnn.kernels.optimizer_update import launch_update
 
     if size:
-        _update_gpu[-(-size // THREADS), THREADS](code, *(kernel_view(x) for x in flat), *scalars)
+        launch_update(code, flat, scalars)
 
 
 def zeros_like(array):
