@@ -31,7 +31,6 @@ import numpy as np
 from numba import cuda
 
 from . import persistent_common as pc
-from .persistent_common import explicit
 
 
 def _block_backward(dtype, rows, chains, rreg, exact):
@@ -41,7 +40,8 @@ def _block_backward(dtype, rows, chains, rreg, exact):
     f = pc.numba_float(dtype)
     R = rows * chains
     matvec = pc.make_matvec(R, rreg)
-    nreg = max(rreg, 1)
+    nreg = max(rreg, 1)             # local arrays need constant, non-zero sizes
+    nraw = 3 * rows
 
     def kernel(G, g_last, S, W, lengths, act, delta, ds0):
         T, B, d = delta.shape
@@ -53,6 +53,11 @@ def _block_backward(dtype, rows, chains, rreg, exact):
         pc.load_w(W, True, sm, 0, d, 0, d, rreg)
         wreg = cuda.local.array(nreg, f)
         chain = cuda.local.array(R, f)
+        raw = cuda.local.array(nraw, f)
+        lens = cuda.local.array(rows, pc.int64)
+        for q in range(rows):
+            lens[q] = lengths[b0 + q] if b0 + q < B else 0
+            pc.prefetch(G, g_last, S, lengths, T - 1, b0 + q, j, raw, q)
         for r in range(R):
             chain[r] = 0
         if j < d:
@@ -64,10 +69,9 @@ def _block_backward(dtype, rows, chains, rreg, exact):
             if j < d:
                 slot = k % chains
                 for q in range(rows):
-                    b = b0 + q
-                    active = b < B and k < lengths[b]
-                    e = explicit(G, g_last, lengths, k, b, j) if active else zero
-                    dsig = pc.sigma_prime(act, S[k + 1, b, j]) if active else zero
+                    active = k < lens[q]
+                    e = raw[3 * q] + raw[3 * q + 1]
+                    dsig = pc.sigma_prime(act, raw[3 * q + 2]) if active else zero
                     total = zero
                     for c in range(chains):
                         r = c * rows + q
@@ -77,11 +81,13 @@ def _block_backward(dtype, rows, chains, rreg, exact):
                         sm[buf + r * d + j] = local
                         total += local
                         chain[r] = 0
-                    if b < B:
-                        delta[k, b, j] = total
+                    if b0 + q < B:
+                        delta[k, b0 + q, j] = total
             # every local gradient of step k written before the product reads them; the
             # other buffer is step k−1's, so one barrier per step suffices.
             cuda.syncthreads()
+            for q in range(rows):
+                pc.prefetch(G, g_last, S, lengths, k - 1, b0 + q, j, raw, q)
             if j < d:
                 matvec(sm, buf, d, sm, j - rreg * d, d, wreg, 0, d, chain)
         if j < d:
@@ -106,6 +112,7 @@ def _coop_backward(dtype, rows):
     f = pc.numba_float(dtype)
     C, NT = pc.COOP_COLUMNS, pc.COOP_THREADS
     per_thread = (rows * C + NT - 1) // NT
+    nraw = 3 * per_thread
     product = pc.make_coop_product(rows)
 
     def kernel(G, g_last, S, W, lengths, act, delta, ds0):
@@ -122,8 +129,12 @@ def _coop_backward(dtype, rows):
         wreg = cuda.local.array(1, f)
         acc = cuda.local.array(rows, f)
         h = cuda.local.array(per_thread, f)
+        raw = cuda.local.array(nraw, f)
         for u in range(per_thread):
             h[u] = 0
+            idx = tid + u * NT
+            pc.prefetch(G, g_last, S, lengths, T - 1 if idx < rows * C else -1,
+                        b0 + idx // C, g * C + idx % C, raw, u)
         for k in range(T - 1, -1, -1):
             for u in range(per_thread):
                 idx = tid + u * NT
@@ -131,9 +142,11 @@ def _coop_backward(dtype, rows):
                 if idx < rows * C and b < B and col < d:
                     v = delta.dtype.type(0)
                     if k < lengths[b]:
-                        e = h[u] + explicit(G, g_last, lengths, k, b, col)
-                        v = e * pc.sigma_prime(act, S[k + 1, b, col])
+                        e = h[u] + raw[3 * u] + raw[3 * u + 1]
+                        v = e * pc.sigma_prime(act, raw[3 * u + 2])
                     delta[k, b, col] = v
+                # step k−1's loads, issued now: their latency hides behind the barrier
+                pc.prefetch(G, g_last, S, lengths, k - 1 if idx < rows * C else -1, b, col, raw, u)
             grid.sync()             # Δ_k complete in global memory before any block reads it
             product(delta[k], b0, sm, 0, xoff, roff, wreg, acc)
             for u in range(per_thread):

@@ -123,7 +123,7 @@ def _block_plan(B, d, dtype, chains, limits):
     while rows >= 1:
         for rreg in sorted(REG_OPTIONS, reverse=True):   # more W in registers: less smem traffic
             acc = rows * chains
-            regs = (rreg + 2 * acc) * (isz // 4) + 48     # W rows, accumulators, addressing
+            regs = (rreg + 2 * acc) * (isz // 4) + 64     # W rows, accumulators, addressing
             if (rreg <= d and rreg * acc <= UNROLL_LIMIT
                     and block_smem(d, rreg, rows, chains, isz) <= limits.smem_per_block
                     and regs <= min(255, limits.regs_per_sm // threads)):
@@ -204,13 +204,16 @@ def make_matvec(rows, rreg):
 
 
 @inline
-def explicit(G, g_last, lengths, k, b, j):
-    """e = G[k, b, j] + [k = lengths[b] − 1] · g_last[b, j]: ∂L_k/∂s_k from step k's own loss
-    (G or g_last absent when it has 0 rows)."""
-    e = G.dtype.type(0) if G.shape[0] == 0 else G[k, b, j]
-    if g_last.shape[0] > 0 and k == lengths[b] - 1:
-        e += g_last[b, j]
-    return e
+def prefetch(G, g_last, S, lengths, k, b, j, raw, q):
+    """raw[3q], raw[3q+1], raw[3q+2] = G[k, b, j], [k = lengths[b] − 1]·g_last[b, j], S[k+1, b, j]
+    for an active step (0 ≤ k < lengths[b], b < B, j < d; zeros otherwise). The loads are
+    issued a step early and used after the next product, so their latency is hidden; the
+    explicit gradient is e_k = raw[3q] + raw[3q+1] (G or g_last absent when it has 0 rows)."""
+    zero = S.dtype.type(0)
+    active = k >= 0 and b < S.shape[1] and j < S.shape[2] and k < lengths[b]
+    raw[3 * q] = G[k, b, j] if active and G.shape[0] > 0 else zero
+    raw[3 * q + 1] = g_last[b, j] if active and g_last.shape[0] > 0 and k == lengths[b] - 1 else zero
+    raw[3 * q + 2] = S[k + 1, b, j] if active else zero
 
 
 @inline

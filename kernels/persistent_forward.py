@@ -43,6 +43,7 @@ def _block_forward(dtype, rows, rreg):
         pc.load_w(W, False, sm, 0, d, 0, d, rreg)
         wreg = cuda.local.array(nreg, f)
         acc = cuda.local.array(rows, f)
+        xp = cuda.local.array(rows, f)
         lens = cuda.local.array(rows, pc.int64)
         for q in range(rows):
             b = b0 + q
@@ -60,13 +61,13 @@ def _block_forward(dtype, rows, rreg):
             cur = xoff + (t % 2) * rows * d
             nxt = xoff + ((t + 1) % 2) * rows * d
             if j < d:
-                for q in range(rows):
-                    b = b0 + q
-                    acc[q] = XP[t, b, j] if t < lens[q] else zero
+                for q in range(rows):   # issued now, used after the product: latency hidden
+                    xp[q] = XP[t, b0 + q, j] if t < lens[q] else zero
+                    acc[q] = zero
                 matvec(sm, cur, d, sm, j - rreg * d, d, wreg, 0, d, acc)
                 for q in range(rows):
                     b = b0 + q
-                    v = pc.sigma(act, acc[q]) if t < lens[q] else sm[cur + q * d + j]
+                    v = pc.sigma(act, acc[q] + xp[q]) if t < lens[q] else sm[cur + q * d + j]
                     sm[nxt + q * d + j] = v
                     if b < B:
                         S[t + 1, b, j] = v
@@ -82,7 +83,8 @@ def _coop_forward(dtype, rows):
     columns [g·C, (g+1)·C)) × COOP_THREADS threads; one grid barrier per step, s_t read back
     from S in global memory. Shared memory: W[:, cols] (d·C), xs (rows·d), partials (KS·rows·C)."""
     f = pc.numba_float(dtype)
-    C = pc.COOP_COLUMNS
+    C, NT = pc.COOP_COLUMNS, pc.COOP_THREADS
+    per_thread = (rows * C + NT - 1) // NT      # outputs (sequence, column) per thread
     product = pc.make_coop_product(rows)
 
     def kernel(XP, W, s0, lengths, act, S):
@@ -98,19 +100,26 @@ def _coop_forward(dtype, rows):
         pc.load_w(W, False, sm, 0, C, g * C, C, 0)
         wreg = cuda.local.array(1, f)
         acc = cuda.local.array(rows, f)
-        for idx in range(tid, rows * C, pc.COOP_THREADS):
+        xp = cuda.local.array(per_thread, f)
+        for idx in range(tid, rows * C, NT):
             b, col = b0 + idx // C, g * C + idx % C
             if b < B and col < d:
                 S[0, b, col] = s0[b, col]
         grid.sync()                 # S[0] complete in global memory (and W in shared memory)
         for t in range(T):
+            for u in range(per_thread):     # issued before the product: latency hidden
+                idx = tid + u * NT
+                b, col = b0 + idx // C, g * C + idx % C
+                active = idx < rows * C and b < B and col < d and t < lengths[b]
+                xp[u] = XP[t, b, col] if active else XP.dtype.type(0)
             product(S[t], b0, sm, 0, xoff, roff, wreg, acc)
-            for idx in range(tid, rows * C, pc.COOP_THREADS):
+            for u in range(per_thread):
+                idx = tid + u * NT
                 q, c = idx // C, idx % C
                 b, col = b0 + q, g * C + c
-                if b < B and col < d:
+                if idx < rows * C and b < B and col < d:
                     if t < lengths[b]:
-                        v = pc.sigma(act, pc.column_total(sm, roff, rows, q, c) + XP[t, b, col])
+                        v = pc.sigma(act, pc.column_total(sm, roff, rows, q, c) + xp[u])
                     else:
                         v = sm[xoff + q * d + col]
                     S[t + 1, b, col] = v

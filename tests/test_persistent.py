@@ -184,6 +184,7 @@ PTX_CASES = {   # name: (plan, dtype, direction, truncate)
     "bwd-block-trunc4-f32": (pc.plan(32, 128, np.float32, direction="backward", truncate=4),
                              np.float32, "backward", 4),
     "fwd-block-rows2-f64": (pc.plan(256, 64, np.float64), np.float64, "forward", None),
+    "bwd-block-reg-f64": (pc.plan(32, 128, np.float64, direction="backward"), np.float64, "backward", None),
     "fwd-coop-f32": (pc.plan(64, 512, np.float32), np.float32, "forward", None),
     "bwd-coop-f32": (pc.plan(64, 512, np.float32, direction="backward"), np.float32, "backward", None),
 }
