@@ -36,11 +36,11 @@ class GradientFlow:
 
 
 def measure_flow(params, inputs, targets, *, activation="tanh", s0=None, sequence=0, method="auto",
-                 backend="auto") -> GradientFlow:
+                 max_lag=None, backend="auto") -> GradientFlow:
     """Jacobian norms of sequence `sequence`, the batch's loss-gradient profile (targets (T,B),
     −1 for no loss) and the bound, side by side (see the module docstring)."""
     jac = jacobian_norms(params, inputs, activation=activation, s0=s0, sequence=sequence, method=method,
-                         backend=backend)
+                         max_lag=max_lag, backend=backend)
     profile = gradient_profile(params, inputs, targets, activation=activation, s0=s0, backend=backend)
     T = jac.shape[0]
     gamma = activations.GAMMA[activations.activation_code(activation)]
