@@ -71,3 +71,21 @@ def tile_product(A, B, trans_a, trans_b, sA, sB):
             acc += sA[ty, m] * sB[m, tx]
         cuda.syncthreads()    # every thread done reading before the next pass overwrites the tiles
     return acc
+
+
+@inline
+def tree_reduce(buf, x, size, take_max):
+    """buf[0] ← the max (take_max) or the sum of buf[0:size], size a power of two; returns it.
+
+    Pass h halves the active threads: thread x < size/2^h combines buf[x] and buf[x + half],
+    a fixed order (deterministic). x is the calling thread's index along buf; every thread
+    of the block must call it (it holds barriers), after its own buf[x] is stored and a
+    barrier has made all of them visible.
+    """
+    half = size // 2
+    while half > 0:
+        if x < half:
+            buf[x] = max(buf[x], buf[x + half]) if take_max else buf[x] + buf[x + half]
+        cuda.syncthreads()    # this pass's results visible before the next pass reads them
+        half //= 2
+    return buf[0]

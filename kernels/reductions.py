@@ -11,7 +11,7 @@ sum_squares  partials[b] = Σ A_i² (float64) over i = b·THREADS + x + q·THREA
 """
 from numba import cuda
 
-from .device import LANES, SIM, THREADS
+from .device import LANES, SIM, THREADS, tree_reduce
 
 MAX_BLOCKS = 4 if SIM else 512   # sum_squares' grid cap (its partials are copied to the host)
 _BUF = (LANES[1], LANES[0])      # sum_rows' shared buffer: one row of partial sums per row lane
@@ -30,14 +30,9 @@ def sum_rows(A, out):
             acc += A[r, j]
     buf[ty, tx] = acc
     cuda.syncthreads()        # all lanes' partial sums stored before the tree reads them
-    half = lanes // 2
-    while half > 0:
-        if ty < half:
-            buf[ty, tx] += buf[ty + half, tx]
-        cuda.syncthreads()    # this pass's sums visible before the next pass reads them
-        half //= 2
+    total = tree_reduce(buf[:, tx], ty, lanes, False)
     if ty == 0 and j < A.shape[1]:
-        out[j] = buf[0, tx]
+        out[j] = total
 
 
 @cuda.jit
@@ -51,11 +46,6 @@ def sum_squares(A, partials):
         acc += v * v
     buf[x] = acc
     cuda.syncthreads()        # all partial sums stored before the tree reads them
-    half = THREADS // 2
-    while half > 0:
-        if x < half:
-            buf[x] += buf[x + half]
-        cuda.syncthreads()    # this pass's sums visible before the next pass reads them
-        half //= 2
+    total = tree_reduce(buf, x, THREADS, False)
     if x == 0:
-        partials[cuda.blockIdx.x] = buf[0]
+        partials[cuda.blockIdx.x] = total

@@ -19,24 +19,11 @@ import math
 
 from numba import cuda
 
-from .device import SIM, inline
+from .device import SIM, tree_reduce
 
 # Threads per row (a power of two): 128 covers k up to a few thousand in a handful of
 # passes; 4 under the simulator, where each thread is a Python thread.
 ROW_THREADS = 4 if SIM else 128
-
-
-@inline
-def _tree(buf, op_max):
-    """Reduce buf[0:ROW_THREADS] into buf[0] (max or sum), halving the active threads each pass."""
-    x = cuda.threadIdx.x
-    half = ROW_THREADS // 2
-    while half > 0:
-        if x < half:
-            buf[x] = max(buf[x], buf[x + half]) if op_max else buf[x] + buf[x + half]
-        cuda.syncthreads()    # this pass's partial results visible before the next pass reads them
-        half //= 2
-    return buf[0]
 
 
 @cuda.jit
@@ -58,7 +45,7 @@ def softmax_xent(Z, targets, dZ, rows):
         top = max(top, Z[r, j])
     buf[x] = top
     cuda.syncthreads()        # every thread's partial max stored before the tree reads it
-    top = _tree(buf, True)
+    top = tree_reduce(buf, x, ROW_THREADS, True)
     cuda.syncthreads()        # all threads have read the max before buf is reused for the sum
     total = Z.dtype.type(0)
     for j in range(x, k, ROW_THREADS):
@@ -67,7 +54,7 @@ def softmax_xent(Z, targets, dZ, rows):
         total += e
     buf[x] = total
     cuda.syncthreads()        # every thread's partial sum stored before the tree reads it
-    total = _tree(buf, False)
+    total = tree_reduce(buf, x, ROW_THREADS, False)
     one, zero = Z.dtype.type(1), Z.dtype.type(0)
     inv = one / total
     for j in range(x, k, ROW_THREADS):
