@@ -86,9 +86,20 @@ sanitize() {   # its files go to a scratch folder and are appended here: $OUT st
     tail -n +1 "$scratch"/* 2> /dev/null
 }
 
+source_tree() {   # no install possible (e.g. setuptools without bdist_wheel): the installed layout, copied
+    local tree
+    tree=$(mktemp -d)
+    cp -r gpurnn "$tree/gpurnn" && cp -r kernels "$tree/gpurnn/kernels" && echo "$tree"
+}
+
 export -f versions install tests bench sanitize
 stage versions 20
 stage install 40
+if ! "$PY" -c "import gpurnn.kernels" 2> /dev/null; then
+    PYTHONPATH="$(source_tree)${PYTHONPATH:+:$PYTHONPATH}"
+    export PYTHONPATH PYTHONSAFEPATH=1   # 3.11+: `python -m` no longer puts ./gpurnn (no kernels/) first
+    echo "install: not importable; running from a copy of the source tree at $PYTHONPATH" | tee -a "$SUMMARY"
+fi
 stage bench 110
 stage tests 150
 stage sanitize 30
