@@ -6,7 +6,7 @@ Launch: block (THREADS,), grid (ceil(N/THREADS),); one element per thread, no ba
 from numba import cuda
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def scale(A, factor, out):
     """out (N,) = A (N,) · factor, with factor cast to A's dtype."""
     i = cuda.grid(1)
@@ -14,7 +14,7 @@ def scale(A, factor, out):
         out[i] = A[i] * A.dtype.type(factor)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def clamp(A, limit, out):
     """out (N,) = A (N,) clamped to [−limit, limit], with limit cast to A's dtype."""
     i = cuda.grid(1)

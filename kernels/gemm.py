@@ -11,7 +11,7 @@ from numba import cuda
 from .device import PAD, TILE, tile_product
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def gemm(A, B, bias, trans_a, trans_b, has_bias, C):
     """op(A) (M,K) · op(B) (K,N) (+ bias (N,)) -> C (M,N); `bias` is a dummy when has_bias is 0."""
     sA = cuda.shared.array((TILE, PAD), A.dtype)

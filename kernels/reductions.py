@@ -17,7 +17,7 @@ MAX_BLOCKS = 4 if SIM else 512   # sum_squares' grid cap (its partials are copie
 _BUF = (LANES[1], LANES[0])      # sum_rows' shared buffer: one row of partial sums per row lane
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def sum_rows(A, out):
     """A (R,m) -> out (m,): each column's sum, accumulated in out's dtype."""
     cols, lanes = LANES
@@ -35,7 +35,7 @@ def sum_rows(A, out):
         out[j] = total
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def sum_squares(A, partials):
     """A (N,) flat -> partials (nblocks,) float64: each block's Σ A_i² over its strided share."""
     buf = cuda.shared.array(THREADS, partials.dtype)

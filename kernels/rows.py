@@ -15,7 +15,7 @@ bucket_sum    dU[v, j] = Σ_{p = offsets[v]}^{offsets[v+1]−1} Δ[order[p], j]:
 from numba import cuda
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def gather_rows(tokens, U, b, lengths, XP):
     """tokens (T,B) int; U (n,d); b (d,); lengths (B,) int64 -> XP (T,B,d)."""
     T, B, d = XP.shape
@@ -26,7 +26,7 @@ def gather_rows(tokens, U, b, lengths, XP):
         XP[t, i, j] = U[tokens[t, i], j] + b[j] if t < lengths[i] else XP.dtype.type(0)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def bucket_keys(tokens, lengths, n, keys):
     """tokens (T,B) int; lengths (B,) int64 -> keys (T·B,) int64, see the module docstring."""
     T, B = tokens.shape
@@ -37,7 +37,7 @@ def bucket_keys(tokens, lengths, n, keys):
         keys[r] = token * (T * B) + r
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def bucket_sum(order, offsets, delta, dU):
     """order (R,) rows sorted by key; offsets (n+1,) each token's first place in order;
     delta (R,d) -> dU (n,d)."""

@@ -26,7 +26,7 @@ from .device import SIM, tree_reduce
 ROW_THREADS = 4 if SIM else 128
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def softmax_xent(Z, targets, dZ, rows):
     """Z, dZ (R,k); targets (R,) int64; rows (R,2) float64: (loss, counted) per row."""
     buf = cuda.shared.array(ROW_THREADS, Z.dtype)

@@ -25,7 +25,7 @@ from numba import cuda
 from .device import PAD, TILE, sigma_prime, tile_product
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def step_backward(P, p, W, G, has_G, g_last, has_last, S, lengths, k, slot, reset, act, O, o):
     """P (·,m·B,d): earlier outputs, read at P[p]; O (·,m·B,d): written at O[o]; G (T,B,d),
     g_last (B,d) dummies when their flag is 0; S (T+1,B,d) the states; lengths (B,) int64."""
@@ -51,7 +51,7 @@ def step_backward(P, p, W, G, has_G, g_last, has_last, S, lengths, k, slot, rese
     O[o, r, j] = v * sigma_prime(act, S[k + 1, i, j]) if k >= 0 else v
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def sum_chains(ring, o, m, delta, k):
     """Δ_k[i, j] = Σ_{c=0}^{m−1} ring[o][c·B + i, j], in that order (deterministic)."""
     B, d = delta.shape[1], delta.shape[2]

@@ -16,7 +16,7 @@ from numba import cuda
 from .device import PAD, TILE, sigma, tile_product
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def step_forward(S, XP, W, s0, lengths, t, act):
     """S (T+1,B,d) XP (T,B,d) W (d,d) s0 (B,d) lengths (B,) int64; t: the step; act: σ's code."""
     sA = cuda.shared.array((TILE, PAD), S.dtype)
