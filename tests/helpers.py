@@ -78,7 +78,7 @@ class Case:
 
 def make_case(seed, *, T=5, B=3, n=4, d=4, k=3, tokens=True, activation="tanh", output="all",
               lengths=False, s0=False, truncate=None, dtype=np.float64) -> Case:
-    """A random problem. lengths=True gives lengths (T, 0, then random in [1, T−1]) with
+    """A random problem. lengths=True gives lengths (T, 0, then random in [1, max(T−1, 1)]) with
     garbage past each length (out-of-range token ids, large dense values, targets) that the
     engine must never read. For relu, draws until no pre-activation lies within 1e-3 of the
     kink, so finite differences never cross it."""
@@ -98,7 +98,7 @@ def _draw(rng, T, B, n, d, k, tokens, activation, output, lengths, s0, truncate)
                     c=rng.uniform(-0.5, 0.5, k))
     lens = None
     if lengths:
-        lens = np.concatenate([[T, 0], rng.integers(1, T, B - 2)])[:B].astype(np.int64)
+        lens = np.concatenate([[T, 0], rng.integers(1, max(T, 2), B - 2)])[:B].astype(np.int64)
     if tokens:
         inputs = rng.integers(0, n, (T, B))
     else:
