@@ -8,16 +8,20 @@ import numpy as np
 
 
 class History:
-    """A trainer callback that records every step's loss and every evaluation's loss."""
+    """A trainer callback that records every step's loss and every evaluation's loss, with
+    the training seconds (Σ of the steps' own times, evaluations left out) at each evaluation."""
 
     def __init__(self):
-        self.steps, self.evals = [], []
+        self.steps, self.evals, self.eval_seconds = [], [], []
+        self._train_seconds = 0.0
 
     def on_step(self, trainer, stats):
         self.steps.append(stats)
+        self._train_seconds += stats.seconds
 
     def on_eval(self, trainer, stats):
         self.evals.append(stats)
+        self.eval_seconds.append(self._train_seconds)
 
 
 def print_metrics(metrics: dict, echo=print) -> None:
@@ -29,9 +33,10 @@ def print_metrics(metrics: dict, echo=print) -> None:
 def write_metrics(out: Path, metrics: dict, history: History, extra: dict) -> Path:
     """`out/metrics.json`: final metrics, settings, per-step losses and evaluations."""
     data = {"metrics": metrics, **extra,
-            "train": [{"step": s.step, "loss": s.loss, "grad_norm": s.grad_norm, "lr": s.lr,
+            "train": [{"step": s.step, "loss": s.loss, "grad_norm": s.grad_norm, "lr": s.lr, "seconds": s.seconds,
                        "tokens_per_s": s.tokens_per_s} for s in history.steps],
-            "valid": [{"step": e.step, "loss": e.loss} for e in history.evals]}
+            "valid": [{"step": e.step, "loss": e.loss, "train_seconds": t}
+                      for e, t in zip(history.evals, history.eval_seconds)]}
     path = Path(out) / "metrics.json"
     path.write_text(json.dumps(data, indent=1))
     return path

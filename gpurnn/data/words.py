@@ -10,6 +10,7 @@ so completing a prefix means feeding `<stop> prefix` and sampling until `<stop>`
 from __future__ import annotations
 
 import ast
+import functools
 import re
 import sysconfig
 from collections import Counter
@@ -55,6 +56,7 @@ def encode_words(words, vocab: Vocab) -> tuple[list[np.ndarray], list[np.ndarray
     return inputs, targets
 
 
+@functools.cache
 def docstring_words(min_len: int = 3, max_len: int = 14, min_count: int = 2, modules_dir=None) -> list[str]:
     """The distinct lower-case words (letters a-z only, `min_len`..`max_len` long, seen at least
     `min_count` times) of the docstrings of the installed Python standard library's top-level
