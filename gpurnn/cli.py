@@ -77,6 +77,7 @@ def train(
     patience: int = typer.Option(2, help="stop after this many evaluations without improvement (0: never)"),
     min_count: int = typer.Option(2, help="tag/classify: rarer words get unknown-word ids"),
     pool: str = typer.Option("mean", help="classify: mean (label at every step) | last"),
+    word_dropout: float = typer.Option(0.25, help="classify: chance a training word reads as unknown"),
     valid_fraction: float = typer.Option(0.1, help="held out for validation when --valid is not given"),
     seed: int = typer.Option(0, help="seed of the initial weights, data order and splits"),
     backend: str = Backend,
@@ -92,7 +93,7 @@ def train(
     the_task = get_task(task)
     d_hidden, d_lr, d_batch, d_epochs = DEFAULTS[task]
     opts = Options(batch_size=batch_size or d_batch, seq_len=seq_len, valid_fraction=valid_fraction,
-                   min_count=min_count, pool=pool, seed=seed)
+                   min_count=min_count, pool=pool, word_dropout=word_dropout, seed=seed)
     with data_errors():
         prepared = the_task.prepare(data, valid, opts)
     history = History()

@@ -104,3 +104,21 @@ def test_malformed_files_name_file_and_line(tmp_path, task, name, text, where):
     result = runner.invoke(app, ["train", "--task", task, "--data", str(path), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2
     assert where in result.output
+
+
+def test_word_dropout_masks_some_words_and_replays_with_the_rng():
+    import numpy as np
+
+    from gpurnn.batches import SentenceBatches
+    from gpurnn.tasks.classify import WordDropout
+
+    source = SentenceBatches([np.arange(1, 41)] * 4, [1, 0, 1, 0], 2)
+    wd = WordDropout(source, 0.5, unk_id=0)
+    first = [b.inputs for b in wd.iter_epoch(np.random.default_rng(3))]
+    again = [b.inputs for b in wd.iter_epoch(np.random.default_rng(3))]
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    dropped = np.mean([np.mean(x == 0) for x in first])
+    assert 0.3 < dropped < 0.7
+    assert all(np.array_equal(a.inputs, b.inputs) for a, b in zip(wd.iter_epoch(None), source.iter_epoch(None)))
+    with pytest.raises(ValueError, match="word_dropout"):
+        WordDropout(source, 1.0, 0)

@@ -37,6 +37,7 @@ class Options:
     valid_fraction: float = 0.1
     min_count: int = 2         # tag/classify: words seen fewer times map to unknown ids
     pool: str = "mean"         # classify: "mean" (label at every step) | "last"
+    word_dropout: float = 0.0  # classify: probability of reading a training word as unknown
     seed: int = 0
 
 

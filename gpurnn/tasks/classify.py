@@ -5,7 +5,9 @@ file. Unless a test file is given, the sentences are split once and for all with
 `fixed_split` (permutation seeded by `split_seed`, last `test_fraction` for test), and the
 last `valid_fraction` of the training part is held out for early stopping.
 
-pool="mean" trains with the label as the target at every step (target replication,
+Word dropout (Iyyer et al. 2015) replaces each training word by the unknown id with
+probability `word_dropout`, drawn afresh every epoch, so the model cannot lean on single
+rare words. pool="mean" trains with the label as the target at every step (target replication,
 Lipton et al. 2016) and predicts the mean over steps of p(class | prefix); pool="last"
 trains and predicts from the last step only (many to one).
 """
@@ -50,6 +52,30 @@ def encode(sentences, vocab: Vocab, labels: list[str], batch_size: int, pool: st
     return SentenceBatches(ids, targets, batch_size, shuffle=shuffle)
 
 
+class WordDropout:
+    """A training source whose batches read the unknown id (`unk_id`) in place of each word
+    with probability `p`, the mask drawn from the epoch's `rng` (so resuming replays it)."""
+
+    def __init__(self, source, p: float, unk_id: int):
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"word_dropout must lie in [0, 1), got {p!r}")
+        self.source, self.p, self.unk_id = source, p, unk_id
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    @property
+    def tokens_per_epoch(self) -> int:
+        return self.source.tokens_per_epoch
+
+    def iter_epoch(self, rng=None):
+        for batch in self.source.iter_epoch(rng):
+            if rng is not None and self.p > 0:
+                drop = rng.random(batch.inputs.shape) < self.p
+                batch = batch._replace(inputs=np.where(drop, self.unk_id, batch.inputs))
+            yield batch
+
+
 class Classify:
     name = "classify"
     held_out_in_data = True     # whether `evaluate` scores a held-out part of the training files
@@ -69,7 +95,9 @@ class Classify:
                 "split_seed": opts.seed, "data": paths,
                 "majority": Counter(s.label for s in train).most_common(1)[0][0]}
         valid_batches = encode(held, vocab, labels, 256, opts.pool, False) if held else None
-        return Prepared(encode(train, vocab, labels, opts.batch_size, opts.pool, True), valid_batches,
+        train_batches = WordDropout(encode(train, vocab, labels, opts.batch_size, opts.pool, True),
+                                    opts.word_dropout, vocab.unk_id)
+        return Prepared(train_batches, valid_batches,
                         len(vocab), len(labels), "all" if opts.pool == "mean" else "last", meta)
 
     def evaluate(self, checkpoint_path, paths: list[str], meta: dict, backend: str) -> dict:
