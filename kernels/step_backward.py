@@ -11,6 +11,9 @@ For step k (run from T−1 down to 0), with s = S[k+1][i, j]:
                                       loss of step k, the others carry their loss back
     O[o][r, j] = v · σ'(s)  if k < lengths[i],  0 past the sequence's end
 
+With use_product set, h was computed beforehand into PROD (m·B,d) (cuBLAS, for large
+products) and the kernel is the epilogue only (the flag is uniform over the grid).
+
 With k = −1 the same kernel gives ds0 = Δ_0 W^T (+ g_last for sequences of length 0):
 no σ' (s0 is not an activation's output) and no G term.
 
@@ -26,12 +29,15 @@ from .device import PAD, TILE, sigma_prime, tile_product
 
 
 @cuda.jit(cache=True)
-def step_backward(P, p, W, G, has_G, g_last, has_last, S, lengths, k, slot, reset, act, O, o):
+def step_backward(P, p, W, G, has_G, g_last, has_last, S, lengths, k, slot, reset, act, O, o, PROD, use_product):
     """P (·,m·B,d): earlier outputs, read at P[p]; O (·,m·B,d): written at O[o]; G (T,B,d),
-    g_last (B,d) dummies when their flag is 0; S (T+1,B,d) the states; lengths (B,) int64."""
-    sA = cuda.shared.array((TILE, PAD), O.dtype)
-    sB = cuda.shared.array((TILE, PAD), O.dtype)
-    h = tile_product(P[p], W, 0, 1, sA, sB)
+    g_last (B,d) dummies when their flag is 0; S (T+1,B,d) the states; lengths (B,) int64;
+    PROD (m·B,d): P[p] W^T when use_product (else a dummy)."""
+    h = O.dtype.type(0)
+    if not use_product:
+        sA = cuda.shared.array((TILE, PAD), O.dtype)
+        sB = cuda.shared.array((TILE, PAD), O.dtype)
+        h = tile_product(P[p], W, 0, 1, sA, sB)
     B, d = S.shape[1], S.shape[2]
     r = cuda.blockIdx.y * TILE + cuda.threadIdx.y
     j = cuda.blockIdx.x * TILE + cuda.threadIdx.x
@@ -47,6 +53,8 @@ def step_backward(P, p, W, G, has_G, g_last, has_last, S, lengths, k, slot, rese
             e += G[k, i, j]
         if has_last and k == lengths[i] - 1:
             e += g_last[i, j]
+    if use_product:
+        h = PROD[r, j]
     v = e if reset and c == slot else h + e
     O[o, r, j] = v * sigma_prime(act, S[k + 1, i, j]) if k >= 0 else v
 

@@ -6,7 +6,9 @@
 with s_t = S[t] (s0 when t = 0; that launch also stores S[0] = s0). XP = x U + b was
 computed for all steps beforehand, so the bias is already in it; the product s_t W is
 `tile_product`'s shared-memory tiles, fused with the add, σ and the store of the state
-(σ' is later computed from the stored state alone).
+(σ' is later computed from the stored state alone). With use_product set, the product was
+computed beforehand into PROD (B,d) (cuBLAS, for large B·d²) and the kernel is the fused
+epilogue only (the flag is uniform over the grid, so no thread skips a barrier alone).
 
 Launch: block (TILE, TILE), grid (ceil(d/TILE), ceil(B/TILE)); thread (ty, tx) of block
 (by, bx) owns S[t+1][by·TILE + ty, bx·TILE + tx]. The barriers are `tile_product`'s.
@@ -17,15 +19,20 @@ from .device import PAD, TILE, sigma, tile_product
 
 
 @cuda.jit(cache=True)
-def step_forward(S, XP, W, s0, lengths, t, act):
-    """S (T+1,B,d) XP (T,B,d) W (d,d) s0 (B,d) lengths (B,) int64; t: the step; act: σ's code."""
-    sA = cuda.shared.array((TILE, PAD), S.dtype)
-    sB = cuda.shared.array((TILE, PAD), S.dtype)
+def step_forward(S, XP, W, s0, lengths, t, act, PROD, use_product):
+    """S (T+1,B,d) XP (T,B,d) W (d,d) s0 (B,d) lengths (B,) int64; t: the step; act: σ's code;
+    PROD (B,d): s_t W when use_product (else a dummy)."""
     prev = s0 if t == 0 else S[t]
-    acc = tile_product(prev, W, 0, 0, sA, sB)
+    acc = S.dtype.type(0)
+    if not use_product:
+        sA = cuda.shared.array((TILE, PAD), S.dtype)
+        sB = cuda.shared.array((TILE, PAD), S.dtype)
+        acc = tile_product(prev, W, 0, 0, sA, sB)
     i = cuda.blockIdx.y * TILE + cuda.threadIdx.y
     j = cuda.blockIdx.x * TILE + cuda.threadIdx.x
     if i < S.shape[1] and j < S.shape[2]:
+        if use_product:
+            acc = PROD[i, j]
         if t == 0:
             S[0, i, j] = s0[i, j]
         if t < lengths[i]:

@@ -9,7 +9,8 @@ Each variant is timed with CUDA events around `repeats` calls after `warmup` unt
 (Numba compiles and cuDNN picks its algorithms there); the table shows medians.
 Variants of gpurnn: "cublas" (cuBLAS for the large products, persistent recurrences: the
 default on a GPU), "numba" (the tiled Numba GEMM instead), "cublas-step" (one fused launch per
-step instead of the persistent kernels), so both of the backend's switches are measured.
+step instead of the persistent kernels; "cublas-step-fused" / "cublas-step-gemm" fix how each
+step's product runs), so the backend's switches are measured.
 
 Work per call, 2 flops per multiply-add:  2·T·B·(2·n·d + 3·d·d + 3·d·k)  (x U, dU, s W forward
 and backward, dW, s V, dV, dZ Vᵀ): `bench_cpu.flops`, the CPU benchmark's count. The card's own float32 GEMM
@@ -92,11 +93,12 @@ def torch_model(torch, weights, device):
 
 
 def backend_for(variant):
-    """The CUDA backend a variant name ("cublas", "numba", optionally "-step") stands for."""
+    """The CUDA backend a variant name stands for: GEMM ("cublas" | "numba"), then "-step" for
+    the step path, then "-fused" | "-gemm" to fix its per-step product (default: "auto")."""
     from gpurnn.backends.cuda import CUDABackend
 
-    gemm, _, step = variant.partition("-")
-    return CUDABackend(gemm=gemm, persistent=step != "step")
+    gemm, *rest = variant.split("-")
+    return CUDABackend(gemm=gemm, persistent="step" not in rest, step_product=rest[1] if len(rest) > 1 else "auto")
 
 
 def bench_row(row, warmup, repeats, variants):

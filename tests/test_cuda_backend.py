@@ -110,12 +110,14 @@ def test_token_rows_gather_and_scatter(be, dtype):
     assert dU[0].tobytes() == dU[1].tobytes()
 
 
-@pytest.mark.parametrize("persistent", [False, True], ids=["step", "persistent"])
+@pytest.mark.parametrize("persistent,step_product", [(False, "fused"), (False, "gemm"), (True, "auto")],
+                         ids=["step", "step-gemm", "persistent"])
 @pytest.mark.parametrize("truncate", [None, 0, 1, 3])
 @pytest.mark.parametrize("output", ["all", "last"])
-def test_recurrence_backward_matches_cpu(be, truncate, output, persistent):
-    """The CUDA truncated/exact backward (the per-step kernels and, where its plan fits, the
-    persistent kernel) equals the CPU backend's, operation against operation."""
+def test_recurrence_backward_matches_cpu(be, truncate, output, persistent, step_product):
+    """The CUDA truncated/exact backward (the per-step kernels, with the product fused or
+    separate, and, where its plan fits, the persistent kernel) equals the CPU backend's,
+    operation against operation."""
     from gpurnn.backends import get_backend
 
     cpu = get_backend("cpu")
@@ -128,22 +130,24 @@ def test_recurrence_backward_matches_cpu(be, truncate, output, persistent):
     g_last = rng.normal(size=(B, d))
     G, g_last = (G, None) if output == "all" else (None, g_last)
     want = cpu.recurrence_backward(G, g_last, S, W, lengths, 0, truncate)
-    be.persistent = persistent
+    be.persistent, be.step_product = persistent, step_product
     dev = (lambda a: None if a is None else be.asarray(a))
     got = be.recurrence_backward(dev(G), dev(g_last), dev(S), dev(W), dev(lengths), 0, truncate)
     for name, a, b in zip(("Δ", "ds0"), got, want):
         assert_close(be.to_host(a), b, np.float64, name)
 
 
+@pytest.mark.parametrize("step_product", ["fused", "gemm"])
 @pytest.mark.parametrize("activation", ["tanh", "logistic", "relu"])
-def test_step_path_matches_cpu_through_bptt(be, activation):
-    """The step-by-step reference path (one fused launch per step) through the whole engine."""
+def test_step_path_matches_cpu_through_bptt(be, activation, step_product):
+    """The step-by-step reference path (one launch per step, or a product then the fused
+    epilogue) through the whole engine."""
     from gpurnn.backends.cuda import CUDABackend
 
     case = make_case(11, lengths=True, s0=True, activation=activation, truncate=1)
     want = gpurnn.bptt(case.params, case.inputs, case.targets, **case.kwargs(), backend="cpu")
     got = gpurnn.bptt(case.params, case.inputs, case.targets, **case.kwargs(),
-                      backend=CUDABackend(gemm="numba", persistent=False))
+                      backend=CUDABackend(gemm="numba", persistent=False, step_product=step_product))
     assert_close(got.loss, want.loss, np.float64, "loss")
     for (name, a), b in zip(got.grads.items(), want.grads):
         assert_close(a, b, np.float64, name)
@@ -219,13 +223,14 @@ def _realistic(T, B, n, d, k, tokens, dtype):
 @pytest.mark.cuda
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("T,B,n,d,k,tokens", REALISTIC)
-@pytest.mark.parametrize("gemm,persistent", [("cublas", True), ("cublas", False), ("numba", True)])
-def test_realistic_sizes_match_cpu(T, B, n, d, k, tokens, dtype, gemm, persistent):
+@pytest.mark.parametrize("gemm,persistent,step_product", [("cublas", True, "auto"), ("cublas", False, "fused"),
+                                                         ("cublas", False, "gemm"), ("numba", True, "auto")])
+def test_realistic_sizes_match_cpu(T, B, n, d, k, tokens, dtype, gemm, persistent, step_product):
     from gpurnn.backends.cuda import CUDABackend
 
     case, want = _realistic(T, B, n, d, k, tokens, dtype)
     got = gpurnn.bptt(case.params, case.inputs, case.targets, **case.kwargs(),
-                      backend=CUDABackend(gemm=gemm, persistent=persistent))
+                      backend=CUDABackend(gemm=gemm, persistent=persistent, step_product=step_product))
     limit = 1e-4 if dtype == np.float32 else 1e-10
     assert got.count == want.count
     assert abs(got.loss - want.loss) <= limit * abs(want.loss)

@@ -45,6 +45,12 @@ __all__ = ["CUDABackend", "DeviceMemoryError", "cuda_available", "gpu_present"]
 config.CUDA_LOW_OCCUPANCY_WARNINGS = 0
 
 GEMMS = ("cublas", "numba")
+STEP_PRODUCTS = ("auto", "fused", "gemm")
+# The step path's product s_t W (or δ W^T) per step: fused into the step kernel's tiles
+# ("fused": one launch per step, best while launches dominate), or a separate cuBLAS product
+# the step kernel then reads ("gemm": two launches per step, best for large products). "auto"
+# takes "gemm" with cuBLAS from this many multiply-adds per step (e.g. B = 64, d = 256).
+STEP_GEMM_MACS = 1 << 22
 gpu_present = mem.gpu_present
 
 
@@ -78,7 +84,7 @@ class CUDABackend:
 
     name = "cuda"
 
-    def __init__(self, gemm=None, persistent=None):
+    def __init__(self, gemm=None, persistent=None, step_product="auto"):
         gemm = gemm or os.environ.get("GPURNN_GEMM") or ("cublas" if mem.cupy_module() else "numba")
         if gemm not in GEMMS:
             raise ValueError(f"gemm must be one of {GEMMS}, got {gemm!r}")
@@ -86,6 +92,9 @@ class CUDABackend:
             raise ValueError("gemm='cublas' needs CuPy on a real GPU")
         self.gemm = gemm
         self.persistent = os.environ.get("GPURNN_PERSISTENT", "1") != "0" if persistent is None else bool(persistent)
+        if step_product not in STEP_PRODUCTS:
+            raise ValueError(f"step_product must be one of {STEP_PRODUCTS}, got {step_product!r}")
+        self.step_product = step_product
 
     # arrays -------------------------------------------------------------------------
     def asarray(self, array, dtype=None):
@@ -118,9 +127,13 @@ class CUDABackend:
             Sv, XPv, Wv, s0v, Lv = views
             pf.persistent_forward(XPv, Wv, s0v, Lv, activation, Sv, plan=plan)
             return S
-        launch = step_forward.step_forward[_tiles(B, d)]
+        fused = self._fused_steps(B, d)
+        prod = mem.empty((B, d) if not fused else (1, 1), XP.dtype)
+        launch, prod_view = step_forward.step_forward[_tiles(B, d)], mem.kernel_view(prod)
         for t in range(T):
-            launch(*views, t, activation)
+            if not fused:
+                self._product_into(s0 if t == 0 else S[t], W, False, prod)
+            launch(*views, t, activation, prod_view, not fused)
         return S
 
     def affine(self, X, V, c):
@@ -154,25 +167,32 @@ class CUDABackend:
         has_G, has_last = G is not None, g_last is not None
         G = mem.empty((1, 1, 1), dtype) if G is None else G
         g_last = mem.empty((1, 1), dtype) if g_last is None else g_last
-        Sv, Wv, Gv, lv, Lv, Dv = (mem.kernel_view(a) for a in (S, W, G, g_last, lengths, delta))
+        m = 1 if truncate is None else truncate + 1
+        fused = self._fused_steps(m * B, d)
+        prod = mem.empty((m * B, d) if not fused else (1, 1), dtype)
+        Sv, Wv, Gv, lv, Lv, Dv, prod_view = (mem.kernel_view(a) for a in (S, W, G, g_last, lengths, delta, prod))
         common = (Wv, Gv, has_G, lv, has_last, Sv, Lv)
 
-        def step(P, p, k, slot, reset, O, o, rows_):
-            step_backward.step_backward[_tiles(rows_, d)](P, p, *common, k, slot, reset, activation, O, o)
+        def step(P, Pv, p, k, slot, reset, Ov, o, rows_):
+            """Output rows O[o] of step k from P[p] (P: the device array, Pv: its kernel view)."""
+            if not fused:
+                self._product_into(P[p], W, True, prod[:rows_])
+            step_backward.step_backward[_tiles(rows_, d)](Pv, p, *common, k, slot, reset, activation, Ov, o,
+                                                          prod_view, not fused)
 
         if truncate is None:
-            step(mem.kernel_view(mem.zeros((1, B, d), dtype)), 0, T - 1, 0, 0, Dv, T - 1, B)
+            zero = mem.zeros((1, B, d), dtype)
+            step(zero, mem.kernel_view(zero), 0, T - 1, 0, 0, Dv, T - 1, B)
             for k in range(T - 2, -1, -1):
-                step(Dv, k + 1, k, 0, 0, Dv, k, B)
+                step(delta, Dv, k + 1, k, 0, 0, Dv, k, B)
         else:
-            m = truncate + 1
-            ring = mem.kernel_view(mem.zeros((2, m * B, d), dtype))    # ring[o]: step k's chains, k ≡ o (mod 2)
-            add = step_backward.sum_chains[_lanes(B, d)]
+            ring = mem.zeros((2, m * B, d), dtype)    # ring[o]: step k's chains, k ≡ o (mod 2)
+            ring_view, add = mem.kernel_view(ring), step_backward.sum_chains[_lanes(B, d)]
             for k in range(T - 1, -1, -1):
                 o = k % 2
-                step(ring, 1 - o, k, k % m, 1, ring, o, m * B)
-                add(ring, o, m, Dv, k)
-        step(Dv, 0, -1, 0, 0, mem.kernel_view(ds0), 0, B)    # ds0 = Δ_0 Wᵀ (+ g_last at length 0)
+                step(ring, ring_view, 1 - o, k, k % m, 1, ring_view, o, m * B)
+                add(ring_view, o, m, Dv, k)
+        step(delta, Dv, 0, -1, 0, 0, mem.kernel_view(ds0), 0, B)    # ds0 = Δ_0 Wᵀ (+ g_last at length 0)
         return delta, ds0.reshape(B, d)
 
     def matmul(self, A, B, *, trans_a=False, trans_b=False):
@@ -228,11 +248,25 @@ class CUDABackend:
             mem.kernel_view(A.reshape(N)), float(value), mem.kernel_view(out.reshape(N)))
         return out
 
-    def _gemm(self, A, B, bias, trans_a, trans_b):
+    def _gemm(self, A, B, bias, trans_a, trans_b, C=None):
         M = A.shape[1] if trans_a else A.shape[0]
         N = B.shape[0] if trans_b else B.shape[1]
-        C = mem.empty((M, N), A.dtype)
+        C = mem.empty((M, N), A.dtype) if C is None else C
         bias_view = mem.kernel_view(bias if bias is not None else mem.empty((1,), A.dtype))
         gemm[_tiles(M, N)](mem.kernel_view(A), mem.kernel_view(B), bias_view, int(trans_a), int(trans_b),
                            int(bias is not None), mem.kernel_view(C))
         return C
+
+    def _fused_steps(self, rows_, d):
+        """Whether the step path fuses each step's product into its kernel (see STEP_GEMM_MACS)."""
+        if self.step_product != "auto":
+            return self.step_product == "fused"
+        return not (self.gemm == "cublas" and rows_ * d * d >= STEP_GEMM_MACS)
+
+    def _product_into(self, A, W, trans_b, C):
+        """C = A op(W) for one unfused step: cuBLAS into C on a GPU, else the tiled kernel (whose
+        array conversions then happen per step: a test and fallback path, "auto" never takes it)."""
+        if self.gemm == "cublas":
+            mem.cupy_module().matmul(A, W.T if trans_b else W, out=C)
+        else:
+            self._gemm(A, W, None, False, trans_b, C)
