@@ -102,8 +102,9 @@ def _smooth(values, window=25):
 
 
 def run_diagnose(out_dir="docs/figures", *, T=60, hidden=32, length=20, lr=0.3, clip=1.0, steps=1500,
-                 search=SEARCH_LENGTHS, seeds=3, echo=print) -> dict:
-    """Run the studies, write the figures and gradient-flow.json into `out_dir`, return the numbers."""
+                 search=SEARCH_LENGTHS, seeds=3, sequences=10_000, echo=print) -> dict:
+    """Run the studies, write the figures and gradient-flow.json into `out_dir`, return the numbers.
+    `sequences`: fresh sequences per final evaluation (the success criteria use 10,000)."""
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     studies = [lag_study(rhos=RHOS, T=T, d=hidden, seed=seed) for seed in range(seeds)]
@@ -114,14 +115,14 @@ def run_diagnose(out_dir="docs/figures", *, T=60, hidden=32, length=20, lr=0.3, 
                                                                       for study in studies]
                                     for i, c in enumerate(curves)},
                "lag_violations_all_seeds": sum(c.violations for study in studies for c in study)}
-    runs = [[train_run(length=length, clip=value, lr=lr, steps=steps, hidden=hidden, seed=seed)
+    runs = [[train_run(length=length, clip=value, lr=lr, steps=steps, hidden=hidden, seed=seed, sequences=sequences)
              for value in (None, clip)] for seed in range(seeds)]
     clipping_figure(runs[0], out / "gradient-flow-clipping.png")
     numbers["clipping"] = [_run_numbers(run) for pair in runs for run in pair]
     numbers["longest_solved"] = []
     for value in (None, clip):
         best, made = longest_solved(search, range(seeds), clip=value, lr=lr, steps=steps, hidden=hidden,
-                                    check_every=100)
+                                    check_every=100, sequences=sequences)
         numbers["longest_solved"].append({"clip": value, "searched": list(search), "longest": best,
                                           "runs": [_run_numbers(run) for run in made]})
     (out / "gradient-flow.json").write_text(json.dumps(numbers, indent=1) + "\n")

@@ -37,7 +37,7 @@ def test_measured_rate():
 def test_run_diagnose_writes_figures_and_numbers(tmp_path):
     lines = []
     numbers = run_diagnose(tmp_path, T=6, hidden=4, length=10, steps=2, search=(10,), seeds=1,
-                           echo=lines.append)
+                           sequences=100, echo=lines.append)
     assert (tmp_path / "gradient-flow-lag.png").stat().st_size > 0
     assert (tmp_path / "gradient-flow-clipping.png").stat().st_size > 0
     assert json.loads((tmp_path / "gradient-flow.json").read_text()) == json.loads(json.dumps(numbers))

@@ -21,7 +21,8 @@ def _model(activation="tanh", d=4, n=3, k=3, T=5, B=2, scale=1.0, seed=0):
 
 def _states(params, inputs, activation, s0):
     """s_1..s_T of one sequence (inputs (T,)) by a plain loop, and the step function."""
-    sigma = {"tanh": np.tanh, "logistic": lambda a: 1 / (1 + np.exp(-a)), "relu": lambda a: np.maximum(a, 0)}[activation]
+    sigma = {"tanh": np.tanh, "logistic": lambda a: 1 / (1 + np.exp(-a)),
+             "relu": lambda a: np.maximum(a, 0)}[activation]
 
     def step(s, t, W=params.W):
         return sigma(params.U[inputs[t]] + s @ W + params.b)
