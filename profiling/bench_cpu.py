@@ -3,7 +3,8 @@
     .venv/bin/python profiling/bench_cpu.py --out profiling/results_cpu.json
 
 Each side runs in its own process (torch from /work/torchenv, gpurnn from .venv) on the
-same weights and inputs, written once to a temporary .npz per row; both get 2 threads.
+same weights and inputs, written once to a temporary .npz per row; both get 2 threads
+(--threads).
 A worker times `repeats` calls after `warmup` untimed ones (Numba compiles there) and
 reports the loss too, so the orchestrator checks that both sides computed the same thing.
 Rounds alternate torch and gpurnn processes; the table shows medians over all samples.
@@ -27,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 ROWS = [(100, 32, 64, 128, 64), (100, 1, 64, 128, 64), (1000, 8, 64, 256, 64),
         (50, 128, 128, 512, 128), (200, 64, 65, 256, 65)]
-THREADS = 2
+THREADS = 2                 # each side; --threads changes it
 TORCH_PYTHON = "/work/torchenv/bin/python"
 GPURNN_PYTHON = str(ROOT / ".venv/bin/python")
 # OpenBLAS overrides that some machines set; they can pin a slower kernel, so the
@@ -67,12 +68,12 @@ def time_calls(step, warmup, repeats):
     return samples, value
 
 
-def torch_worker(case, warmup, repeats):
+def torch_worker(case, warmup, repeats, threads):
     """torch.nn.RNN (b_ih = b, b_hh = 0) + Linear + cross_entropy(sum), forward + backward."""
     import numpy as np
     import torch
 
-    torch.set_num_threads(THREADS)
+    torch.set_num_threads(threads)
     a = np.load(case)
     (T, B, n), d, k = a["x"].shape, a["W"].shape[0], a["V"].shape[1]
     rnn, head = torch.nn.RNN(n, d, nonlinearity="tanh"), torch.nn.Linear(d, k)
@@ -98,14 +99,15 @@ def torch_worker(case, warmup, repeats):
     return {"dense": samples, "loss": loss}
 
 
-def gpurnn_worker(case, warmup, repeats):
+def gpurnn_worker(case, warmup, repeats, threads):
     """gpurnn.bptt(backend="cpu") on the same dense inputs, and on token ids (extra column)."""
     import numpy as np
-    from threadpoolctl import threadpool_limits
+    import scipy.linalg.cython_blas  # noqa: F401  (SciPy's BLAS, which Numba's loops call: load it now
+    from threadpoolctl import threadpool_limits  # so that the thread limit reaches it too)
 
     import gpurnn
 
-    threadpool_limits(THREADS)
+    threadpool_limits(threads)
     a = np.load(case)
     params = gpurnn.Params(a["U"], a["W"], a["V"], a["b"], a["c"])
     result = {}
@@ -119,12 +121,12 @@ def gpurnn_worker(case, warmup, repeats):
     return result
 
 
-def gemm_rate(size=2048, repeats=5):
+def gemm_rate(threads, size=2048, repeats=5):
     """This process's large float32 GEMM rate (numpy matmul of size² squares), flop/s, best of repeats."""
     import numpy as np
     from threadpoolctl import threadpool_limits
 
-    threadpool_limits(THREADS)
+    threadpool_limits(threads)
     A = np.random.default_rng(0).standard_normal((size, size)).astype(np.float32)
     samples, _ = time_calls(lambda: A @ A, 1, repeats)
     return 2 * size**3 / min(samples)
@@ -141,25 +143,26 @@ def blas_info():
 def worker_main(args):
     """Run one side over every case file and print one JSON object on stdout."""
     run = torch_worker if args.worker == "torch" else gpurnn_worker
-    out = {"rows": [run(case, args.warmup, args.repeats) for case in args.cases]}
+    out = {"rows": [run(case, args.warmup, args.repeats, args.threads) for case in args.cases]}
     if args.worker == "gpurnn":
-        out["gemm_flops"] = gemm_rate()
+        out["gemm_flops"] = gemm_rate(args.threads)
         out["blas"] = blas_info()
     print(json.dumps(out))
 
 
-def run_worker(python, side, cases, warmup, repeats):
+def run_worker(python, side, cases, args):
     """One worker process; its JSON answer."""
     env = {key: value for key, value in os.environ.items() if key not in OPENBLAS_OVERRIDES}
     env["PYTHONPATH"] = str(ROOT)
-    cmd = [python, __file__, "--worker", side, "--warmup", str(warmup), "--repeats", str(repeats), *cases]
+    cmd = [python, __file__, "--worker", side, "--warmup", str(args.warmup), "--repeats", str(args.repeats),
+           "--threads", str(args.threads), *cases]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if done.returncode:
         sys.exit(f"{side} worker failed:\n{done.stderr}")
     return json.loads(done.stdout)
 
 
-def summarise(rows, answers):
+def summarise(rows, answers, threads):
     """Median seconds per side and row, ratios, flop rates, loss agreement."""
     gemm = statistics.median(a["gemm_flops"] for a in answers["gpurnn"])
     table = []
@@ -176,7 +179,7 @@ def summarise(rows, answers):
                       "loss_rel_diff": abs(torch_loss - ours_loss) / abs(torch_loss)})
     geo = math.exp(statistics.mean(math.log(r["speedup_dense"]) for r in table))
     return {"gemm_flops": gemm, "geomean_speedup_dense": geo, "rows": table,
-            "blas": answers["gpurnn"][0]["blas"], "threads": THREADS}
+            "blas": answers["gpurnn"][0]["blas"], "threads": threads}
 
 
 def markdown(summary):
@@ -191,7 +194,8 @@ def markdown(summary):
                      f"| {r['gpurnn_flops'] / 1e9:.1f} | {100 * r['gemm_fraction']:.0f}% |")
     lines.append(f"\nGeometric mean speed-up (dense): {summary['geomean_speedup_dense']:.2f}×; "
                  f"large float32 GEMM rate (numpy, 2048²): {summary['gemm_flops'] / 1e9:.0f} GFLOP/s; "
-                 f"{summary['threads']} threads each side.")
+                 f"{summary['threads']} threads each side; 1-minute load average "
+                 f"{summary['loadavg_1min'][0]:.1f} before, {summary['loadavg_1min'][1]:.1f} after.")
     return "\n".join(lines)
 
 
@@ -204,10 +208,12 @@ def main():
     parser.add_argument("--repeats", type=int, default=10, help="timed calls per row and process")
     parser.add_argument("--warmup", type=int, default=3, help="untimed calls first (compiles, caches)")
     parser.add_argument("--rows", type=int, nargs="*", help="indices into ROWS (default: all)")
+    parser.add_argument("--threads", type=int, default=THREADS, help="BLAS / torch threads, each side")
     args = parser.parse_args()
     if args.worker:
         return worker_main(args)
     rows = [ROWS[i] for i in args.rows] if args.rows else ROWS
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         cases = []
         for i, shape in enumerate(rows):
@@ -216,8 +222,10 @@ def main():
         answers = {"torch": [], "gpurnn": []}
         for _ in range(args.rounds):
             for side, python in (("torch", TORCH_PYTHON), ("gpurnn", GPURNN_PYTHON)):
-                answers[side].append(run_worker(python, side, cases, args.warmup, args.repeats))
-    summary = summarise(rows, answers)
+                answers[side].append(run_worker(python, side, cases, args))
+    summary = summarise(rows, answers, args.threads)
+    summary["loadavg_1min"] = [load_before, os.getloadavg()[0]]
+    summary["openblas_overrides_removed"] = {k: os.environ[k] for k in OPENBLAS_OVERRIDES if k in os.environ}
     bad = [r["shape"] for r in summary["rows"] if r["loss_rel_diff"] > 1e-4]
     if bad:
         sys.exit(f"torch and gpurnn losses differ on {bad}")

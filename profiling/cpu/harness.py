@@ -2,6 +2,7 @@
 
     .venv/bin/python profiling/cpu/harness.py                 # every version, every bench row
     .venv/bin/python profiling/cpu/harness.py --versions v1 current --rows 3 --threads 1
+    .venv/bin/python profiling/cpu/harness.py --versions current v3_split --threads 2 --race
 
 llm.c's dev/cuda idea on the CPU: each version is a backend object (`gpurnn.backends.base`)
 that `gpurnn.bptt` runs as is. A version is timed only after its loss, gradients and ds0
@@ -33,8 +34,9 @@ from bench_cpu import ROWS  # noqa: E402
 from gpurnn.backends.cpu import CPUBackend  # noqa: E402
 from tests import helpers  # noqa: E402
 from v1_npdot import CPUBackend as V1  # noqa: E402
+from v3_split import SplitBackend  # noqa: E402
 
-VERSIONS = {"v1": V1, "current": CPUBackend}
+VERSIONS = {"v1": V1, "current": CPUBackend, "v3_split": SplitBackend}
 PHASES = ("project", "recurrence_forward", "output_affine", "softmax_xent", "dV", "G",
           "recurrence_backward", "dW", "dU", "db")
 
@@ -44,7 +46,7 @@ def validate(backend) -> float:
     worst = 0.0
     for seed, (output, truncate, tokens) in enumerate([("all", None, False), ("all", 2, True),
                                                        ("last", None, True), ("last", 3, False)]):
-        case = helpers.make_case(seed, T=7, B=4, n=5, d=6, k=3, tokens=tokens, output=output,
+        case = helpers.make_case(seed, T=7, B=9, n=5, d=6, k=3, tokens=tokens, output=output,
                                  truncate=truncate, lengths=True, s0=True)
         got = gpurnn.bptt(case.params, case.inputs, case.targets, backend=backend, **case.kwargs())
         loss, grads, ds0 = helpers.reference_bptt(case)
@@ -102,21 +104,45 @@ def profile(be, shape, repeats):
     return phases, statistics.median(walls[1:])
 
 
+def race(backends, shape, repeats):
+    """Whole bptt calls of every version in turn (interleaved, so all see the same load):
+    {name: (min, median) wall seconds}."""
+    params, x, targets = problem(*shape)
+    walls = {name: [] for name in backends}
+    for rep in range(repeats + 1):
+        for name, be in backends.items():
+            start = time.perf_counter()
+            gpurnn.bptt(params, x, targets, backend=be)
+            if rep:
+                walls[name].append(time.perf_counter() - start)
+    return {name: (min(w), statistics.median(w)) for name, w in walls.items()}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--versions", nargs="*", default=list(VERSIONS))
     parser.add_argument("--rows", type=int, nargs="*", default=range(len(ROWS)), help="indices into ROWS")
     parser.add_argument("--threads", type=int, default=1, help="BLAS threads")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--race", action="store_true", help="only interleaved wall times of whole calls")
     args = parser.parse_args()
     threadpool_limits(args.threads)
+    backends = {}
     for name in args.versions:
         be = VERSIONS[name]()
         error = validate(be)
-        print(f"## {name}: max relative error vs reference {error:.1e}")
-        if error > 1e-9:
-            print("   invalid, not timed")
-            continue
+        print(f"## {name}: max relative error vs reference {error:.1e}" + ("" if error < 1e-9 else ", not timed"))
+        if error < 1e-9:
+            backends[name] = be
+    if args.race:
+        print("| row | " + " | ".join(f"{name} min / median wall ms" for name in backends) + " |")
+        print("|---" * (len(backends) + 1) + "|")
+        for i in args.rows:
+            times = race(backends, ROWS[i], args.repeats)
+            print(f"| {ROWS[i]} | " + " | ".join(f"{1e3 * a:.1f} / {1e3 * b:.1f}" for a, b in times.values()) + " |")
+        return
+    for name, be in backends.items():
+        print(f"## {name}")
         print("| row | " + " | ".join(PHASES) + " | sum (CPU ms) | bptt wall ms |\n" + "|---" * (len(PHASES) + 3) + "|")
         for i in args.rows:
             phases, wall = profile(be, ROWS[i], args.repeats)
