@@ -28,11 +28,13 @@ of its outputs' argmax differs from its target).
 """
 from __future__ import annotations
 
+import abc
 import dataclasses
 from typing import Any
 
 import numpy as np
 
+from .arrays import array_module
 from .bptt import forward
 
 FRESH = 10_000         # sequences each evaluation draws
@@ -65,7 +67,7 @@ class Evaluation:
         return self.error < self.threshold
 
 
-class Task:
+class Task(abc.ABC):
     """Shared evaluation; subclasses set name, n_in, n_out, output, threshold, min_length."""
 
     name = ""
@@ -73,17 +75,18 @@ class Task:
     output = "last"
     threshold = ERROR_RATE
 
+    @abc.abstractmethod
     def generate(self, length: int, batch: int, rng) -> Sample:
-        raise NotImplementedError
+        """`batch` sequences of this length drawn with `rng` (a numpy Generator)."""
 
+    @abc.abstractmethod
     def errors(self, logits, sample: Sample) -> np.ndarray:
-        """Per-sequence error (B,): squared error (adding) or 1.0/0.0 for wrong/right."""
-        raise NotImplementedError
+        """Per-sequence error (B,) from logits (T,B,k): squared error (adding) or 1.0/0.0 for wrong/right."""
 
     def check(self, length, batch):
-        for name, value, low in (("length", length, self.min_length), ("batch", batch, 1)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-                raise ValueError(f"{name} must be an int >= {low} for {self.name}, got {value!r}")
+        """ValueError unless length >= min_length and batch >= 1 are ints."""
+        _check_count(length, f"length for {self.name}", self.min_length)
+        _check_count(batch, "batch", 1)
 
     def evaluate(self, params, length, *, activation="tanh", sequences=FRESH, seed=12345,
                  backend="auto", chunk=1000) -> Evaluation:
@@ -94,7 +97,8 @@ class Task:
             batch = min(chunk, sequences - done)
             sample = self.generate(length, batch, rng)
             logits = forward(params, sample.inputs, activation=activation, backend=backend).logits
-            total += float(self.errors(np.asarray(logits, dtype=np.float64), sample).sum())
+            logits = logits if isinstance(logits, np.ndarray) else array_module(logits).asnumpy(logits)
+            total += float(self.errors(logits.astype(np.float64), sample).sum())
             done += batch
         return Evaluation(total / sequences, self.threshold, sequences)
 
@@ -103,6 +107,7 @@ class Adding(Task):
     name, n_in, min_length, threshold = "adding", 2, 2, ADDING_MSE
 
     def __init__(self, bins: int = 20):
+        _check_count(bins, "bins", 2)
         self.bins = self.n_out = bins
         self.centres = (np.arange(bins) + 0.5) * 2.0 / bins
 
@@ -161,6 +166,7 @@ class Memorization(Task):
     name, output, n_in, n_out, min_length = "memorization", "all", 4, 2, 1
 
     def __init__(self, bits: int = 5):
+        _check_count(bits, "bits", 1)
         self.bits = bits
 
     def generate(self, length, batch, rng) -> Sample:
@@ -178,6 +184,11 @@ class Memorization(Task):
         P = self.bits
         wrong = logits[-P:].argmax(axis=2) != np.asarray(sample.targets)[-P:]
         return wrong.any(axis=0).astype(np.float64)
+
+
+def _check_count(value, name, low):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
 
 
 TASKS = {"adding": Adding, "temporal-order-2": lambda: TemporalOrder(2),

@@ -93,6 +93,10 @@ def test_generators_are_seeded_and_check_arguments():
         make_task("parity")
     with pytest.raises(ValueError, match="symbols"):
         TemporalOrder(4)
+    with pytest.raises(ValueError, match="bins"):
+        Adding(bins=1)
+    with pytest.raises(ValueError, match="bits"):
+        Memorization(bits=0)
 
 
 def test_memorization_errors_need_every_bit_right():
