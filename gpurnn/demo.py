@@ -14,18 +14,18 @@ from .cli import app
 
 OUT = "runs/demo"
 PREFIXES = ["pro", "con", "arg", "str", "def", "imp"]
-TRAIN = ["train", "--task", "autocomplete", "--data", "stdlib", "--out", OUT, "--hidden", "128",
-         "--epochs", "12", "--lr", "5e-3", "--backend", "auto", "--patience", "3"]
+TRAIN = ["train", "--task", "autocomplete", "--data", "stdlib", "--hidden", "128", "--epochs", "12",
+         "--lr", "5e-3", "--backend", "auto", "--patience", "3"]
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, out: str = OUT) -> None:
     """Train (extra command-line arguments are passed on to `gpurnn train`), then complete prefixes."""
     start = time.perf_counter()
     print("gpurnn demo: autocompletion of the words in Python's docstrings")
-    app(TRAIN + list(argv if argv is not None else sys.argv[1:]), standalone_mode=False)
+    app(TRAIN + ["--out", str(out)] + list(argv if argv is not None else sys.argv[1:]), standalone_mode=False)
     print("\nmost probable completions (beam search, log-probability in brackets):")
-    app(["complete", OUT, *PREFIXES, "--k", "3"], standalone_mode=False)
-    print(f"\ndemo finished in {time.perf_counter() - start:.0f} s; see {OUT}/loss.png and {OUT}/metrics.json")
+    app(["complete", str(out), *PREFIXES, "--k", "3"], standalone_mode=False)
+    print(f"\ndemo finished in {time.perf_counter() - start:.0f} s; see {out}/loss.png and {out}/metrics.json")
 
 
 if __name__ == "__main__":

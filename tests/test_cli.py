@@ -122,3 +122,14 @@ def test_word_dropout_masks_some_words_and_replays_with_the_rng():
     assert all(np.array_equal(a.inputs, b.inputs) for a, b in zip(wd.iter_epoch(None), source.iter_epoch(None)))
     with pytest.raises(ValueError, match="word_dropout"):
         WordDropout(source, 1.0, 0)
+
+
+@pytest.mark.slow
+def test_demo_runs_offline(tmp_path, capsys):
+    """`make demo` in miniature: stdlib docstring words, one epoch, completions printed."""
+    from gpurnn.demo import PREFIXES, main
+
+    main(["--epochs", "1", "--hidden", "16", "--backend", "cpu", "--no-progress"], out=tmp_path / "demo")
+    printed = capsys.readouterr().out
+    assert all(f"\n{p}: " in printed for p in PREFIXES) and "metric loss_nats" in printed
+    assert {"checkpoint.safetensors", "loss.png", "metrics.json"} <= {p.name for p in (tmp_path / "demo").iterdir()}
