@@ -1,8 +1,8 @@
 """Sentence classification (e.g. polarity), one label per sentence.
 
 Data: `label=path` files (every line of the file has that label) or one `label<TAB>sentence`
-file. Unless a test file is given, the sentences are split once and for all with
-`fixed_split` (permutation seeded by `split_seed`, last `test_fraction` for test), and the
+file. The sentences are split once and for all with `fixed_split` (the permutation of
+`numpy.random.default_rng(0)`, last 10% for test, whatever the run's seed), and the
 last `valid_fraction` of the training part is held out for early stopping.
 
 Word dropout (Iyyer et al. 2015) replaces each training word by the unknown id with
@@ -25,6 +25,7 @@ from ..generate import pooled_probabilities
 from . import Options, Prepared, logits_of
 
 TEST_FRACTION = 0.1
+SPLIT_SEED = 0      # the fixed split: numpy.random.default_rng(0).permutation of all sentences
 
 
 def read_sentences(paths: list[str]):
@@ -83,7 +84,7 @@ class Classify:
     def prepare(self, paths: list[str], valid: str | None, opts: Options) -> Prepared:
         if opts.pool not in ("mean", "last"):
             raise ValueError(f"pool must be 'mean' or 'last', got {opts.pool!r}")
-        train, _ = split(read_sentences(paths), opts.seed, held_out=True)
+        train, _ = split(read_sentences(paths), SPLIT_SEED, held_out=True)
         if valid:
             held = read_sentences([valid])
         else:
@@ -92,7 +93,7 @@ class Classify:
         labels = sorted({s.label for s in train})
         vocab = Vocab.build((w for s in train for w in s.words), min_count=opts.min_count)
         meta = {"task": self.name, "vocab": vocab.to_json(), "labels": labels, "pool": opts.pool,
-                "split_seed": opts.seed, "data": paths,
+                "split_seed": SPLIT_SEED, "data": paths,
                 "majority": Counter(s.label for s in train).most_common(1)[0][0]}
         valid_batches = encode(held, vocab, labels, 256, opts.pool, False) if held else None
         train_batches = WordDropout(encode(train, vocab, labels, opts.batch_size, opts.pool, True),
