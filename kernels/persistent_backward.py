@@ -33,13 +33,13 @@ from numba import cuda
 from . import persistent_common as pc
 
 
-def _block_backward(dtype, rows, chains, rreg, exact):
+def _block_backward(dtype, rows, chains, rreg, exact, pairs):
     """Block variant: ⌈B/rows⌉ blocks × ⌈d/32⌉·32 threads; thread j owns unit j of `rows`
     sequences and its `chains` gradient chains (R = rows·chains register accumulators).
     Shared memory: W^T rows [rreg, d), then two buffers of R·d local gradients ∂L_t/∂a_k."""
     f = pc.numba_float(dtype)
     R = rows * chains
-    matvec = pc.make_matvec(R, rreg)
+    matvec = pc.make_matvec(R, rreg, pairs)
     nreg = max(rreg, 1)             # local arrays need constant, non-zero sizes
     nraw = 3 * rows
 
@@ -49,6 +49,7 @@ def _block_backward(dtype, rows, chains, rreg, exact):
         j = cuda.threadIdx.x
         b0 = cuda.blockIdx.x * rows
         sm = cuda.shared.array(0, f)
+        sm2 = cuda.shared.array(0, pc.float64)     # the same memory as 8-byte words (pairs)
         xoff = (d - rreg) * d
         pc.load_w(W, True, sm, 0, d, 0, d, rreg)
         wreg = cuda.local.array(nreg, f)
@@ -89,7 +90,7 @@ def _block_backward(dtype, rows, chains, rreg, exact):
             for q in range(rows):
                 pc.prefetch(G, g_last, S, lengths, k - 1, b0 + q, j, raw, q)
             if j < d:
-                matvec(sm, buf, d, sm, j - rreg * d, d, wreg, 0, d, chain)
+                matvec(sm, sm2, buf, d, sm, j - rreg * d, d, wreg, 0, d, chain)
         if j < d:
             for q in range(rows):
                 b = b0 + q
@@ -104,7 +105,7 @@ def _block_backward(dtype, rows, chains, rreg, exact):
     return kernel
 
 
-def _coop_backward(dtype, rows):
+def _coop_backward(dtype, rows, pairs):
     """Cooperative variant (exact only): G·⌈B/rows⌉ blocks × COOP_THREADS threads, block g·…
     owning units [g·C, (g+1)·C) with W^T[:, those units] in shared memory; h for its
     rows·C outputs stays in the registers of the thread that owns each output; Δ_k crosses
@@ -113,7 +114,7 @@ def _coop_backward(dtype, rows):
     C, NT = pc.COOP_COLUMNS, pc.COOP_THREADS
     per_thread = (rows * C + NT - 1) // NT
     nraw = 3 * per_thread
-    product = pc.make_coop_product(rows)
+    product = pc.make_coop_product(rows, pairs)
 
     def kernel(G, g_last, S, W, lengths, act, delta, ds0):
         T, B, d = delta.shape
@@ -123,6 +124,7 @@ def _coop_backward(dtype, rows):
         tid = cuda.threadIdx.x
         grid = cuda.cg.this_grid()
         sm = cuda.shared.array(0, f)
+        sm2 = cuda.shared.array(0, pc.float64)     # the same memory as 8-byte words (pairs)
         xoff = d * C
         roff = xoff + rows * d
         pc.load_w(W, True, sm, 0, C, g * C, C, 0)   # read only after product's first barrier
@@ -148,7 +150,7 @@ def _coop_backward(dtype, rows):
                 # step k−1's loads, issued now: their latency hides behind the barrier
                 pc.prefetch(G, g_last, S, lengths, k - 1 if idx < rows * C else -1, b, col, raw, u)
             grid.sync()             # Δ_k complete in global memory before any block reads it
-            product(delta[k], b0, sm, 0, xoff, roff, wreg, acc)
+            product(delta[k], b0, sm, sm2, 0, xoff, roff, wreg, acc)
             for u in range(per_thread):
                 idx = tid + u * NT
                 if idx < rows * C:
@@ -170,12 +172,12 @@ _cache: dict = {}
 
 def backward_kernel(the_plan: pc.Plan, dtype, exact=True):
     """The compiled-on-demand kernel (a Numba dispatcher) and its launch signature."""
-    key = (the_plan.variant, the_plan.rows, the_plan.chains, the_plan.rreg, exact, str(dtype))
+    key = (the_plan.variant, the_plan.rows, the_plan.chains, the_plan.rreg, the_plan.pairs, exact, str(dtype))
     if key not in _cache:
         if the_plan.variant == "block":
-            py = _block_backward(dtype, the_plan.rows, the_plan.chains, the_plan.rreg, exact)
+            py = _block_backward(dtype, the_plan.rows, the_plan.chains, the_plan.rreg, exact, the_plan.pairs)
         else:
-            py = _coop_backward(dtype, the_plan.rows)
+            py = _coop_backward(dtype, the_plan.rows, the_plan.pairs)
         _cache[key] = cuda.jit(py)
     return _cache[key], backward_signature(dtype)
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from numba import config, cuda, float32, float64, int64, uint64
+from numba.cuda import libdevice
 
 from gpurnn import activations
 
@@ -35,6 +36,23 @@ inline = cuda.jit(device=True, inline="always")
 sigma = inline(activations.sigma)
 sigma_prime = inline(activations.sigma_prime_from_state)
 
+
+def _split_host(pair):
+    """The two float32 of an 8-byte word (lower address first): NumPy for the simulator,
+    whose libdevice functions are stubs."""
+    two = np.array([pair], np.float64).view(np.float32)
+    return two[0], two[1]
+
+
+@inline
+def _split_device(pair):
+    """The two float32 of an 8-byte word (lower address first): register moves, no arithmetic."""
+    return (libdevice.int_as_float(libdevice.double2loint(pair)),
+            libdevice.int_as_float(libdevice.double2hiint(pair)))
+
+
+split = cuda.jit(device=True)(_split_host) if SIMULATOR else _split_device
+
 COOP_COLUMNS = 32       # C: one warp of columns, so a warp's W loads are one contiguous row piece
 COOP_THREADS = 256      # C × KS threads: KS = 8 warps split the inner dimension i
 COOP_REGS = 255         # registers per thread ptxas gives the cooperative kernels (up to 255)
@@ -42,6 +60,8 @@ MAX_ACC = 16            # register accumulators per thread (rows × chains) befo
 REG_OPTIONS = tuple(range(0, 129, 16))  # W rows the block variant may hold in registers
 UNROLL_LIMIT = 256       # rreg · rows · chains: larger register loops are not fully unrolled
                          # by NVVM, and W's register copy then lives in local memory
+PAIRS_UNROLL_LIMIT = 64  # the same with paired state loads (ptxas: 64·1 → 112 registers,
+                         # 128·1 → 255 and spills)
 DEFAULT_SMEM_CARVE = 1024  # bytes the runtime reserves per block on sm_80+ (not usable)
 
 
@@ -74,7 +94,11 @@ class Plan:
     """How one persistent launch runs. variant: "block" | "coop" | "step" (not applicable:
     use the step-by-step kernels, `reason` says why). rows: sequences per block; chains:
     live gradient chains (1 forward and exact backward, τ+1 truncated); rreg: W rows in
-    registers; cols: W columns per block; ksplit: threads sharing one column's sum."""
+    registers; cols: W columns per block; ksplit: threads sharing one column's sum; pairs:
+    the state is read from shared memory two float32 at a time (8-byte broadcasts), which
+    halves the state loads of the product (float32 with even d only; `plan` takes it for the
+    cooperative variant, where those loads dominate; the block variant's W in registers
+    needs the registers more)."""
 
     variant: str
     reason: str
@@ -86,6 +110,7 @@ class Plan:
     grid: int = 0
     threads: int = 0
     smem: int = 0
+    pairs: bool = False
 
 
 def _pow2_at_least(n: int) -> int:
@@ -102,17 +127,26 @@ def coop_smem(d, rows, isz):
     return (d * COOP_COLUMNS + rows * d + (COOP_THREADS // COOP_COLUMNS) * rows * COOP_COLUMNS) * isz
 
 
-def custom_plan(variant, B, d, dtype, *, rows, rreg=0, chains=1, reason="chosen by hand"):
-    """A plan with the given `rows` (and `rreg`, `chains` for "block"), its grid, threads and
-    shared memory computed; for tests and experiments (no check that it fits a device)."""
+def pairs_possible(d, dtype) -> bool:
+    """Paired state loads need float32 and an even d (8-byte aligned rows)."""
+    return np.dtype(dtype) == np.float32 and d % 2 == 0
+
+
+def custom_plan(variant, B, d, dtype, *, rows, rreg=0, chains=1, pairs=False, reason="chosen by hand"):
+    """A plan with the given `rows` (and `rreg`, `chains` for "block", `pairs`), its grid,
+    threads and shared memory computed; for tests and experiments (no check that it fits a
+    device: with pairs, keep rreg·rows·chains ≤ PAIRS_UNROLL_LIMIT)."""
     isz = np.dtype(dtype).itemsize
+    if pairs and not pairs_possible(d, dtype):
+        raise ValueError(f"pairs needs float32 and an even d, got {np.dtype(dtype)} and d = {d}")
     if variant == "block":
         return Plan("block", reason, rows=rows, chains=chains, rreg=rreg, cols=d, grid=math.ceil(B / rows),
-                    threads=max(32, 32 * math.ceil(d / 32)), smem=block_smem(d, rreg, rows, chains, isz))
+                    threads=max(32, 32 * math.ceil(d / 32)), smem=block_smem(d, rreg, rows, chains, isz),
+                    pairs=pairs)
     if variant == "coop":
         return Plan("coop", reason, rows=rows, cols=COOP_COLUMNS, ksplit=COOP_THREADS // COOP_COLUMNS,
                     grid=math.ceil(d / COOP_COLUMNS) * math.ceil(B / rows), threads=COOP_THREADS,
-                    smem=coop_smem(d, rows, isz))
+                    smem=coop_smem(d, rows, isz), pairs=pairs)
     raise ValueError(f"variant must be 'block' or 'coop', got {variant!r}")
 
 
@@ -142,7 +176,7 @@ def _coop_plan(B, d, dtype, limits):
         per_sm = min(limits.smem_per_sm // (smem + DEFAULT_SMEM_CARVE),
                      limits.regs_per_sm // (COOP_THREADS * COOP_REGS))
         if groups * math.ceil(B / rows) <= per_sm * limits.sm_count:
-            return custom_plan("coop", B, d, dtype, rows=rows,
+            return custom_plan("coop", B, d, dtype, rows=rows, pairs=pairs_possible(d, dtype),
                                reason=f"W split over {groups} column groups, one grid barrier per step")
     return None
 
@@ -175,17 +209,19 @@ def plan(B, d, dtype, *, direction="forward", truncate=None, limits=H100, force=
     return Plan("step", f"B = {B}, d = {d}: more blocks than one cooperative grid holds")
 
 
-def make_matvec(rows, rreg):
+def make_matvec(rows, rreg, pairs):
     """acc[q] += Σ_i x[xoff + q·xstride + i] · w_i for q < rows, i in [i0, i1), where w_i is
     wreg[i] for i < rreg (registers, fully unrolled) and w[wbase + i·wstride] otherwise
     (shared memory). A thread's W reads are consecutive across its warp (no bank conflict);
-    its x reads are one address per warp (a broadcast)."""
+    its x reads are one address per warp (a broadcast). With `pairs`, x is read through x2,
+    the same shared memory as 8-byte words, two elements per load (xoff, xstride, i0, i1,
+    rreg even)."""
 
+    # uint64 indices: Numba adds negative-index wrap-around code to every signed index;
+    # while loops over incremented indices: Numba's range() with a run-time start costs
+    # three times the instructions per iteration in PTX.
     @inline
-    def matvec(x, xoff, xstride, w, wbase, wstride, wreg, i0, i1, acc):
-        # uint64 indices: Numba adds negative-index wrap-around code to every signed index;
-        # a while loop over incremented indices: Numba's range() with a run-time start costs
-        # three times the instructions per iteration in PTX.
+    def single(x, x2, xoff, xstride, w, wbase, wstride, wreg, i0, i1, acc):
         for i in range(rreg):
             wv = wreg[i]
             for q in range(rows):
@@ -200,7 +236,27 @@ def make_matvec(rows, rreg):
             xi += uint64(1)
             wi += wstep
 
-    return matvec
+    @inline
+    def paired(x, x2, xoff, xstride, w, wbase, wstride, wreg, i0, i1, acc):
+        for i in range(0, rreg, 2):
+            w0, w1 = wreg[i], wreg[i + 1]
+            for q in range(rows):
+                lo, hi = split(x2[uint64((xoff + q * xstride + i) // 2)])
+                acc[q] += lo * w0
+                acc[q] += hi * w1
+        start = max(i0, rreg)
+        xi, xend = uint64((xoff + start) // 2), uint64((xoff + i1) // 2)
+        wi, wstep, xstep = uint64(wbase + start * wstride), uint64(wstride), uint64(xstride // 2)
+        while xi < xend:
+            w0, w1 = w[wi], w[wi + wstep]
+            for q in range(rows):
+                lo, hi = split(x2[xi + uint64(q) * xstep])
+                acc[q] += lo * w0
+                acc[q] += hi * w1
+            xi += uint64(1)
+            wi += wstep + wstep
+
+    return paired if pairs else single
 
 
 @inline
@@ -290,7 +346,7 @@ def launch(dispatcher, sig, the_plan: Plan, names, args, stream=0):
     dispatcher[the_plan.grid, the_plan.threads, stream, the_plan.smem](*args)
 
 
-def make_coop_product(rows):
+def make_coop_product(rows, pairs):
     """The cooperative variant's step product, for one block of COOP_THREADS threads owning
     W columns [g·C, (g+1)·C) (in shared memory at `woff`, stride C) and `rows` sequences from b0:
 
@@ -298,12 +354,12 @@ def make_coop_product(rows):
         red[ks, q, c] = Σ_{i in chunk ks} xs[q, i] · Wslice[i, c]   (at `roff`)
 
     thread (ks, c) = divmod(threadIdx.x, C) sums chunk ks = [ks·⌈d/KS⌉, …) of the inner
-    dimension; `column_total` adds the KS partials."""
-    matvec = make_matvec(rows, 0)
+    dimension (rounded up to even, for `pairs`); `column_total` adds the KS partials."""
+    matvec = make_matvec(rows, 0, pairs)
     C, KS = COOP_COLUMNS, COOP_THREADS // COOP_COLUMNS
 
     @inline
-    def product(src, b0, sm, woff, xoff, roff, wreg, acc):
+    def product(src, b0, sm, sm2, woff, xoff, roff, wreg, acc):
         B, d = src.shape
         tid = cuda.threadIdx.x
         for q in range(rows):
@@ -312,10 +368,10 @@ def make_coop_product(rows):
                 sm[xoff + q * d + i] = src[b, i] if b < B else src.dtype.type(0)
         cuda.syncthreads()          # xs complete before any partial sum reads it
         ks, c = tid // C, tid % C
-        chunk = (d + KS - 1) // KS
+        chunk = 2 * ((d + 2 * KS - 1) // (2 * KS))
         for q in range(rows):
             acc[q] = 0
-        matvec(sm, xoff, d, sm, woff + c, C, wreg, ks * chunk, min(d, ks * chunk + chunk), acc)
+        matvec(sm, sm2, xoff, d, sm, woff + c, C, wreg, ks * chunk, min(d, ks * chunk + chunk), acc)
         for q in range(rows):
             sm[roff + (ks * rows + q) * C + c] = acc[q]
         cuda.syncthreads()          # every partial written before the owners add them up

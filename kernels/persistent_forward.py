@@ -25,12 +25,12 @@ from numba import cuda
 from . import persistent_common as pc
 
 
-def _block_forward(dtype, rows, rreg):
+def _block_forward(dtype, rows, rreg, pairs):
     """Block variant: grid ⌈B/rows⌉ blocks × ⌈d/32⌉·32 threads; thread j owns unit j of the
     block's `rows` sequences. Shared memory: W rows [rreg, d) (d·(d−rreg) elements), then two
     state buffers of rows·d (s_t is read from one while s_{t+1} is written to the other)."""
     f = pc.numba_float(dtype)
-    matvec = pc.make_matvec(rows, rreg)
+    matvec = pc.make_matvec(rows, rreg, pairs)
     nreg = max(rreg, 1)             # a local array needs a constant, non-zero size
 
     def kernel(XP, W, s0, lengths, act, S):
@@ -39,6 +39,7 @@ def _block_forward(dtype, rows, rreg):
         j = cuda.threadIdx.x
         b0 = cuda.blockIdx.x * rows
         sm = cuda.shared.array(0, f)
+        sm2 = cuda.shared.array(0, pc.float64)     # the same memory as 8-byte words (pairs)
         xoff = (d - rreg) * d
         pc.load_w(W, False, sm, 0, d, 0, d, rreg)
         wreg = cuda.local.array(nreg, f)
@@ -64,7 +65,7 @@ def _block_forward(dtype, rows, rreg):
                 for q in range(rows):   # issued now, used after the product: latency hidden
                     xp[q] = XP[t, b0 + q, j] if t < lens[q] else zero
                     acc[q] = zero
-                matvec(sm, cur, d, sm, j - rreg * d, d, wreg, 0, d, acc)
+                matvec(sm, sm2, cur, d, sm, j - rreg * d, d, wreg, 0, d, acc)
                 for q in range(rows):
                     b = b0 + q
                     v = pc.sigma(act, acc[q] + xp[q]) if t < lens[q] else sm[cur + q * d + j]
@@ -78,14 +79,14 @@ def _block_forward(dtype, rows, rreg):
     return kernel
 
 
-def _coop_forward(dtype, rows):
+def _coop_forward(dtype, rows, pairs):
     """Cooperative variant: grid G·⌈B/rows⌉ blocks (G = ⌈d/C⌉ column groups, block g·… owns
     columns [g·C, (g+1)·C)) × COOP_THREADS threads; one grid barrier per step, s_t read back
     from S in global memory. Shared memory: W[:, cols] (d·C), xs (rows·d), partials (KS·rows·C)."""
     f = pc.numba_float(dtype)
     C, NT = pc.COOP_COLUMNS, pc.COOP_THREADS
     per_thread = (rows * C + NT - 1) // NT      # outputs (sequence, column) per thread
-    product = pc.make_coop_product(rows)
+    product = pc.make_coop_product(rows, pairs)
 
     def kernel(XP, W, s0, lengths, act, S):
         T, B, d = XP.shape
@@ -95,6 +96,7 @@ def _coop_forward(dtype, rows):
         tid = cuda.threadIdx.x
         grid = cuda.cg.this_grid()
         sm = cuda.shared.array(0, f)
+        sm2 = cuda.shared.array(0, pc.float64)     # the same memory as 8-byte words (pairs)
         xoff = d * C
         roff = xoff + rows * d
         pc.load_w(W, False, sm, 0, C, g * C, C, 0)
@@ -112,7 +114,7 @@ def _coop_forward(dtype, rows):
                 b, col = b0 + idx // C, g * C + idx % C
                 active = idx < rows * C and b < B and col < d and t < lengths[b]
                 xp[u] = XP[t, b, col] if active else XP.dtype.type(0)
-            product(S[t], b0, sm, 0, xoff, roff, wreg, acc)
+            product(S[t], b0, sm, sm2, 0, xoff, roff, wreg, acc)
             for u in range(per_thread):
                 idx = tid + u * NT
                 q, c = idx // C, idx % C
@@ -133,10 +135,10 @@ _cache: dict = {}
 
 def forward_kernel(the_plan: pc.Plan, dtype):
     """The compiled-on-demand kernel (a Numba dispatcher) and its launch signature."""
-    key = (the_plan.variant, the_plan.rows, the_plan.rreg, str(dtype))
+    key = (the_plan.variant, the_plan.rows, the_plan.rreg, the_plan.pairs, str(dtype))
     if key not in _cache:
-        py = (_block_forward(dtype, the_plan.rows, the_plan.rreg) if the_plan.variant == "block"
-              else _coop_forward(dtype, the_plan.rows))
+        py = (_block_forward(dtype, the_plan.rows, the_plan.rreg, the_plan.pairs) if the_plan.variant == "block"
+              else _coop_forward(dtype, the_plan.rows, the_plan.pairs))
         _cache[key] = cuda.jit(py)
     return _cache[key], forward_signature(dtype)
 

@@ -52,10 +52,13 @@ def assert_close(got, ref, dtype):
 def sim_plans(B, d, dtype, chains=1):
     """Block plans covering one and two sequences per block, W in shared memory only and
     partly in registers."""
-    return {
+    plans = {
         "block": pc.custom_plan("block", B, d, dtype, rows=1, chains=chains),
         "block-rows2-reg32": pc.custom_plan("block", B, d, dtype, rows=2, rreg=32, chains=chains),
     }
+    if pc.pairs_possible(d, dtype):
+        plans["block-pairs"] = pc.custom_plan("block", B, d, dtype, rows=2, rreg=16, chains=chains, pairs=True)
+    return plans
 
 
 @pytest.mark.sim
@@ -85,8 +88,8 @@ def test_backward_matches_cpu(activation, truncate, dtype):
     S = cpu.recurrence_forward(XP, W, s0, lengths, code)
     chains = 1 if truncate is None else truncate + 1
     plans = sim_plans(B, d, dtype, chains)
-    runs = [(plans["block"], G, g_last), (plans["block"], None, g_last), (plans["block"], G, None),
-            (plans["block-rows2-reg32"], G, g_last)]
+    runs = [(plans["block"], G, g_last), (plans["block"], None, g_last), (plans["block"], G, None)]
+    runs += [(plans[name], G, g_last) for name in plans if name != "block"]
     for the_plan, g, last in runs:
         ref_delta, ref_ds0 = cpu.recurrence_backward(g, last, S, W, lengths, code, truncate)
         delta = np.full((T, B, d), np.nan, dtype)
@@ -94,6 +97,26 @@ def test_backward_matches_cpu(activation, truncate, dtype):
         pb.persistent_backward(g, last, S, W, lengths, code, truncate, delta, ds0, plan=the_plan)
         assert_close(delta, ref_delta, dtype)
         assert_close(ds0, ref_ds0, dtype)
+
+
+@pytest.mark.sim
+def test_odd_width_matches_cpu():
+    """d = 33: a partial warp of units, no paired loads, W rows 16..32 in shared memory."""
+    rng = np.random.default_rng(6)
+    T, B, d, dtype = 4, 3, 33, np.float32
+    XP, W, s0, lengths, G, g_last = case(rng, T, B, d, dtype)
+    cpu = get_backend("cpu")
+    the_plan = pc.custom_plan("block", B, d, dtype, rows=2, rreg=16, chains=2)
+    S = np.full((T + 1, B, d), np.nan, dtype)
+    pf.persistent_forward(XP, W, s0, lengths, 1, S, plan=pc.custom_plan("block", B, d, dtype, rows=2, rreg=16))
+    assert_close(S, cpu.recurrence_forward(XP, W, s0, lengths, 1), dtype)
+    delta, ds0 = np.full((T, B, d), np.nan, dtype), np.full((B, d), np.nan, dtype)
+    pb.persistent_backward(G, g_last, S, W, lengths, 1, 1, delta, ds0, plan=the_plan)
+    ref_delta, ref_ds0 = cpu.recurrence_backward(G, g_last, S, W, lengths, 1, 1)
+    assert_close(delta, ref_delta, dtype)
+    assert_close(ds0, ref_ds0, dtype)
+    with pytest.raises(ValueError, match="even d"):
+        pc.custom_plan("block", B, d, dtype, rows=1, pairs=True)
 
 
 @pytest.mark.sim
@@ -105,7 +128,7 @@ def test_one_block_cooperative_matches_cpu(dtype):
     T, B, d = 4, 3, 32
     XP, W, s0, lengths, G, g_last = case(rng, T, B, d, dtype)
     cpu = get_backend("cpu")
-    the_plan = pc.custom_plan("coop", B, d, dtype, rows=4)
+    the_plan = pc.custom_plan("coop", B, d, dtype, rows=4, pairs=pc.pairs_possible(d, dtype))
     assert the_plan.grid == 1
     for code in ACTIVATIONS.values():
         S = np.full((T + 1, B, d), np.nan, dtype)
@@ -185,6 +208,10 @@ PTX_CASES = {   # name: (plan, dtype, direction, truncate)
                              np.float32, "backward", 4),
     "fwd-block-rows2-f64": (pc.plan(256, 64, np.float64), np.float64, "forward", None),
     "bwd-block-reg-f64": (pc.plan(32, 128, np.float64, direction="backward"), np.float64, "backward", None),
+    "fwd-block-pairs-f32": (pc.custom_plan("block", 1, 256, np.float32, rows=1, rreg=64, pairs=True),
+                            np.float32, "forward", None),
+    "bwd-block-pairs-trunc-f32": (pc.custom_plan("block", 8, 256, np.float32, rows=2, rreg=16, chains=4, pairs=True),
+                                  np.float32, "backward", 3),
     "fwd-coop-f32": (pc.plan(64, 512, np.float32), np.float32, "forward", None),
     "bwd-coop-f32": (pc.plan(64, 512, np.float32, direction="backward"), np.float32, "backward", None),
 }
@@ -287,13 +314,21 @@ def test_issue_shapes_gpu(T, B, d, dtype):
 
 
 @pytest.mark.cuda
-def test_cooperative_multi_block_gpu():
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cooperative_multi_block_gpu(dtype):
     """d = 96 over 3 column groups × B = 5 over 3 batch groups of 2 (the last one padded):
-    9 blocks, one grid barrier a step."""
+    9 blocks, one grid barrier a step; float32 with paired state loads."""
     T, B, d = 30, 5, 96
-    the_plan = pc.custom_plan("coop", B, d, np.float64, rows=2)
+    the_plan = pc.custom_plan("coop", B, d, dtype, rows=2, pairs=pc.pairs_possible(d, dtype))
     assert the_plan.grid == 9
-    run_gpu(T, B, d, np.float64, the_plan, the_plan)
+    run_gpu(T, B, d, dtype, the_plan, the_plan)
+
+
+@pytest.mark.cuda
+def test_block_pairs_gpu():
+    T, B, d = 200, 8, 256
+    the_plan = pc.custom_plan("block", B, d, np.float32, rows=1, rreg=64, pairs=True)
+    run_gpu(T, B, d, np.float32, the_plan, the_plan)
 
 
 @pytest.mark.cuda
