@@ -24,19 +24,21 @@ def activation_code(name) -> int:
 
 
 def sigma(code, a):
-    """σ(a) for one scalar."""
+    """σ(a) for one scalar, in a's own precision."""
+    one = a ** 0          # 1 of a's type: a literal 1 would promote float32 to float64 in Numba
     if code == TANH:
         return math.tanh(a)
     if code == LOGISTIC:
         # 1/(1+e^-a) overflows e^-a to inf for a << 0 and correctly gives 0.
-        return 1.0 / (1.0 + math.exp(-a))
-    return a if a > 0 else a * 0
+        return one / (one + math.exp(-a))
+    return a if a > 0 else one - one
 
 
 def sigma_prime_from_state(code, s):
-    """σ'(a) expressed through s = σ(a), for one scalar."""
+    """σ'(a) expressed through s = σ(a), for one scalar, in s's own precision."""
+    one = s ** 0          # see sigma
     if code == TANH:
-        return 1 - s * s
+        return one - s * s
     if code == LOGISTIC:
-        return s * (1 - s)
-    return s * 0 + 1 if s > 0 else s * 0
+        return s * (one - s)
+    return one if s > 0 else one - one
