@@ -130,6 +130,8 @@ def train(
 def evaluate(checkpoint: Path = typer.Argument(..., help="checkpoint file or run directory"),
              data: List[str] = typer.Option(..., help="data files, as for `train` (the held-out part is scored "
                                             "when they are the training files)"),
+             ensemble: List[Path] = typer.Option([], help="classify: more models (runs) whose class "
+                                                 "probabilities are averaged with CHECKPOINT's"),
              backend: str = Backend) -> None:
     """Score a model on data: loss or accuracy, with the task's baseline; ends with `metric` lines."""
     from .checkpoint import load_checkpoint
@@ -138,8 +140,13 @@ def evaluate(checkpoint: Path = typer.Argument(..., help="checkpoint file or run
 
     path = checkpoint_path(checkpoint)
     meta = load_checkpoint(path).meta
+    extra = {}
+    if ensemble:
+        if meta["task"] != "classify":
+            raise typer.BadParameter("only classify models average an ensemble", param_hint="--ensemble")
+        extra = {"ensemble": [checkpoint_path(p) for p in ensemble]}
     with data_errors():
-        print_metrics(get_task(meta["task"]).evaluate(path, data, meta, backend), typer.echo)
+        print_metrics(get_task(meta["task"]).evaluate(path, data, meta, backend, **extra), typer.echo)
 
 
 def _reader(checkpoint: Path, backend: str, task: str):

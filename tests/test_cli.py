@@ -88,6 +88,11 @@ def test_polarity_slice_and_classify(tmp_path):
     m = metrics_of(run("train", "--task", "classify", "--data", f"pos={pos}", "--data", f"neg={neg}", "--out", out,
                        "--hidden", "16", "--epochs", "2", "--backend", "cpu", "--no-progress"))
     assert m["sentences"] == 60 and 0.0 <= m["accuracy"] <= 1.0 and "baseline_majority" in m
+    again = tmp_path / "again"
+    run("train", "--task", "classify", "--data", f"pos={pos}", "--data", f"neg={neg}", "--out", again,
+        "--hidden", "16", "--epochs", "1", "--seed", "1", "--backend", "cpu", "--no-progress")
+    both = metrics_of(run("eval", out, "--data", f"pos={pos}", "--data", f"neg={neg}", "--ensemble", again))
+    assert both["models"] == 2 and both["sentences"] == 60
     lines = run("classify", out, "a moving and funny film").splitlines()
     assert {line.split()[0] for line in lines} == {"pos", "neg"}
     assert sum(float(line.split()[1]) for line in lines) == pytest.approx(1.0, abs=1e-3)

@@ -101,18 +101,23 @@ class Classify:
         return Prepared(train_batches, valid_batches,
                         len(vocab), len(labels), "all" if opts.pool == "mean" else "last", meta)
 
-    def evaluate(self, checkpoint_path, paths: list[str], meta: dict, backend: str) -> dict:
+    def evaluate(self, checkpoint_path, paths: list[str], meta: dict, backend: str, ensemble=()) -> dict:
         """Accuracy on the fixed split's test part of the training data (or on all of `paths`
-        when they are other files), and the majority baseline's."""
-        ckpt = load_checkpoint(checkpoint_path)
+        when they are other files), and the majority baseline's. With `ensemble` (more
+        checkpoints of the same vocabulary and labels) the class probabilities of all the
+        models are averaged."""
+        models = [load_checkpoint(p) for p in (checkpoint_path, *ensemble)]
+        for path, model in zip(ensemble, models[1:]):
+            if (model.meta.get("vocab"), model.meta.get("labels")) != (meta["vocab"], meta["labels"]):
+                raise ValueError(f"ensemble member {path} has another vocabulary or label set")
         vocab, labels = Vocab.from_json(meta["vocab"]), meta["labels"]
         sentences = read_sentences(paths)
         test = split(sentences, meta["split_seed"], held_out=True)[1] if paths == meta["data"] else sentences
-        right = 0
-        for batch, logits in logits_of(ckpt.params, encode(test, vocab, labels, 256, "last", False),
-                                       ckpt.activation, backend):
-            p = pooled_probabilities(logits, batch.lengths, meta["pool"])
-            right += int((p.argmax(axis=1) == batch.targets).sum())
+        batches = encode(test, vocab, labels, 256, "last", False)
+        p = sum(np.concatenate([pooled_probabilities(logits, batch.lengths, m.meta["pool"])
+                                for batch, logits in logits_of(m.params, batches, m.activation, backend)])
+                for m in models) / len(models)
+        truth = np.array([labels.index(s.label) for s in test])
         majority = sum(s.label == meta["majority"] for s in test)
-        return {"accuracy": right / len(test), "baseline_majority": majority / len(test), "sentences": float(len(test))}
-
+        return {"accuracy": float(np.mean(p.argmax(axis=1) == truth)), "baseline_majority": majority / len(test),
+                "sentences": float(len(test)), "models": float(len(models))}
