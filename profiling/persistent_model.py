@@ -31,8 +31,9 @@ def block_step(p, d, isz):
     warps = p.threads // 32
     acc = p.rows * p.chains
     wave_w = isz // 4                                  # wavefronts per warp-wide W load
-    smem = warps * ((d - p.rreg) * wave_w + d * acc)   # W from smem + x broadcasts
-    issue = warps * (2 * d * acc + 2 * (d - p.rreg)) / ISSUE
+    x_loads = d * acc / (2 if p.pairs else 1)          # broadcasts of the state, 1 wavefront each
+    smem = warps * ((d - p.rreg) * wave_w + x_loads)   # W from smem + x broadcasts
+    issue = warps * (x_loads + d * acc + 2 * (d - p.rreg)) / ISSUE
     fma = warps * d * acc / FMA_WARPS[isz]
     return (max(smem, issue, fma) + STEP_TAIL) / CLOCK, dict(smem=smem, issue=issue, fma=fma)
 
@@ -41,16 +42,22 @@ def coop_step(p, B, d, isz, grid_sync):
     """Seconds per step of the cooperative variant."""
     ks = p.threads // pc.COOP_COLUMNS
     warps = p.threads // 32
-    smem = d * (isz // 4 + p.rows)                     # KS warps share the d inner steps
-    issue = warps * (d / ks) * (2 * p.rows + 2) / ISSUE
+    x_per_i = p.rows / (2 if p.pairs else 1)
+    smem = d * (isz // 4 + x_per_i)                    # KS warps share the d inner steps
+    issue = warps * (d / ks) * (x_per_i + p.rows + 2) / ISSUE
     fma = warps * (d / ks) * p.rows / FMA_WARPS[isz]
     state = p.grid * p.rows * d * isz / L2_BYTES_PER_S + L2_LATENCY
     core = (max(smem, issue, fma) + STEP_TAIL) / CLOCK
     return core + state + grid_sync, dict(smem=smem, issue=issue, fma=fma)
 
 
-def predict(T, B, d, dtype, direction, grid_sync=GRID_SYNC[0]):
+def predict(T, B, d, dtype, direction, grid_sync=GRID_SYNC[0], pairs=None):
+    """(plan, seconds per step, floors in clocks) with the default plan, or with paired state
+    loads switched to `pairs` (block: W rows in registers cut to PAIRS_UNROLL_LIMIT)."""
     p = pc.plan(B, d, dtype, direction=direction)
+    if pairs is not None and p.variant != "step" and pairs != p.pairs:
+        rreg = min(p.rreg, pc.PAIRS_UNROLL_LIMIT // (p.rows * p.chains)) if pairs else p.rreg
+        p = pc.custom_plan(p.variant, B, d, dtype, rows=p.rows, rreg=rreg, chains=p.chains, pairs=pairs)
     isz = np.dtype(dtype).itemsize
     if p.variant == "step":
         return p, None, None
@@ -60,21 +67,25 @@ def predict(T, B, d, dtype, direction, grid_sync=GRID_SYNC[0]):
 
 
 def main():
-    print(f"{'T':>5} {'B':>4} {'d':>5} {'dir':<8} {'variant':<6} {'rows':>4} {'rreg':>4} {'grid':>4} "
-          f"{'smem KB':>7} {'bound':<6} {'µs/step':>13} {'ms total':>13}")
+    print(f"{'T':>5} {'B':>4} {'d':>5} {'dir':<8} {'variant':<6} {'pairs':<5} {'rows':>4} {'rreg':>4} {'grid':>4} "
+          f"{'smem KB':>7} {'bound':<6} {'µs/step':>11} {'ms total':>11}")
     for T, B, d, _ in ROWS:
         for direction in ("forward", "backward"):
-            p, low, floors = predict(T, B, d, np.float32, direction)
-            if low is None:
-                print(f"{T:>5} {B:>4} {d:>5} {direction:<8} step   ({p.reason})")
-                continue
-            high = predict(T, B, d, np.float32, direction, GRID_SYNC[1])[1]
-            bound = max(floors, key=floors.get)
-            span = f"{low * 1e6:.2f}" if high == low else f"{low * 1e6:.2f}-{high * 1e6:.2f}"
-            total = f"{(T * low + LAUNCH) * 1e3:.3f}" if high == low else \
-                f"{(T * low + LAUNCH) * 1e3:.2f}-{(T * high + LAUNCH) * 1e3:.2f}"
-            print(f"{T:>5} {B:>4} {d:>5} {direction:<8} {p.variant:<6} {p.rows:>4} {p.rreg:>4} {p.grid:>4} "
-                  f"{p.smem / 1024:>7.1f} {bound:<6} {span:>13} {total:>13}")
+            for pairs in (None, False, True):
+                p, low, floors = predict(T, B, d, np.float32, direction, pairs=pairs)
+                if low is None:
+                    print(f"{T:>5} {B:>4} {d:>5} {direction:<8} step   ({p.reason})")
+                    break
+                if pairs is not None and pairs == pc.plan(B, d, np.float32, direction=direction).pairs:
+                    continue            # the default already printed
+                high = predict(T, B, d, np.float32, direction, GRID_SYNC[1], pairs=pairs)[1]
+                bound = max(floors, key=floors.get)
+                span = f"{low * 1e6:.2f}" if high == low else f"{low * 1e6:.2f}-{high * 1e6:.2f}"
+                total = f"{(T * low + LAUNCH) * 1e3:.3f}" if high == low else \
+                    f"{(T * low + LAUNCH) * 1e3:.2f}-{(T * high + LAUNCH) * 1e3:.2f}"
+                label = "" if pairs is None else " (alt)"
+                print(f"{T:>5} {B:>4} {d:>5} {direction:<8} {p.variant:<6} {str(p.pairs):<5} {p.rows:>4} "
+                      f"{p.rreg:>4} {p.grid:>4} {p.smem / 1024:>7.1f} {bound:<6} {span:>11} {total:>11}{label}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,66 @@
+"""Time the persistent kernels alone on a GPU against profiling/persistent_model.py's predictions.
+
+    python3 profiling/bench_persistent.py [--reps 20]
+
+For each issue row (float32) and each kernel version (v1: single state loads, v2: paired
+8-byte state loads; the default plan and its alternative), the median of `reps` launches
+timed with CUDA events after one warm-up launch (compilation), inputs random (never zeros),
+outputs checked finite. Prints µs per step next to the model's prediction.
+"""
+import numpy as np
+import typer
+from numba import cuda
+
+import persistent_model as model
+from gpurnn.kernels import persistent_backward as pb
+from gpurnn.kernels import persistent_common as pc
+from gpurnn.kernels import persistent_forward as pf
+
+
+def median_ms(launch, reps):
+    """Median milliseconds of `launch()` between two CUDA events, after a warm-up."""
+    launch()
+    cuda.synchronize()
+    times = []
+    for _ in range(reps):
+        start, stop = cuda.event(), cuda.event()
+        start.record()
+        launch()
+        stop.record()
+        stop.synchronize()
+        times.append(start.elapsed_time(stop))
+    return float(np.median(times))
+
+
+def main(reps: int = 20):
+    print(getattr(cuda.get_current_device(), "name", "simulator"), "  (prediction: persistent_model.py, H100 constants)")
+    print(f"{'T':>5} {'B':>4} {'d':>5} {'dir':<8} {'variant':<6} {'pairs':<5} {'µs/step':>8} {'predicted':>10}")
+    rng = np.random.default_rng(0)
+    for T, B, d, _ in model.ROWS:
+        dtype = np.float32
+        XP = cuda.to_device(rng.standard_normal((T, B, d)).astype(dtype))
+        W = cuda.to_device((rng.standard_normal((d, d)) / np.sqrt(d)).astype(dtype))
+        s0 = cuda.to_device(rng.standard_normal((B, d)).astype(dtype))
+        G = cuda.to_device(rng.standard_normal((T, B, d)).astype(dtype))
+        lengths = cuda.to_device(np.full(B, T, np.int64))
+        S = cuda.device_array((T + 1, B, d), dtype)
+        delta, ds0 = cuda.device_array((T, B, d), dtype), cuda.device_array((B, d), dtype)
+        for direction in ("forward", "backward"):
+            for pairs in (None, not pc.plan(B, d, dtype, direction=direction).pairs):
+                p, predicted, _ = model.predict(T, B, d, dtype, direction, pairs=pairs)
+                if predicted is None:
+                    print(f"{T:>5} {B:>4} {d:>5} {direction:<8} step   ({p.reason})")
+                    break
+                if direction == "forward":
+                    ms = median_ms(lambda: pf.persistent_forward(XP, W, s0, lengths, 0, S, plan=p), reps)
+                    ok = np.isfinite(S.copy_to_host()).all()
+                else:
+                    ms = median_ms(lambda: pb.persistent_backward(G, None, S, W, lengths, 0, None, delta, ds0,
+                                                                  plan=p), reps)
+                    ok = np.isfinite(delta.copy_to_host()).all()
+                print(f"{T:>5} {B:>4} {d:>5} {direction:<8} {p.variant:<6} {str(p.pairs):<5} "
+                      f"{ms * 1e3 / T:>8.2f} {predicted * 1e6:>10.2f}{'' if ok else '  NON-FINITE'}", flush=True)
+
+
+if __name__ == "__main__":
+    typer.run(main)
