@@ -210,22 +210,23 @@ PTX_CASES = {   # name: (plan, dtype, direction, truncate)
     "bwd-block-reg-f64": (pc.plan(32, 128, np.float64, direction="backward"), np.float64, "backward", None),
     "fwd-block-pairs-f32": (pc.custom_plan("block", 1, 256, np.float32, rows=1, rreg=64, pairs=True),
                             np.float32, "forward", None),
-    "bwd-block-pairs-trunc-f32": (pc.custom_plan("block", 8, 256, np.float32, rows=2, rreg=16, chains=4, pairs=True),
+    "bwd-block-pairs-trunc-f32": (pc.custom_plan("block", 8, 128, np.float32, rows=2, rreg=16, chains=4, pairs=True),
                                   np.float32, "backward", 3),
     "fwd-coop-f32": (pc.plan(64, 512, np.float32), np.float32, "forward", None),
     "bwd-coop-f32": (pc.plan(64, 512, np.float32, direction="backward"), np.float32, "backward", None),
 }
 
 
-def compile_ptx(name, cc, monkeypatch):
+def compile_ptx(name, cc, monkeypatch=None):
     """PTX of one case for compute capability `cc`, with the signature it is launched with.
     Device functions reached through `@overload` (cuda.cg's grid sync) ask the driver for
     the current device's compute capability when compiled; there is no driver here, so
-    that query answers `cc`."""
+    that query answers `cc` (through `monkeypatch`, or the caller patched it)."""
     from numba import cuda
     import numba.cuda.dispatcher as dispatcher
 
-    monkeypatch.setattr(dispatcher, "get_current_device", lambda: types.SimpleNamespace(compute_capability=cc))
+    if monkeypatch is not None:
+        monkeypatch.setattr(dispatcher, "get_current_device", lambda: types.SimpleNamespace(compute_capability=cc))
     the_plan, dtype, direction, truncate = PTX_CASES[name]
     if direction == "forward":
         kernel, sig = pf.forward_kernel(the_plan, dtype)
