@@ -63,6 +63,8 @@ def train(
     out: Path = typer.Option(Path("runs/last"), help="directory for checkpoints, metrics.json and loss.png"),
     hidden: Optional[int] = typer.Option(None, help="hidden units d (task default)"),
     activation: str = typer.Option("tanh", help="tanh | logistic | relu"),
+    recurrent_init: str = typer.Option("uniform", help="W at the start: uniform (±1/sqrt(d), as torch) | identity "
+                                       "(W = I, the IRNN of Le et al. 2015, with relu: the state starts as a running sum)"),
     optimizer: str = typer.Option("adam", help="sgd | adagrad | rmsprop | adam"),
     lr: Optional[float] = typer.Option(None, help="learning rate (task default)"),
     schedule: str = typer.Option("constant", help="constant | step | cosine"),
@@ -74,7 +76,8 @@ def train(
     epochs: Optional[int] = typer.Option(None, help="epochs in all (task default unless --steps)"),
     steps: Optional[int] = typer.Option(None, help="steps in all (instead of epochs)"),
     eval_every: int = typer.Option(0, help="evaluate every this many steps (0: each epoch)"),
-    patience: int = typer.Option(2, help="stop after this many evaluations without improvement (0: never)"),
+    patience: int = typer.Option(2, help="stop after this many evaluations without a lower validation loss and "
+                                 "score the best model (0: train to the end and score the last)"),
     min_count: int = typer.Option(2, help="tag/classify: rarer words get unknown-word ids"),
     pool: str = typer.Option("mean", help="classify: mean (label at every step) | last"),
     word_dropout: float = typer.Option(0.25, help="classify: chance a training word reads as unknown"),
@@ -85,6 +88,8 @@ def train(
     progress: bool = typer.Option(True, help="show a progress bar"),
 ) -> None:
     """Train a model on one of the four tasks; `--out` gets the checkpoint, metrics.json, loss.png."""
+    import numpy as np
+
     from .model import init_params
     from .report import History, plot_loss, print_metrics, write_metrics
     from .tasks import Options, get_task
@@ -107,6 +112,10 @@ def train(
                              max_norm=max_norm, truncate=truncate, output=prepared.output, seed=seed,
                              backend=backend, eval_every=eval_every, patience=patience)
         params = init_params(prepared.n_in, hidden or d_hidden, prepared.n_out, seed=seed)
+        if recurrent_init == "identity":
+            params.W[...] = np.eye(params.hidden, dtype=params.dtype)
+        elif recurrent_init != "uniform":
+            raise typer.BadParameter(f"must be uniform or identity, got {recurrent_init!r}", param_hint="--recurrent-init")
         trainer = Trainer(params, config, callbacks=[history], meta=prepared.meta, out_dir=out)
     typer.echo(f"{task}: {prepared.n_in} inputs, hidden {trainer.params.hidden}, {prepared.n_out} outputs, "
                f"{len(prepared.train)} batches per epoch, backend {trainer.backend.name}")
@@ -117,7 +126,8 @@ def train(
     trainer.save()
     scored = test or (data if the_task.held_out_in_data or not valid else [valid])
     with data_errors():
-        metrics = the_task.evaluate(checkpoint_path(out), scored, trainer.meta, backend)
+        final = checkpoint_path(out) if patience else out / "checkpoint.safetensors"   # early stopping keeps the best
+        metrics = the_task.evaluate(final, scored, trainer.meta, backend)
     metrics.update(train_seconds=seconds, steps=float(trainer.step_count),
                    tokens_per_s=history.steps[-1].tokens_per_s if history.steps else 0.0)
     write_metrics(out, metrics, history, {"task": task, "config": vars(trainer.config)})
