@@ -31,6 +31,7 @@ import numpy as np
 from numba import cuda
 
 from . import persistent_common as pc
+from . import persistent_plan as pp
 
 
 def _block_backward(dtype, rows, chains, rreg, exact, pairs):
@@ -51,19 +52,15 @@ def _block_backward(dtype, rows, chains, rreg, exact, pairs):
         sm = cuda.shared.array(0, f)
         sm2 = cuda.shared.array(0, pc.float64)     # the same memory as 8-byte words (pairs)
         xoff = (d - rreg) * d
-        pc.load_w(W, True, sm, 0, d, 0, d, rreg)
         wreg = cuda.local.array(nreg, f)
         chain = cuda.local.array(R, f)
         raw = cuda.local.array(nraw, f)
         lens = cuda.local.array(rows, pc.int64)
+        pc.load_block(W, True, sm, rreg, wreg, lengths, b0, rows, lens)
         for q in range(rows):
-            lens[q] = lengths[b0 + q] if b0 + q < B else 0
             pc.prefetch(G, g_last, S, lengths, T - 1, b0 + q, j, raw, q)
         for r in range(R):
             chain[r] = 0
-        if j < d:
-            for i in range(rreg):
-                wreg[i] = W[j, i]
         cuda.syncthreads()          # W^T in shared memory before the first product
         for k in range(T - 1, -1, -1):
             buf = xoff + (k % 2) * R * d
@@ -111,7 +108,7 @@ def _coop_backward(dtype, rows, pairs):
     rows·C outputs stays in the registers of the thread that owns each output; Δ_k crosses
     blocks through global memory, one grid barrier per step."""
     f = pc.numba_float(dtype)
-    C, NT = pc.COOP_COLUMNS, pc.COOP_THREADS
+    C, NT = pp.COOP_COLUMNS, pp.COOP_THREADS
     per_thread = (rows * C + NT - 1) // NT
     nraw = 3 * per_thread
     product = pc.make_coop_product(rows, pairs)
@@ -170,7 +167,7 @@ def _coop_backward(dtype, rows, pairs):
 _cache: dict = {}
 
 
-def backward_kernel(the_plan: pc.Plan, dtype, exact=True):
+def backward_kernel(the_plan: pp.Plan, dtype, exact=True):
     """The compiled-on-demand kernel (a Numba dispatcher) and its launch signature."""
     key = (the_plan.variant, the_plan.rows, the_plan.chains, the_plan.rreg, the_plan.pairs, exact, str(dtype))
     if key not in _cache:
@@ -190,8 +187,8 @@ def backward_signature(dtype):
 
 def plan_backward(B, d, dtype, truncate=None, *, force=None, limits=None):
     """`persistent_common.plan` for the backward direction on the current device."""
-    return pc.plan(B, d, dtype, direction="backward", truncate=truncate,
-                   limits=limits or pc.device_limits(), force=force)
+    return pp.plan(B, d, dtype, direction="backward", truncate=truncate,
+                   limits=limits or pp.device_limits(), force=force)
 
 
 def _empty(like, shape, dtype):

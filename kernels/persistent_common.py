@@ -1,31 +1,20 @@
-"""Pieces shared by the persistent recurrent kernels: σ/σ' on the device, the plan that picks
-a variant by shape, the on-chip product both directions run, and the launch helper.
+"""Device code shared by the persistent recurrent kernels: σ/σ', the on-chip product both
+directions run, the prefetch of the next step's inputs, W's load, the cooperative variant's
+step product, and the launch helper (argument checks, shared-memory opt-in).
 
-Two variants (see `persistent_forward` for the math and the integration note):
-
-  block  one block per slice of `rows` sequences, W (or W^T) whole on chip: its first `rreg`
-         rows in registers (thread j holds W[i, j], i < rreg), the others in shared memory;
-         no grid barrier. Fits while (d − rreg)·d + 2·R·d elements fit the block's shared
-         memory (R = rows · chains), i.e. float32 d ≤ 236 with rreg = 0, d ≤ 256 with rreg = 64.
-  coop   a cooperative grid of column groups × batch groups: block (g, h) keeps W[:, g·C:(g+1)·C]
-         (C = 32 columns) in shared memory and computes those columns for its `rows` sequences;
-         the state crosses blocks through global memory, one grid-wide barrier per step.
-
-`plan()` is a pure function of the shape and the device limits, so the backend, the tests and
-the profiling scripts all see the same choice.
+The variants and how one is chosen: `persistent_plan`. The kernels: `persistent_forward`,
+`persistent_backward`.
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 
 import numpy as np
-from numba import config, cuda, float32, float64, int64, uint64
+from numba import cuda, float32, float64, int64, uint64
 from numba.cuda import libdevice
 
 from gpurnn import activations
 
-SIMULATOR = bool(config.ENABLE_CUDASIM)
+from .persistent_plan import COOP_COLUMNS, COOP_THREADS, SIMULATOR, Plan
 
 # Device functions inlined at the Numba IR level: a local array handed to a call that is not
 # inlined lives in local memory, inlined it stays in registers; and, unlike a plain
@@ -52,162 +41,6 @@ def _split_device(pair):
 
 
 split = cuda.jit(device=True)(_split_host) if SIMULATOR else _split_device
-
-COOP_COLUMNS = 32       # C: one warp of columns, so a warp's W loads are one contiguous row piece
-COOP_THREADS = 256      # C × KS threads: KS = 8 warps split the inner dimension i
-COOP_REGS = 255         # registers per thread ptxas gives the cooperative kernels (up to 255)
-MAX_ACC = 16            # register accumulators per thread (rows × chains) before spilling risk
-REG_OPTIONS = tuple(range(0, 129, 16))  # W rows the block variant may hold in registers
-UNROLL_LIMIT = 256       # rreg · rows · chains: larger register loops are not fully unrolled
-                         # by NVVM, and W's register copy then lives in local memory
-PAIRS_UNROLL_LIMIT = 64  # the same with paired state loads (ptxas: 64·1 → 112 registers,
-                         # 128·1 → 255 and spills)
-DEFAULT_SMEM_CARVE = 1024  # bytes the runtime reserves per block on sm_80+ (not usable)
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What a device offers a kernel. Defaults: an H100 SXM (cc 9.0)."""
-
-    smem_per_block: int = 232448   # 227 KB opt-in dynamic shared memory per block
-    smem_per_sm: int = 233472      # 228 KB per multiprocessor
-    sm_count: int = 132
-    regs_per_sm: int = 65536
-
-
-H100 = Limits()
-
-
-def device_limits() -> Limits:
-    """The current device's limits (H100 defaults under the simulator)."""
-    if SIMULATOR:
-        return H100
-    dev = cuda.get_current_device()
-    return Limits(smem_per_block=dev.MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
-                  smem_per_sm=dev.MAX_SHARED_MEMORY_PER_MULTIPROCESSOR,
-                  sm_count=dev.MULTIPROCESSOR_COUNT,
-                  regs_per_sm=dev.MAX_REGISTERS_PER_MULTIPROCESSOR)
-
-
-@dataclass(frozen=True)
-class Plan:
-    """How one persistent launch runs. variant: "block" | "coop" | "step" (not applicable:
-    use the step-by-step kernels, `reason` says why). rows: sequences per block; chains:
-    live gradient chains (1 forward and exact backward, τ+1 truncated); rreg: W rows in
-    registers; cols: W columns per block; ksplit: threads sharing one column's sum; pairs:
-    the state is read from shared memory two float32 at a time (8-byte broadcasts), which
-    halves the state loads of the product (float32 with even d only; `plan` takes it for the
-    cooperative variant, where those loads dominate; the block variant's W in registers
-    needs the registers more)."""
-
-    variant: str
-    reason: str
-    rows: int = 1
-    chains: int = 1
-    rreg: int = 0
-    cols: int = 0
-    ksplit: int = 1
-    grid: int = 0
-    threads: int = 0
-    smem: int = 0
-    pairs: bool = False
-
-
-def _pow2_at_least(n: int) -> int:
-    return 1 << max(0, math.ceil(math.log2(max(n, 1))))
-
-
-def block_smem(d, rreg, rows, chains, isz):
-    """Bytes of shared memory of the block variant: W rows [rreg, d), two buffers of rows·chains·d."""
-    return ((d - min(rreg, d)) * d + 2 * rows * chains * d) * isz
-
-
-def coop_smem(d, rows, isz):
-    """Bytes of shared memory of the cooperative variant: W[:, C columns], xs (rows·d), partials."""
-    return (d * COOP_COLUMNS + rows * d + (COOP_THREADS // COOP_COLUMNS) * rows * COOP_COLUMNS) * isz
-
-
-def pairs_possible(d, dtype) -> bool:
-    """Paired state loads need float32 and an even d (8-byte aligned rows)."""
-    return np.dtype(dtype) == np.float32 and d % 2 == 0
-
-
-def custom_plan(variant, B, d, dtype, *, rows, rreg=0, chains=1, pairs=False, reason="chosen by hand"):
-    """A plan with the given `rows` (and `rreg`, `chains` for "block", `pairs`), its grid,
-    threads and shared memory computed; for tests and experiments (no check that it fits a
-    device: with pairs, keep rreg·rows·chains ≤ PAIRS_UNROLL_LIMIT)."""
-    isz = np.dtype(dtype).itemsize
-    if pairs and not pairs_possible(d, dtype):
-        raise ValueError(f"pairs needs float32 and an even d, got {np.dtype(dtype)} and d = {d}")
-    if variant == "block":
-        return Plan("block", reason, rows=rows, chains=chains, rreg=rreg, cols=d, grid=math.ceil(B / rows),
-                    threads=max(32, 32 * math.ceil(d / 32)), smem=block_smem(d, rreg, rows, chains, isz),
-                    pairs=pairs)
-    if variant == "coop":
-        return Plan("coop", reason, rows=rows, cols=COOP_COLUMNS, ksplit=COOP_THREADS // COOP_COLUMNS,
-                    grid=math.ceil(d / COOP_COLUMNS) * math.ceil(B / rows), threads=COOP_THREADS,
-                    smem=coop_smem(d, rows, isz), pairs=pairs)
-    raise ValueError(f"variant must be 'block' or 'coop', got {variant!r}")
-
-
-def _block_plan(B, d, dtype, chains, limits):
-    threads = max(32, 32 * math.ceil(d / 32))
-    rows = min(_pow2_at_least(math.ceil(B / limits.sm_count)), MAX_ACC // chains)
-    isz = np.dtype(dtype).itemsize
-    while rows >= 1:
-        for rreg in sorted(REG_OPTIONS, reverse=True):   # more W in registers: less smem traffic
-            acc = rows * chains
-            regs = (rreg + 2 * acc) * (isz // 4) + 64     # W rows, accumulators, addressing
-            if (rreg <= d and rreg * acc <= UNROLL_LIMIT
-                    and block_smem(d, rreg, rows, chains, isz) <= limits.smem_per_block
-                    and regs <= min(255, limits.regs_per_sm // threads)):
-                return custom_plan("block", B, d, dtype, rows=rows, rreg=rreg, chains=chains,
-                                   reason=f"W on chip: {rreg} rows in registers, the rest in shared memory")
-        rows //= 2
-    return None
-
-
-def _coop_plan(B, d, dtype, limits):
-    groups = math.ceil(d / COOP_COLUMNS)
-    for rows in (1, 2, 4, 8):
-        smem = coop_smem(d, rows, np.dtype(dtype).itemsize)
-        if smem > limits.smem_per_block:
-            return None
-        per_sm = min(limits.smem_per_sm // (smem + DEFAULT_SMEM_CARVE),
-                     limits.regs_per_sm // (COOP_THREADS * COOP_REGS))
-        if groups * math.ceil(B / rows) <= per_sm * limits.sm_count:
-            return custom_plan("coop", B, d, dtype, rows=rows, pairs=pairs_possible(d, dtype),
-                               reason=f"W split over {groups} column groups, one grid barrier per step")
-    return None
-
-
-def plan(B, d, dtype, *, direction="forward", truncate=None, limits=H100, force=None) -> Plan:
-    """The persistent variant for a (B, d) recurrence in `dtype` ("forward" or "backward";
-    `truncate` τ for truncated backward). `force` "block" | "coop" picks one (a "step" plan
-    with the reason when it cannot run); None takes block when W fits one block, else coop."""
-    if direction not in ("forward", "backward"):
-        raise ValueError(f"direction must be 'forward' or 'backward', got {direction!r}")
-    if force not in (None, "block", "coop"):
-        raise ValueError(f"force must be None, 'block' or 'coop', got {force!r}")
-    if np.dtype(dtype) not in (np.float32, np.float64):
-        raise TypeError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
-    if d > 1024:
-        return Plan("step", f"d = {d} > 1024 threads per block")
-    chains = 1 if (direction == "forward" or truncate is None) else truncate + 1
-    if chains > MAX_ACC:
-        return Plan("step", f"truncation τ = {truncate} keeps {chains} chains > {MAX_ACC} registers")
-    block = _block_plan(B, d, dtype, chains, limits) if force != "coop" else None
-    if block is not None:
-        return block
-    if force == "block":
-        return Plan("step", f"W ({d}x{d} {np.dtype(dtype)}) does not fit one block's registers + shared memory")
-    if chains > 1:
-        return Plan("step", "truncated backward has no cooperative variant (the chains would cross blocks)")
-    coop = _coop_plan(B, d, dtype, limits)
-    if coop is not None:
-        return coop
-    return Plan("step", f"B = {B}, d = {d}: more blocks than one cooperative grid holds")
-
 
 def make_matvec(rows, rreg, pairs):
     """acc[q] += Σ_i x[xoff + q·xstride + i] · w_i for q < rows, i in [i0, i1), where w_i is
@@ -285,6 +118,20 @@ def load_w(W, transpose, sm, woff, wstride, col0, ncols, irow0):
         if col < d:
             v = W[col, i] if transpose else W[i, col]
         sm[woff + (i - irow0) * wstride + idx % ncols] = v
+
+
+@inline
+def load_block(W, transpose, sm, rreg, wreg, lengths, b0, rows, lens):
+    """The block variant's start: rows [rreg, d) of M = W or W^T into shared memory (all
+    threads), M[0:rreg, j] into thread j's registers wreg, lens[q] = lengths[b0 + q] (0 past B)."""
+    d = W.shape[0]
+    j = cuda.threadIdx.x
+    load_w(W, transpose, sm, 0, d, 0, d, rreg)
+    if j < d:
+        for i in range(rreg):
+            wreg[i] = W[j, i] if transpose else W[i, j]
+    for q in range(rows):
+        lens[q] = lengths[b0 + q] if b0 + q < lengths.shape[0] else 0
 
 
 def numba_float(dtype):

@@ -23,6 +23,7 @@ from __future__ import annotations
 from numba import cuda
 
 from . import persistent_common as pc
+from . import persistent_plan as pp
 
 
 def _block_forward(dtype, rows, rreg, pairs):
@@ -41,22 +42,18 @@ def _block_forward(dtype, rows, rreg, pairs):
         sm = cuda.shared.array(0, f)
         sm2 = cuda.shared.array(0, pc.float64)     # the same memory as 8-byte words (pairs)
         xoff = (d - rreg) * d
-        pc.load_w(W, False, sm, 0, d, 0, d, rreg)
         wreg = cuda.local.array(nreg, f)
         acc = cuda.local.array(rows, f)
         xp = cuda.local.array(rows, f)
         lens = cuda.local.array(rows, pc.int64)
+        pc.load_block(W, False, sm, rreg, wreg, lengths, b0, rows, lens)
         for q in range(rows):
             b = b0 + q
-            lens[q] = lengths[b] if b < B else 0
             if j < d:
                 v = s0[b, j] if b < B else zero
                 sm[xoff + q * d + j] = v
                 if b < B:
                     S[0, b, j] = v
-        if j < d:
-            for i in range(rreg):
-                wreg[i] = W[i, j]
         cuda.syncthreads()          # W and s_0 in shared memory before the first product
         for t in range(T):
             cur = xoff + (t % 2) * rows * d
@@ -84,7 +81,7 @@ def _coop_forward(dtype, rows, pairs):
     columns [g·C, (g+1)·C)) × COOP_THREADS threads; one grid barrier per step, s_t read back
     from S in global memory. Shared memory: W[:, cols] (d·C), xs (rows·d), partials (KS·rows·C)."""
     f = pc.numba_float(dtype)
-    C, NT = pc.COOP_COLUMNS, pc.COOP_THREADS
+    C, NT = pp.COOP_COLUMNS, pp.COOP_THREADS
     per_thread = (rows * C + NT - 1) // NT      # outputs (sequence, column) per thread
     product = pc.make_coop_product(rows, pairs)
 
@@ -133,7 +130,7 @@ def _coop_forward(dtype, rows, pairs):
 _cache: dict = {}
 
 
-def forward_kernel(the_plan: pc.Plan, dtype):
+def forward_kernel(the_plan: pp.Plan, dtype):
     """The compiled-on-demand kernel (a Numba dispatcher) and its launch signature."""
     key = (the_plan.variant, the_plan.rows, the_plan.rreg, the_plan.pairs, str(dtype))
     if key not in _cache:
@@ -151,7 +148,7 @@ def forward_signature(dtype):
 
 def plan_forward(B, d, dtype, *, force=None, limits=None):
     """`persistent_common.plan` for the forward direction on the current device."""
-    return pc.plan(B, d, dtype, direction="forward", limits=limits or pc.device_limits(), force=force)
+    return pp.plan(B, d, dtype, direction="forward", limits=limits or pp.device_limits(), force=force)
 
 
 def persistent_forward(XP, W, s0, lengths, activation_code, out_S, *, plan=None, stream=0):

@@ -13,8 +13,8 @@ from numba import cuda
 
 import persistent_model as model
 from gpurnn.kernels import persistent_backward as pb
-from gpurnn.kernels import persistent_common as pc
 from gpurnn.kernels import persistent_forward as pf
+from gpurnn.kernels import persistent_plan as pp
 
 
 def median_ms(launch, reps):
@@ -46,7 +46,7 @@ def main(reps: int = 20):
         S = cuda.device_array((T + 1, B, d), dtype)
         delta, ds0 = cuda.device_array((T, B, d), dtype), cuda.device_array((B, d), dtype)
         for direction in ("forward", "backward"):
-            for pairs in (None, not pc.plan(B, d, dtype, direction=direction).pairs):
+            for pairs in (None, not pp.plan(B, d, dtype, direction=direction).pairs):
                 p, predicted, _ = model.predict(T, B, d, dtype, direction, pairs=pairs)
                 if predicted is None:
                     print(f"{T:>5} {B:>4} {d:>5} {direction:<8} step   ({p.reason})")

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from gpurnn.kernels import persistent_common as pc
+from gpurnn.kernels import persistent_plan as pp
 
 CLOCK = 1.755e9          # sustained SM clock under load (boost 1.98 GHz)
 ISSUE = 4                # warp instructions per clock per SM (4 schedulers)
@@ -40,7 +40,7 @@ def block_step(p, d, isz):
 
 def coop_step(p, B, d, isz, grid_sync):
     """Seconds per step of the cooperative variant."""
-    ks = p.threads // pc.COOP_COLUMNS
+    ks = p.threads // pp.COOP_COLUMNS
     warps = p.threads // 32
     x_per_i = p.rows / (2 if p.pairs else 1)
     smem = d * (isz // 4 + x_per_i)                    # KS warps share the d inner steps
@@ -54,14 +54,14 @@ def coop_step(p, B, d, isz, grid_sync):
 def predict(T, B, d, dtype, direction, grid_sync=GRID_SYNC[0], pairs=None):
     """(plan, seconds per step, floors in clocks) with the default plan, or with paired state
     loads switched to `pairs` (block: W rows in registers cut to PAIRS_UNROLL_LIMIT)."""
-    p = pc.plan(B, d, dtype, direction=direction)
+    p = pp.plan(B, d, dtype, direction=direction)
     if pairs is not None and p.variant != "step" and pairs != p.pairs:
-        rreg = min(p.rreg, pc.PAIRS_UNROLL_LIMIT // (p.rows * p.chains)) if pairs else p.rreg
-        p = pc.custom_plan(p.variant, B, d, dtype, rows=p.rows, rreg=rreg, chains=p.chains, pairs=pairs)
+        rreg = min(p.rreg, pp.PAIRS_UNROLL_LIMIT // (p.rows * p.chains)) if pairs else p.rreg
+        p = pp.custom_plan(p.variant, B, d, dtype, rows=p.rows, rreg=rreg, chains=p.chains, pairs=pairs)
     isz = np.dtype(dtype).itemsize
     if p.variant == "step":
         return p, None, None
-    waves = math.ceil(p.grid / pc.H100.sm_count) if p.variant == "block" else 1
+    waves = math.ceil(p.grid / pp.H100.sm_count) if p.variant == "block" else 1
     step, floors = block_step(p, d, isz) if p.variant == "block" else coop_step(p, B, d, isz, grid_sync)
     return p, step * waves, floors
 
@@ -76,7 +76,7 @@ def main():
                 if low is None:
                     print(f"{T:>5} {B:>4} {d:>5} {direction:<8} step   ({p.reason})")
                     break
-                if pairs is not None and pairs == pc.plan(B, d, np.float32, direction=direction).pairs:
+                if pairs is not None and pairs == pp.plan(B, d, np.float32, direction=direction).pairs:
                     continue            # the default already printed
                 high = predict(T, B, d, np.float32, direction, GRID_SYNC[1], pairs=pairs)[1]
                 bound = max(floors, key=floors.get)

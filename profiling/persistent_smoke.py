@@ -15,8 +15,8 @@ from numba import cuda
 
 from gpurnn.backends import get_backend
 from gpurnn.kernels import persistent_backward as pb
-from gpurnn.kernels import persistent_common as pc
 from gpurnn.kernels import persistent_forward as pf
+from gpurnn.kernels import persistent_plan as pp
 
 T, B, TAU = 12, 5, 3
 
@@ -62,9 +62,9 @@ def run(label, d, dtype, fplan, bplan, truncate):
 def main():
     print(getattr(cuda.get_current_device(), "name", "simulator"))
     d = 96
-    block_f = pc.custom_plan("block", B, d, np.float32, rows=2, rreg=32)
-    block_b = pc.custom_plan("block", B, d, np.float32, rows=2, rreg=32, chains=TAU + 1)
-    coop = pc.custom_plan("coop", B, d, np.float32, rows=2)      # 3 column groups × 3 batch groups
+    block_f = pp.custom_plan("block", B, d, np.float32, rows=2, rreg=32)
+    block_b = pp.custom_plan("block", B, d, np.float32, rows=2, rreg=32, chains=TAU + 1)
+    coop = pp.custom_plan("coop", B, d, np.float32, rows=2)      # 3 column groups × 3 batch groups
     ok = [run("block fwd + truncated bwd", d, np.float32, block_f, block_b, TAU),
           run("block fwd + exact bwd", d, np.float32, block_f, block_f, None),
           run("coop fwd + exact bwd", d, np.float32, coop, coop, None)]

@@ -19,8 +19,8 @@ import pytest
 from conftest import SIMULATOR
 from gpurnn.backends import get_backend
 from gpurnn.kernels import persistent_backward as pb
-from gpurnn.kernels import persistent_common as pc
 from gpurnn.kernels import persistent_forward as pf
+from gpurnn.kernels import persistent_plan as pp
 
 TOL = {np.float32: (2e-5, 2e-5), np.float64: (1e-12, 1e-12)}   # atol, rtol
 ACTIVATIONS = {"tanh": 0, "logistic": 1, "relu": 2}
@@ -53,11 +53,11 @@ def sim_plans(B, d, dtype, chains=1):
     """Block plans covering one and two sequences per block, W in shared memory only and
     partly in registers."""
     plans = {
-        "block": pc.custom_plan("block", B, d, dtype, rows=1, chains=chains),
-        "block-rows2-reg32": pc.custom_plan("block", B, d, dtype, rows=2, rreg=32, chains=chains),
+        "block": pp.custom_plan("block", B, d, dtype, rows=1, chains=chains),
+        "block-rows2-reg32": pp.custom_plan("block", B, d, dtype, rows=2, rreg=32, chains=chains),
     }
-    if pc.pairs_possible(d, dtype):
-        plans["block-pairs"] = pc.custom_plan("block", B, d, dtype, rows=2, rreg=16, chains=chains, pairs=True)
+    if pp.pairs_possible(d, dtype):
+        plans["block-pairs"] = pp.custom_plan("block", B, d, dtype, rows=2, rreg=16, chains=chains, pairs=True)
     return plans
 
 
@@ -106,9 +106,9 @@ def test_odd_width_matches_cpu():
     T, B, d, dtype = 4, 3, 33, np.float32
     XP, W, s0, lengths, G, g_last = case(rng, T, B, d, dtype)
     cpu = get_backend("cpu")
-    the_plan = pc.custom_plan("block", B, d, dtype, rows=2, rreg=16, chains=2)
+    the_plan = pp.custom_plan("block", B, d, dtype, rows=2, rreg=16, chains=2)
     S = np.full((T + 1, B, d), np.nan, dtype)
-    pf.persistent_forward(XP, W, s0, lengths, 1, S, plan=pc.custom_plan("block", B, d, dtype, rows=2, rreg=16))
+    pf.persistent_forward(XP, W, s0, lengths, 1, S, plan=pp.custom_plan("block", B, d, dtype, rows=2, rreg=16))
     assert_close(S, cpu.recurrence_forward(XP, W, s0, lengths, 1), dtype)
     delta, ds0 = np.full((T, B, d), np.nan, dtype), np.full((B, d), np.nan, dtype)
     pb.persistent_backward(G, g_last, S, W, lengths, 1, 1, delta, ds0, plan=the_plan)
@@ -116,7 +116,7 @@ def test_odd_width_matches_cpu():
     assert_close(delta, ref_delta, dtype)
     assert_close(ds0, ref_ds0, dtype)
     with pytest.raises(ValueError, match="even d"):
-        pc.custom_plan("block", B, d, dtype, rows=1, pairs=True)
+        pp.custom_plan("block", B, d, dtype, rows=1, pairs=True)
 
 
 @pytest.mark.sim
@@ -128,7 +128,7 @@ def test_one_block_cooperative_matches_cpu(dtype):
     T, B, d = 4, 3, 32
     XP, W, s0, lengths, G, g_last = case(rng, T, B, d, dtype)
     cpu = get_backend("cpu")
-    the_plan = pc.custom_plan("coop", B, d, dtype, rows=4, pairs=pc.pairs_possible(d, dtype))
+    the_plan = pp.custom_plan("coop", B, d, dtype, rows=4, pairs=pp.pairs_possible(d, dtype))
     assert the_plan.grid == 1
     for code in ACTIVATIONS.values():
         S = np.full((T + 1, B, d), np.nan, dtype)
@@ -150,47 +150,47 @@ def test_multi_block_cooperative_in_simulator():
 # ---------------------------------------------------------------- planner and argument errors
 
 def test_plan_picks_by_shape():
-    assert pc.plan(1, 256, np.float32).variant == "block"          # W: 128 rows registers + smem
-    assert pc.plan(32, 128, np.float32).rreg == 128                # all of W in registers
-    assert pc.plan(1, 256, np.float64).variant == "coop"           # 512 KB: split over blocks
-    assert pc.plan(64, 512, np.float32).variant == "coop"
-    assert pc.plan(256, 1024, np.float32).variant == "step"        # grid too large
-    assert pc.plan(8, 512, np.float32, direction="backward", truncate=3).variant == "step"
-    assert pc.plan(1, 64, np.float32, direction="backward", truncate=20).variant == "step"
+    assert pp.plan(1, 256, np.float32).variant == "block"          # W: 128 rows registers + smem
+    assert pp.plan(32, 128, np.float32).rreg == 128                # all of W in registers
+    assert pp.plan(1, 256, np.float64).variant == "coop"           # 512 KB: split over blocks
+    assert pp.plan(64, 512, np.float32).variant == "coop"
+    assert pp.plan(256, 1024, np.float32).variant == "step"        # grid too large
+    assert pp.plan(8, 512, np.float32, direction="backward", truncate=3).variant == "step"
+    assert pp.plan(1, 64, np.float32, direction="backward", truncate=20).variant == "step"
 
 
 @pytest.mark.parametrize("B,d,dtype", [(1, 256, np.float32), (256, 64, np.float64), (7, 100, np.float32)])
 def test_block_plan_fits_the_device(B, d, dtype):
     for chains in (1, 3):
-        p = pc.plan(B, d, dtype, direction="backward", truncate=chains - 1)
-        assert p.smem <= pc.H100.smem_per_block
-        assert p.rreg * p.rows * p.chains <= pc.UNROLL_LIMIT
+        p = pp.plan(B, d, dtype, direction="backward", truncate=chains - 1)
+        assert p.smem <= pp.H100.smem_per_block
+        assert p.rreg * p.rows * p.chains <= pp.UNROLL_LIMIT
         assert p.grid * p.rows >= B and p.threads >= d
 
 
 def test_force_and_errors():
-    assert pc.plan(4, 64, np.float32, force="coop").variant == "coop"
-    assert pc.plan(4, 512, np.float32, force="block").variant == "step"
+    assert pp.plan(4, 64, np.float32, force="coop").variant == "coop"
+    assert pp.plan(4, 512, np.float32, force="block").variant == "step"
     with pytest.raises(ValueError, match="force"):
-        pc.plan(4, 64, np.float32, force="fast")
+        pp.plan(4, 64, np.float32, force="fast")
     with pytest.raises(ValueError, match="direction"):
-        pc.plan(4, 64, np.float32, direction="sideways")
+        pp.plan(4, 64, np.float32, direction="sideways")
     with pytest.raises(TypeError, match="dtype"):
-        pc.plan(4, 64, np.int32)
+        pp.plan(4, 64, np.int32)
 
 
 def test_launchers_reject_bad_plans_and_shapes():
     XP, W, s0 = np.zeros((3, 2, 8)), np.zeros((8, 8)), np.zeros((2, 8))
     lengths = np.full(2, 3, np.int64)
     with pytest.raises(ValueError, match="no persistent forward"):
-        pf.persistent_forward(XP, W, s0, lengths, 0, np.zeros((4, 2, 8)), plan=pc.Plan("step", "why"))
+        pf.persistent_forward(XP, W, s0, lengths, 0, np.zeros((4, 2, 8)), plan=pp.Plan("step", "why"))
     with pytest.raises(ValueError, match="out_S"):
         pf.persistent_forward(XP, W, s0, lengths, 0, np.zeros((3, 2, 8)),
-                              plan=pc.custom_plan("block", 2, 8, np.float64, rows=1))
+                              plan=pp.custom_plan("block", 2, 8, np.float64, rows=1))
     with pytest.raises(ValueError, match="chains"):
         pb.persistent_backward(None, None, np.zeros((4, 2, 8)), W, lengths, 0, 2, XP, s0,
-                               plan=pc.custom_plan("block", 2, 8, np.float64, rows=1))
-    the_plan = pc.custom_plan("block", 2, 8, np.float64, rows=1)
+                               plan=pp.custom_plan("block", 2, 8, np.float64, rows=1))
+    the_plan = pp.custom_plan("block", 2, 8, np.float64, rows=1)
     with pytest.raises(TypeError, match="W must be float64, got float32"):
         pf.persistent_forward(XP, W.astype(np.float32), s0, lengths, 0, np.zeros((4, 2, 8)), plan=the_plan)
     with pytest.raises(TypeError, match="lengths must be int64"):
@@ -202,18 +202,18 @@ def test_launchers_reject_bad_plans_and_shapes():
 # ---------------------------------------------------------------- PTX and ptxas
 
 PTX_CASES = {   # name: (plan, dtype, direction, truncate)
-    "fwd-block-reg128-f32": (pc.plan(1, 256, np.float32), np.float32, "forward", None),
-    "bwd-block-reg128-f32": (pc.plan(1, 256, np.float32, direction="backward"), np.float32, "backward", None),
-    "bwd-block-trunc4-f32": (pc.plan(32, 128, np.float32, direction="backward", truncate=4),
+    "fwd-block-reg128-f32": (pp.plan(1, 256, np.float32), np.float32, "forward", None),
+    "bwd-block-reg128-f32": (pp.plan(1, 256, np.float32, direction="backward"), np.float32, "backward", None),
+    "bwd-block-trunc4-f32": (pp.plan(32, 128, np.float32, direction="backward", truncate=4),
                              np.float32, "backward", 4),
-    "fwd-block-rows2-f64": (pc.plan(256, 64, np.float64), np.float64, "forward", None),
-    "bwd-block-reg-f64": (pc.plan(32, 128, np.float64, direction="backward"), np.float64, "backward", None),
-    "fwd-block-pairs-f32": (pc.custom_plan("block", 1, 256, np.float32, rows=1, rreg=64, pairs=True),
+    "fwd-block-rows2-f64": (pp.plan(256, 64, np.float64), np.float64, "forward", None),
+    "bwd-block-reg-f64": (pp.plan(32, 128, np.float64, direction="backward"), np.float64, "backward", None),
+    "fwd-block-pairs-f32": (pp.custom_plan("block", 1, 256, np.float32, rows=1, rreg=64, pairs=True),
                             np.float32, "forward", None),
-    "bwd-block-pairs-trunc-f32": (pc.custom_plan("block", 8, 128, np.float32, rows=2, rreg=16, chains=4, pairs=True),
+    "bwd-block-pairs-trunc-f32": (pp.custom_plan("block", 8, 128, np.float32, rows=2, rreg=16, chains=4, pairs=True),
                                   np.float32, "backward", 3),
-    "fwd-coop-f32": (pc.plan(64, 512, np.float32), np.float32, "forward", None),
-    "bwd-coop-f32": (pc.plan(64, 512, np.float32, direction="backward"), np.float32, "backward", None),
+    "fwd-coop-f32": (pp.plan(64, 512, np.float32), np.float32, "forward", None),
+    "bwd-coop-f32": (pp.plan(64, 512, np.float32, direction="backward"), np.float32, "backward", None),
 }
 
 
@@ -320,7 +320,7 @@ def test_cooperative_multi_block_gpu(dtype):
     """d = 96 over 3 column groups × B = 5 over 3 batch groups of 2 (the last one padded):
     9 blocks, one grid barrier a step; float32 with paired state loads."""
     T, B, d = 30, 5, 96
-    the_plan = pc.custom_plan("coop", B, d, dtype, rows=2, pairs=pc.pairs_possible(d, dtype))
+    the_plan = pp.custom_plan("coop", B, d, dtype, rows=2, pairs=pp.pairs_possible(d, dtype))
     assert the_plan.grid == 9
     run_gpu(T, B, d, dtype, the_plan, the_plan)
 
@@ -328,7 +328,7 @@ def test_cooperative_multi_block_gpu(dtype):
 @pytest.mark.cuda
 def test_block_pairs_gpu():
     T, B, d = 200, 8, 256
-    the_plan = pc.custom_plan("block", B, d, np.float32, rows=1, rreg=64, pairs=True)
+    the_plan = pp.custom_plan("block", B, d, np.float32, rows=1, rreg=64, pairs=True)
     run_gpu(T, B, d, np.float32, the_plan, the_plan)
 
 
