@@ -7,7 +7,7 @@ XP (T,B,d) = x_t U + b comes from one GEMM before the loop; only `S[t] W` is seq
 Integration (CUDABackend.recurrence_forward, `gpurnn.backends.base` contract):
 
     from gpurnn.kernels import persistent_forward as pf
-    p = pf.plan_forward(B, d, dtype)              # or plan(..., force="block" | "coop")
+    p = pf.plan_forward(B, d, dtype)              # force="block" | "coop" to choose
     if p.variant == "step":                       # p.reason says why
         ... the step-by-step kernels ...
     else:
