@@ -12,18 +12,11 @@ import numpy as np
 from numba import cuda, float32, float64, int64, uint64
 from numba.cuda import libdevice
 
-from gpurnn import activations
-
+# σ, σ' and `inline` are inlined at the Numba IR level (kernels/device.py): a local array
+# handed to a call that is not inlined lives in local memory, inlined it stays in registers.
+from .device import inline, sigma, sigma_prime
 from .persistent_plan import COOP_COLUMNS, COOP_THREADS, SIMULATOR, Plan
 
-# Device functions inlined at the Numba IR level: a local array handed to a call that is not
-# inlined lives in local memory, inlined it stays in registers; and, unlike a plain
-# `cuda.jit(device=True)` function (kernels/device.py's σ, σ'), an inlined one compiles to PTX
-# with `compile_ptx` on a machine without a GPU (a plain one asks the driver for the current
-# device's compute capability), which the PTX / ptxas tests need.
-inline = cuda.jit(device=True, inline="always")
-sigma = inline(activations.sigma)
-sigma_prime = inline(activations.sigma_prime_from_state)
 
 
 def _split_host(pair):
