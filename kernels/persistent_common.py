@@ -7,7 +7,6 @@ The variants and how one is chosen: `persistent_plan`. The kernels: `persistent_
 """
 from __future__ import annotations
 
-
 import numpy as np
 from numba import cuda, float32, float64, int64, uint64
 from numba.cuda import libdevice
@@ -16,7 +15,6 @@ from numba.cuda import libdevice
 # handed to a call that is not inlined lives in local memory, inlined it stays in registers.
 from .device import inline, sigma, sigma_prime
 from .persistent_plan import COOP_COLUMNS, COOP_THREADS, SIMULATOR, Plan
-
 
 
 def _split_host(pair):
