@@ -1,8 +1,9 @@
 """The CPU backend: NumPy arrays, BLAS for every product, the time loops compiled by Numba.
 
 The only sequential work is the recurrence (`s_{t-1} W` forward, `δ_t W^T` backward);
-it runs inside `@njit` loops that call BLAS once per step on the whole batch, so Python
-never runs per step. Everything else is one product over all T·B rows.
+it runs inside `@njit` loops that call BLAS once per step, so Python never runs per step,
+each loop on a slice of the batch in its own thread (`cpu_threads`). Everything else is
+one product over all T·B rows.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 from numba import njit
 
 from .cpu_blas import activate, gemm, sigma_prime
+from .cpu_threads import run_sliced
 
 
 @njit(cache=True)
@@ -39,7 +41,7 @@ def _scatter_rows(tokens, delta, lengths, dU):
                     row[j] += src[j]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _recurrence_forward(XP, W, S, lengths, act):
     """S[t+1] = σ(S[t] W + XP[t]) per active sequence, S[t] carried for finished ones.
 
@@ -64,7 +66,7 @@ def _delta_row(act, h, g, s, out):
         out[j] = (h[j] + g[j]) * sigma_prime(act, s[j])
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _backward_exact(G, S, WT, lengths, act, delta, ds0):
     """Full BPTT: h = ∂L/∂s_t from every later loss; Δ_t = (G_t + h) ⊙ σ'(a_t); h ← Δ_t Wᵀ.
 
@@ -84,7 +86,7 @@ def _backward_exact(G, S, WT, lengths, act, delta, ds0):
     ds0 += h
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _backward_truncated(G, S, WT, lengths, act, tau, delta, ds0):
     """Truncated BPTT: the loss at step t reaches steps t, t−1, …, t−τ only.
 
@@ -172,7 +174,7 @@ class CPUBackend:
         T, B, d = XP.shape
         S = np.empty((T + 1, B, d), XP.dtype)
         S[0] = s0
-        _recurrence_forward(XP, W, S, lengths, activation)
+        run_sliced(_recurrence_forward, B, d, lambda r: (XP[:, r], W, S[:, r], lengths[r], activation))
         return S
 
     def affine(self, X, V, c):
@@ -192,9 +194,11 @@ class CPUBackend:
             _fold_last(g_last, lengths, G, ds0)
         WT = np.ascontiguousarray(W.T)        # BLAS runs Δ·Wᵀ for small B 3-4× slower than Δ·(Wᵀ copied)
         if truncate is None:
-            _backward_exact(G, S, WT, lengths, activation, delta, ds0)
+            run_sliced(_backward_exact, B, d,
+                       lambda r: (G[:, r], S[:, r], WT, lengths[r], activation, delta[:, r], ds0[r]))
         else:
-            _backward_truncated(G, S, WT, lengths, activation, truncate, delta, ds0)
+            run_sliced(_backward_truncated, B, d,
+                       lambda r: (G[:, r], S[:, r], WT, lengths[r], activation, truncate, delta[:, r], ds0[r]))
         return delta, ds0
 
     def matmul(self, A, B, *, trans_a=False, trans_b=False):

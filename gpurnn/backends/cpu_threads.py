@@ -1,0 +1,59 @@
+"""Run the CPU backend's time loops on slices of the batch, one thread per slice.
+
+Sequences of a batch are independent, so the recurrence forward and backward split into
+row slices that each run the whole time loop alone: one thread per slice, each calling a
+single-threaded BLAS, and no synchronisation until the loops end. The alternative, one
+multi-threaded BLAS call per step, puts a thread barrier in every step; on a machine
+with more runnable threads than cores each barrier waits for a descheduled thread, and
+the loop runs 5-10× slower (measured on the 2-core bench machine, profiling/RESULTS.md).
+
+The number of slices follows the BLAS thread limit in force (so `threadpoolctl`'s
+`threadpool_limits(1)` makes everything serial), and a slice keeps at least `MIN_ROWS`
+rows. While the slices run, BLAS is held at 1 thread (process-wide, restored after).
+"""
+from __future__ import annotations
+
+import functools
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+MIN_ROWS = 4          # rows per slice at least: below, per-step BLAS calls are latency-bound
+MIN_STEP_WORK = 4096  # B·d² multiply-adds per step at least, else one thread (no split)
+
+
+@functools.cache
+def _blas():
+    """threadpoolctl's handle on the BLAS libraries loaded now (SciPy's, which Numba calls, included)."""
+    import scipy.linalg.cython_blas  # noqa: F401  (load SciPy's BLAS before looking for libraries)
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController().select(user_api="blas")
+
+
+@functools.cache
+def _pool(workers):
+    return ThreadPoolExecutor(workers, thread_name_prefix="gpurnn-cpu")
+
+
+def slices(B, d):
+    """Row slices of a batch of B sequences with d hidden units, one per thread to use."""
+    threads = max([lib["num_threads"] for lib in _blas().info()] + [1])
+    parts = min(threads, B // MIN_ROWS) if B * d * d >= MIN_STEP_WORK else 1
+    edges = np.linspace(0, B, max(parts, 1) + 1).astype(np.int64)
+    return [slice(int(lo), int(hi)) for lo, hi in zip(edges[:-1], edges[1:])]
+
+
+def run_sliced(loop, B, d, args_for):
+    """loop(*args_for(rows)) for every row slice of the batch; in parallel when there are several.
+
+    `loop` must release the GIL (`@njit(nogil=True)`); `args_for(rows)` gives its
+    arguments restricted to the rows of one slice (views, so results land in place).
+    """
+    parts = slices(B, d)
+    if len(parts) == 1:
+        loop(*args_for(parts[0]))
+        return
+    with _blas().limit(limits=1):
+        for future in [_pool(len(parts)).submit(loop, *args_for(rows)) for rows in parts]:
+            future.result()

@@ -1,0 +1,47 @@
+"""The CPU backend's time loops split over batch slices and threads (`gpurnn.backends.cpu_threads`).
+
+The sliced run (2 BLAS threads allowed: two slices in two threads) must give what the
+serial run (1 BLAS thread: one slice) gives, in every mode, lengths and s0 included, and
+both must match the per-term NumPy reference. B = 11 gives uneven slices.
+"""
+import numpy as np
+import pytest
+from helpers import FIELDS, make_case, reference_bptt, relative_error
+from threadpoolctl import threadpool_limits
+
+import gpurnn
+from gpurnn.backends import cpu_threads
+
+SIZES = dict(T=9, B=11, n=5, d=23, k=4)   # B·d² ≥ MIN_STEP_WORK: the loops split
+
+
+def test_slices_cover_the_batch_and_follow_the_thread_limit():
+    with threadpool_limits(2):
+        parts = cpu_threads.slices(11, 23)
+        assert [(p.start, p.stop) for p in parts] == [(0, 5), (5, 11)]
+    with threadpool_limits(1):
+        assert len(cpu_threads.slices(11, 23)) == 1
+    with threadpool_limits(2):
+        assert len(cpu_threads.slices(2 * cpu_threads.MIN_ROWS - 1, 23)) == 1, "slices keep MIN_ROWS rows"
+
+
+@pytest.mark.parametrize("output", ["all", "last"])
+@pytest.mark.parametrize("truncate", [None, 3])
+@pytest.mark.parametrize("tokens", [True, False])
+def test_sliced_loops_equal_serial_loops_and_reference(output, truncate, tokens):
+    case = make_case(7, tokens=tokens, output=output, truncate=truncate, lengths=True, s0=True, **SIZES)
+    runs = {}
+    for threads in (1, 2):
+        with threadpool_limits(threads):
+            runs[threads] = gpurnn.bptt(case.params, case.inputs, case.targets, backend="cpu", **case.kwargs())
+    serial, sliced = runs[1], runs[2]
+    assert sliced.loss == pytest.approx(serial.loss, rel=1e-13)
+    for name in FIELDS:
+        np.testing.assert_allclose(getattr(sliced.grads, name), getattr(serial.grads, name), rtol=1e-12,
+                                   atol=1e-14, err_msg=name)
+    np.testing.assert_allclose(sliced.ds0, serial.ds0, rtol=1e-12, atol=1e-14)
+    np.testing.assert_array_equal(sliced.s_last, serial.s_last)
+    loss, grads, ds0 = reference_bptt(case)
+    assert relative_error(sliced.loss, loss) < 1e-12
+    assert max(relative_error(getattr(sliced.grads, f), grads[f]) for f in FIELDS) < 1e-10
+    assert relative_error(sliced.ds0, ds0) < 1e-10
