@@ -40,16 +40,17 @@ class CharLM:
                 "batch_size": opts.batch_size, "seq_len": opts.seq_len}
         return Prepared(streams, held, len(vocab), len(vocab), "all", meta)
 
-    def held_out(self, paths: list[str], meta: dict):
-        """The validation streams of `paths` (the last `valid_fraction` of the text)."""
+    def evaluate(self, checkpoint_path, paths: list[str], meta: dict, backend: str) -> dict:
+        """Loss on the last `valid_fraction` of the text of `paths`, and the unigram baseline's:
+        −mean log q(c) with q the (add-one smoothed) character frequencies of the rest."""
         vocab = Vocab.from_json(meta["vocab"])
         ids = vocab.encode("".join(read_text(p) for p in paths))
-        _, valid_ids = split_text(ids, meta["valid_fraction"]) if meta["valid_fraction"] > 0 else (None, ids)
-        return TokenStreams(valid_ids, meta["batch_size"], meta["seq_len"])
-
-    def evaluate(self, checkpoint_path, paths: list[str], meta: dict, backend: str) -> dict:
+        train_ids, valid_ids = split_text(ids, meta["valid_fraction"]) if meta["valid_fraction"] > 0 else (ids, ids)
         trainer = Trainer.load(checkpoint_path, backend=backend)
-        return _loss_metrics(trainer.evaluate(self.held_out(paths, meta)).loss)
+        loss = trainer.evaluate(TokenStreams(valid_ids, meta["batch_size"], meta["seq_len"])).loss
+        counts = np.bincount(train_ids, minlength=len(vocab)) + 1.0
+        unigram = -float(np.mean(np.log(counts / counts.sum())[valid_ids[1:]]))
+        return {**_loss_metrics(loss), "baseline_unigram_nats": unigram}
 
 
 def _word_source(paths: list[str]) -> list[str]:
