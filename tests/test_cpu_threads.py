@@ -12,7 +12,13 @@ from threadpoolctl import threadpool_limits
 import gpurnn
 from gpurnn.backends import cpu_threads
 
-SIZES = dict(T=9, B=11, n=5, d=23, k=4)   # B·d² ≥ MIN_STEP_WORK: the loops split
+SIZES = dict(T=9, B=11, n=5, d=23, k=4)
+
+
+@pytest.fixture(autouse=True)
+def split_small_problems(monkeypatch):
+    """Split every batch of 2·MIN_ROWS rows or more, whatever its size (tests use small d)."""
+    monkeypatch.setattr(cpu_threads, "MIN_STEP_WORK", 0)
 
 
 def test_slices_cover_the_batch_and_follow_the_thread_limit():

@@ -2,7 +2,7 @@
 
     .venv/bin/python profiling/cpu/harness.py                 # every version, every bench row
     .venv/bin/python profiling/cpu/harness.py --versions v1 current --rows 3 --threads 1
-    .venv/bin/python profiling/cpu/harness.py --versions current v3_split --threads 2 --race
+    .venv/bin/python profiling/cpu/harness.py --versions v2 current --threads 2 --race
 
 llm.c's dev/cuda idea on the CPU: each version is a backend object (`gpurnn.backends.base`)
 that `gpurnn.bptt` runs as is. A version is timed only after its loss, gradients and ds0
@@ -34,9 +34,11 @@ from bench_cpu import ROWS  # noqa: E402
 from gpurnn.backends.cpu import CPUBackend  # noqa: E402
 from tests import helpers  # noqa: E402
 from v1_npdot import CPUBackend as V1  # noqa: E402
-from v3_split import SplitBackend  # noqa: E402
+from v2_step_threads import StepThreadsBackend as V2  # noqa: E402
 
-VERSIONS = {"v1": V1, "current": CPUBackend, "v3_split": SplitBackend}
+# v1 the first backend; v2 its loops rewritten, one multi-threaded BLAS call per step;
+# current (v3) v2's loops on batch slices, one thread each (see each file's docstring).
+VERSIONS = {"v1": V1, "v2": V2, "current": CPUBackend}
 PHASES = ("project", "recurrence_forward", "output_affine", "softmax_xent", "dV", "G",
           "recurrence_backward", "dW", "dU", "db")
 
