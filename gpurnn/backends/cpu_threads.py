@@ -9,7 +9,8 @@ the loop runs 5-10× slower (measured on the 2-core bench machine, profiling/RES
 
 The number of slices follows the BLAS thread limit in force (so `threadpoolctl`'s
 `threadpool_limits(1)` makes everything serial), and a slice keeps at least `MIN_ROWS`
-rows. While the slices run, BLAS is held at 1 thread (process-wide, restored after).
+rows. While the loops run, BLAS is held at 1 thread (process-wide, restored after), also
+when the batch is not split: a loop never pays a thread barrier per step.
 """
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ MIN_ROWS = 4          # rows per slice at least: below, per-step BLAS calls are 
 # B·d² multiply-adds per step at least, else one loop over the whole batch: below, splitting
 # measured slower (B = 8 and 32 with d·d = 256², 128²) and BLAS's own threading does not stall.
 MIN_STEP_WORK = 1 << 21
+# B·d² at most: OpenBLAS runs such a product on one thread by itself, so no limit is needed.
+SERIAL_BLAS_WORK = 1 << 18
 
 
 @functools.cache
@@ -40,9 +43,11 @@ def _pool(workers):
 
 def slices(B, d):
     """Row slices of a batch of B sequences with d hidden units, one per thread to use."""
-    threads = max([lib["num_threads"] for lib in _blas().info()] + [1])
-    parts = min(threads, B // MIN_ROWS) if B * d * d >= MIN_STEP_WORK else 1
-    edges = np.linspace(0, B, max(parts, 1) + 1).astype(np.int64)
+    parts = 1
+    if B * d * d >= MIN_STEP_WORK and B >= 2 * MIN_ROWS:
+        threads = max([lib["num_threads"] for lib in _blas().info()] + [1])
+        parts = min(threads, B // MIN_ROWS)
+    edges = np.linspace(0, B, parts + 1).astype(np.int64)
     return [slice(int(lo), int(hi)) for lo, hi in zip(edges[:-1], edges[1:])]
 
 
@@ -53,9 +58,12 @@ def run_sliced(loop, B, d, args_for):
     arguments restricted to the rows of one slice (views, so results land in place).
     """
     parts = slices(B, d)
-    if len(parts) == 1:
-        loop(*args_for(parts[0]))
+    if len(parts) == 1 and B * d * d <= SERIAL_BLAS_WORK:
+        loop(*args_for(parts[0]))               # BLAS runs these small products on one thread anyway
         return
-    with _blas().limit(limits=1):
+    with _blas().limit(limits=1):               # about 30 µs
+        if len(parts) == 1:
+            loop(*args_for(parts[0]))
+            return
         for future in [_pool(len(parts)).submit(loop, *args_for(rows)) for rows in parts]:
             future.result()
