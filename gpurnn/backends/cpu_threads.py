@@ -47,6 +47,8 @@ def slices(B, d):
     if B * d * d >= MIN_STEP_WORK and B >= 2 * MIN_ROWS:
         threads = max([lib["num_threads"] for lib in _blas().info()] + [1])
         parts = min(threads, B // MIN_ROWS)
+    if parts == 1:
+        return [slice(0, B)]
     edges = np.linspace(0, B, parts + 1).astype(np.int64)
     return [slice(int(lo), int(hi)) for lo, hi in zip(edges[:-1], edges[1:])]
 
