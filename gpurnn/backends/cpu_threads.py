@@ -5,7 +5,7 @@ row slices that each run the whole time loop alone: one thread per slice, each c
 single-threaded BLAS, and no synchronisation until the loops end. The alternative, one
 multi-threaded BLAS call per step, puts a thread barrier in every step; on a machine
 with more runnable threads than cores each barrier waits for a descheduled thread, and
-the loop runs 5-10× slower (measured on the 2-core bench machine, profiling/RESULTS.md).
+the loop ran 5-60× slower on the 2-core bench machine (profiling/RESULTS.md, ## CPU).
 
 The number of slices follows the BLAS thread limit in force (so `threadpoolctl`'s
 `threadpool_limits(1)` makes everything serial), and a slice keeps at least `MIN_ROWS`
@@ -21,7 +21,7 @@ import numpy as np
 
 MIN_ROWS = 4          # rows per slice at least: below, per-step BLAS calls are latency-bound
 # B·d² multiply-adds per step at least, else one loop over the whole batch: below, splitting
-# measured slower (B = 8 and 32 with d·d = 256², 128²) and BLAS's own threading does not stall.
+# measured no faster (B = 8 and 32 with d·d = 256², 128²).
 MIN_STEP_WORK = 1 << 21
 # B·d² at most: OpenBLAS runs such a product on one thread by itself, so no limit is needed.
 SERIAL_BLAS_WORK = 1 << 18
