@@ -8,14 +8,57 @@ backend, at tiny sizes: the simulator executes every thread in Python.
 """
 import os
 import sys
+import threading
 
 import pytest
 
 SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+
+
+class _OnceAllocations(dict):
+    """The simulator's table of static shared arrays, made safe for its threads.
+
+    `FakeCUDAShared.array` does `res = table.get(line); if res is None: res = new array;
+    table[line] = res` with no lock, so two threads of a block that reach a line's
+    `cuda.shared.array` together can each get an array of their own, and one thread's
+    stores never reach the others (seen as rare wrong GEMM tiles and column sums). Here a
+    miss in `get` holds a lock until the caller's `__setitem__`, so the first thread
+    creates the array and every other thread of the block then finds it.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._creating = threading.Lock()
+
+    def get(self, key, default=None):
+        self._creating.acquire()
+        if key in self:
+            self._creating.release()
+            return self[key]
+        return default                 # the lock stays held until __setitem__
+
+    def __setitem__(self, key, value):
+        super().__setitem__(key, value)
+        self._creating.release()
+
+
+def _patch_simulator_shared_arrays():
+    from numba.cuda.simulator import kernelapi
+
+    init = kernelapi.FakeCUDAShared.__init__
+
+    def __init__(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        self._allocations = _OnceAllocations()
+
+    kernelapi.FakeCUDAShared.__init__ = __init__
+
+
 if SIMULATOR:
     # The simulator's block manager polls its threads while they wait at syncthreads();
     # with Python's default 5 ms GIL switch interval each barrier costs milliseconds.
     sys.setswitchinterval(5e-5)
+    _patch_simulator_shared_arrays()
 
 
 def real_gpu() -> bool:
