@@ -72,18 +72,12 @@ def torch_worker(case, warmup, repeats, threads):
     """torch.nn.RNN (b_ih = b, b_hh = 0) + Linear + cross_entropy(sum), forward + backward."""
     import numpy as np
     import torch
+    from torch_peer import torch_model
 
     torch.set_num_threads(threads)
     a = np.load(case)
-    (T, B, n), d, k = a["x"].shape, a["W"].shape[0], a["V"].shape[1]
-    rnn, head = torch.nn.RNN(n, d, nonlinearity="tanh"), torch.nn.Linear(d, k)
-    with torch.no_grad():
-        rnn.weight_ih_l0.copy_(torch.from_numpy(a["U"].T.copy()))
-        rnn.weight_hh_l0.copy_(torch.from_numpy(a["W"].T.copy()))
-        rnn.bias_ih_l0.copy_(torch.from_numpy(a["b"]))
-        rnn.bias_hh_l0.zero_()
-        head.weight.copy_(torch.from_numpy(a["V"].T.copy()))
-        head.bias.copy_(torch.from_numpy(a["c"]))
+    (T, B, n), k = a["x"].shape, a["V"].shape[1]
+    rnn, head = torch_model(torch, a)
     x, targets = torch.from_numpy(a["x"]), torch.from_numpy(a["targets"]).reshape(-1)
     weights = list(rnn.parameters()) + list(head.parameters())
 

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from bench_cpu import flops   # the same work count as the CPU benchmark (stdlib-only module)
+from torch_peer import torch_model
 
 ROWS = [(1000, 1, 256, 64), (200, 8, 256, 64), (100, 32, 128, 64), (100, 64, 512, 128), (50, 256, 1024, 256)]
 
@@ -75,21 +76,6 @@ def make_case(np, T, B, d, k, seed=0):
     x = rng.standard_normal((T, B, k)).astype(np.float32)
     targets = rng.integers(0, k, (T, B))
     return weights, x, targets
-
-
-def torch_model(torch, weights, device):
-    """nn.RNN (tanh) + nn.Linear holding gpurnn's weights (torch keeps them transposed)."""
-    n, d = weights["U"].shape
-    k = weights["V"].shape[1]
-    rnn, head = torch.nn.RNN(n, d, nonlinearity="tanh").to(device), torch.nn.Linear(d, k).to(device)
-    with torch.no_grad():
-        rnn.weight_ih_l0.copy_(torch.from_numpy(weights["U"].T.copy()))
-        rnn.weight_hh_l0.copy_(torch.from_numpy(weights["W"].T.copy()))
-        rnn.bias_ih_l0.copy_(torch.from_numpy(weights["b"]))
-        rnn.bias_hh_l0.zero_()
-        head.weight.copy_(torch.from_numpy(weights["V"].T.copy()))
-        head.bias.copy_(torch.from_numpy(weights["c"]))
-    return rnn, head
 
 
 def backend_for(variant):
