@@ -51,3 +51,19 @@ def test_sliced_loops_equal_serial_loops_and_reference(output, truncate, tokens)
     assert relative_error(sliced.loss, loss) < 1e-12
     assert max(relative_error(getattr(sliced.grads, f), grads[f]) for f in FIELDS) < 1e-10
     assert relative_error(sliced.ds0, ds0) < 1e-10
+
+
+@pytest.mark.parametrize("output", ["all", "last"])
+@pytest.mark.parametrize("tokens", [True, False])
+def test_stepwise_numpy_loops_equal_compiled_loops(monkeypatch, output, tokens):
+    """The exact loops with one NumPy GEMM per step (`stepwise_blas`) give the compiled loops' results."""
+    case = make_case(8, tokens=tokens, output=output, truncate=None, lengths=True, s0=True, **SIZES)
+    compiled = gpurnn.bptt(case.params, case.inputs, case.targets, backend="cpu", **case.kwargs())
+    monkeypatch.setattr(cpu_threads, "STEPWISE_WORK", 0)
+    stepwise = gpurnn.bptt(case.params, case.inputs, case.targets, backend="cpu", **case.kwargs())
+    assert stepwise.loss == pytest.approx(compiled.loss, rel=1e-13)
+    for name in FIELDS:
+        np.testing.assert_allclose(getattr(stepwise.grads, name), getattr(compiled.grads, name), rtol=1e-12,
+                                   atol=1e-14, err_msg=name)
+    np.testing.assert_allclose(stepwise.ds0, compiled.ds0, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(stepwise.s_last, compiled.s_last, rtol=1e-13, atol=1e-15)

@@ -1,9 +1,10 @@
 """The CPU backend: NumPy arrays, BLAS for every product, the time loops compiled by Numba.
 
-The only sequential work is the recurrence (`s_{t-1} W` forward, `δ_t W^T` backward);
-it runs inside `@njit` loops that call BLAS once per step, so Python never runs per step,
-each loop on a slice of the batch in its own thread (`cpu_threads`). Everything else is
-one product over all T·B rows.
+The only sequential work is the recurrence (`s_{t-1} W` forward, `δ_t W^T` backward).
+Small steps run inside `@njit` loops that call BLAS once per step, so Python never runs
+per step, the batch split into slices on threads where that pays (`cpu_threads`); large
+steps (`cpu_threads.stepwise_blas`) run a Python loop around one NumPy GEMM per step on
+every BLAS thread, with σ and δ compiled. Everything else is one product over all T·B rows.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import numpy as np
 from numba import njit
 
 from .cpu_blas import activate, gemm, sigma_prime
-from .cpu_threads import run_sliced
+from .cpu_threads import run_sliced, stepwise_blas
 
 
 @njit(cache=True)
@@ -41,6 +42,17 @@ def _scatter_rows(tokens, delta, lengths, dU):
                     row[j] += src[j]
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _activate_step(act, t, XP, prev, nxt, lengths):
+    """Step t after its product nxt = prev W: nxt[i] = σ(nxt[i] + XP[t, i]) per active
+    sequence i, nxt[i] = prev[i] for finished ones. prev, nxt (B,d) = S[t], S[t+1]."""
+    for i in range(nxt.shape[0]):
+        if t < lengths[i]:
+            activate(act, nxt[i], XP[t, i], nxt[i])
+        else:
+            nxt[i] = prev[i]
+
+
 @njit(cache=True, nogil=True)
 def _recurrence_forward(XP, W, S, lengths, act):
     """S[t+1] = σ(S[t] W + XP[t]) per active sequence, S[t] carried for finished ones.
@@ -48,15 +60,9 @@ def _recurrence_forward(XP, W, S, lengths, act):
     XP (T,B,d), W (d,d), S (T+1,B,d) with S[0] set: one GEMM (B,d)·(d,d) per step, then
     σ row by row.
     """
-    T, B, d = XP.shape
-    for t in range(T):
-        prev, nxt = S[t], S[t + 1]
-        gemm(False, False, 1.0, prev, W, 0.0, nxt)
-        for i in range(B):
-            if t < lengths[i]:
-                activate(act, nxt[i], XP[t, i], nxt[i])
-            else:
-                nxt[i] = prev[i]
+    for t in range(XP.shape[0]):
+        gemm(False, False, 1.0, S[t], W, 0.0, S[t + 1])
+        _activate_step(act, t, XP, S[t], S[t + 1], lengths)
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -64,6 +70,18 @@ def _delta_row(act, h, g, s, out):
     """out = (h + g) ⊙ σ'(s) over one row (d,): ∂L/∂a from ∂L/∂s (later steps h, this step g)."""
     for j in range(out.shape[0]):
         out[j] = (h[j] + g[j]) * sigma_prime(act, s[j])
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _delta_step(act, t, h, G, S, lengths, dt):
+    """Step t of full BPTT before its product h ← Δ_t Wᵀ: Δ_t = (G_t + h) ⊙ σ'(a_t) per
+    active sequence, 0 for finished ones. h, dt (B,d); G (T,B,d); S (T+1,B,d)."""
+    st = S[t + 1]
+    for i in range(dt.shape[0]):
+        if t < lengths[i]:
+            _delta_row(act, h[i], G[t, i], st[i], dt[i])
+        else:
+            dt[i] = 0
 
 
 @njit(cache=True, nogil=True)
@@ -76,13 +94,8 @@ def _backward_exact(G, S, WT, lengths, act, delta, ds0):
     T, B, d = delta.shape
     h = np.zeros((B, d), delta.dtype)
     for t in range(T - 1, -1, -1):
-        st, dt = S[t + 1], delta[t]
-        for i in range(B):
-            if t < lengths[i]:
-                _delta_row(act, h[i], G[t, i], st[i], dt[i])
-            else:
-                dt[i] = 0
-        gemm(False, False, 1.0, dt, WT, 0.0, h)   # (B,d)·(d,d): the one sequential product
+        _delta_step(act, t, h, G, S, lengths, delta[t])
+        gemm(False, False, 1.0, delta[t], WT, 0.0, h)   # (B,d)·(d,d): the one sequential product
     ds0 += h
 
 
@@ -174,7 +187,12 @@ class CPUBackend:
         T, B, d = XP.shape
         S = np.empty((T + 1, B, d), XP.dtype)
         S[0] = s0
-        run_sliced(_recurrence_forward, B, d, lambda r: (XP[:, r], W, S[:, r], lengths[r], activation))
+        if stepwise_blas(B, d):
+            for t in range(T):
+                np.matmul(S[t], W, out=S[t + 1])
+                _activate_step(activation, t, XP, S[t], S[t + 1], lengths)
+        else:
+            run_sliced(_recurrence_forward, B, d, lambda r: (XP[:, r], W, S[:, r], lengths[r], activation))
         return S
 
     def affine(self, X, V, c):
@@ -193,7 +211,13 @@ class CPUBackend:
         if g_last is not None:
             _fold_last(g_last, lengths, G, ds0)
         WT = np.ascontiguousarray(W.T)        # BLAS runs Δ·Wᵀ for small B 3-4× slower than Δ·(Wᵀ copied)
-        if truncate is None:
+        if truncate is None and stepwise_blas(B, d):
+            h = np.zeros((B, d), S.dtype)
+            for t in range(T - 1, -1, -1):
+                _delta_step(activation, t, h, G, S, lengths, delta[t])
+                np.matmul(delta[t], WT, out=h)
+            ds0 += h
+        elif truncate is None:
             run_sliced(_backward_exact, B, d,
                        lambda r: (G[:, r], S[:, r], WT, lengths[r], activation, delta[:, r], ds0[r]))
         else:

@@ -9,8 +9,14 @@ the loop ran 5-60× slower on the 2-core bench machine (profiling/RESULTS.md, ##
 
 The number of slices follows the BLAS thread limit in force (so `threadpoolctl`'s
 `threadpool_limits(1)` makes everything serial), and a slice keeps at least `MIN_ROWS`
-rows. While the loops run, BLAS is held at 1 thread (process-wide, restored after), also
-when the batch is not split: a loop never pays a thread barrier per step.
+rows. While these loops run, BLAS is held at 1 thread (process-wide, restored after),
+also when the batch is not split.
+
+Exact loops with large steps do not come here: `stepwise_blas` sends them to one NumPy
+GEMM per step on all threads, which on the quiet machine ran 1.5-2.3× faster than
+slices (NumPy's OpenBLAS 0.3.31 reaches 144 GFLOP/s on a (128,512)·(512,512) step with
+2 threads; SciPy's 0.3.30, which Numba calls, 60-70 per thread, less when two run).
+They pay the per-step barrier that a loaded machine punishes.
 """
 from __future__ import annotations
 
@@ -23,6 +29,10 @@ MIN_ROWS = 4          # rows per slice at least: below, per-step BLAS calls are 
 # B·d² multiply-adds per step at least, else one loop over the whole batch: below, splitting
 # measured no faster (B = 8 and 32 with d·d = 256², 128²).
 MIN_STEP_WORK = 1 << 21
+# B·d² multiply-adds per step at least for `stepwise_blas`: there a NumPy GEMM per step on
+# 2 threads (NumPy's OpenBLAS 0.3.31) beats 2 slices on SciPy's 1-thread BLAS by 1.5-2.3×,
+# and Python's ~10 µs per step is at most a tenth of a step (profiling/RESULTS.md, ## CPU).
+STEPWISE_WORK = 1 << 21
 # B·d² at most: OpenBLAS runs such a product on one thread by itself, so no limit is needed.
 SERIAL_BLAS_WORK = 1 << 18
 
@@ -51,6 +61,12 @@ def slices(B, d):
         return [slice(0, B)]
     edges = np.linspace(0, B, parts + 1).astype(np.int64)
     return [slice(int(lo), int(hi)) for lo, hi in zip(edges[:-1], edges[1:])]
+
+
+def stepwise_blas(B, d):
+    """Whether an exact time loop should run in Python with one NumPy GEMM per step on every
+    BLAS thread instead (from STEPWISE_WORK multiply-adds per step)."""
+    return B * d * d >= STEPWISE_WORK
 
 
 def run_sliced(loop, B, d, args_for):

@@ -66,11 +66,14 @@ def problem(T, B, n, d, k, seed=0):
     return params, rng.standard_normal((T, B, n)).astype(np.float32), rng.integers(0, k, (T, B))
 
 
-def phase_times(be, params, x, targets):
-    """CPU seconds of each phase of one bptt call, in `gpurnn/bptt.py`'s order."""
+CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
+
+
+def phase_times(be, params, x, targets, clock=time.process_time):
+    """Seconds (of `clock`) of each phase of one bptt call, in `gpurnn/bptt.py`'s order."""
     (T, B, n), d = x.shape, params.hidden
     lengths, s0, flat_targets = np.full(B, T), np.zeros((B, d), np.float32), targets.reshape(-1)
-    out, clock = {}, time.process_time
+    out = {}
 
     def run(name, fn, *args, **kw):
         start = clock()
@@ -93,10 +96,10 @@ def phase_times(be, params, x, targets):
     return out
 
 
-def profile(be, shape, repeats):
-    """Median phase CPU times and the median wall time of a whole bptt call (seconds)."""
+def profile(be, shape, repeats, clock):
+    """Median phase times (of `clock`) and the median wall time of a whole bptt call (seconds)."""
     params, x, targets = problem(*shape)
-    samples = [phase_times(be, params, x, targets) for _ in range(repeats + 1)][1:]
+    samples = [phase_times(be, params, x, targets, clock) for _ in range(repeats + 1)][1:]
     phases = {p: statistics.median(s[p] for s in samples) for p in PHASES}
     walls = []
     for _ in range(repeats + 1):
@@ -126,6 +129,8 @@ def main():
     parser.add_argument("--rows", type=int, nargs="*", default=range(len(ROWS)), help="indices into ROWS")
     parser.add_argument("--threads", type=int, default=1, help="BLAS threads")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--clock", choices=CLOCKS, default="cpu",
+                        help="phase times in process CPU time (steady under load) or wall time (quiet machine)")
     parser.add_argument("--race", action="store_true", help="only interleaved wall times of whole calls")
     args = parser.parse_args()
     threadpool_limits(args.threads)
@@ -145,9 +150,9 @@ def main():
         return
     for name, be in backends.items():
         print(f"## {name}")
-        print("| row | " + " | ".join(PHASES) + " | sum (CPU ms) | bptt wall ms |\n" + "|---" * (len(PHASES) + 3) + "|")
+        print("| row | " + " | ".join(PHASES) + f" | sum ({args.clock} ms) | bptt wall ms |\n" + "|---" * (len(PHASES) + 3) + "|")
         for i in args.rows:
-            phases, wall = profile(be, ROWS[i], args.repeats)
+            phases, wall = profile(be, ROWS[i], args.repeats, CLOCKS[args.clock])
             cells = " | ".join(f"{1e3 * phases[p]:.2f}" for p in PHASES)
             print(f"| {ROWS[i]} | {cells} | {1e3 * sum(phases.values()):.2f} | {1e3 * wall:.2f} |")
 
