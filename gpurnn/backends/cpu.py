@@ -141,20 +141,50 @@ def _fold_last(g_last, lengths, G, ds0):
             G[lengths[i] - 1, i] += g_last[i]
 
 
+@njit(cache=True, fastmath=True)
+def _shift_rows(Z, out):
+    """out[r] = Z[r] − max(Z[r]) for Z (R,k); returns the maxima (R,). Compiled: NumPy's
+    max over short rows (axis=1) took 40% of softmax-xent."""
+    R, k = Z.shape
+    top = np.empty(R, Z.dtype)
+    for r in range(R):
+        m = Z[r, 0]
+        for j in range(1, k):
+            m = max(m, Z[r, j])
+        for j in range(k):
+            out[r, j] = Z[r, j] - m
+        top[r] = m
+    return top
+
+
+@njit(cache=True, fastmath=True)
+def _normalize_rows(E):
+    """E[r] /= Σ E[r] in place for E (R,k); returns the sums (R,)."""
+    R, k = E.shape
+    total = np.empty(R, E.dtype)
+    for r in range(R):
+        acc = E.dtype.type(0)
+        for j in range(k):
+            acc += E[r, j]
+        for j in range(k):
+            E[r, j] /= acc
+        total[r] = acc
+    return total
+
+
 def _softmax_xent(Z, targets):
     """(loss Σ_r −log softmax(Z_r)[target_r] in float64, count, dZ = softmax − onehot) for
     Z (R,k), targets (R,); rows with target < 0 take no loss and get dZ = 0.
 
-    Whole-array NumPy: its exp is vectorized (SIMD), Numba's scalar libm call is not.
+    exp by NumPy (SIMD; Numba's is a scalar libm call), the row reductions compiled.
     """
     rows = np.flatnonzero(targets >= 0)
     cols = targets[rows]
-    top = Z.max(axis=1, keepdims=True)
-    dZ = np.subtract(Z, top)
+    dZ = np.empty_like(Z)
+    top = _shift_rows(Z, dZ)
     np.exp(dZ, out=dZ)
-    total = dZ.sum(axis=1, keepdims=True)
-    dZ /= total
-    terms = np.log(total[rows, 0]) + top[rows, 0] - Z[rows, cols]
+    total = _normalize_rows(dZ)
+    terms = np.log(total[rows]) + top[rows] - Z[rows, cols]
     dZ[rows, cols] -= 1
     if rows.size < Z.shape[0]:
         dZ[targets < 0] = 0
