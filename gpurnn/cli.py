@@ -2,195 +2,192 @@
 
     gpurnn train --task charlm|autocomplete|tag|classify --data PATH... --out DIR
     gpurnn sample | complete | tag | classify  CHECKPOINT ...
-    gpurnn eval CHECKPOINT --data PATH...        ends with lines `metric NAME VALUE`
+    gpurnn eval CHECKPOINT --data PATH...        ends with lines `metric SPLIT/NAME VALUE`
 
 (and `diagnose`, registered by `gpurnn.diagnose`). A CHECKPOINT is a `.safetensors` file or
 a run directory (its `best.safetensors` when there is one, else `checkpoint.safetensors`).
+Option values are checked as the command line is read, and every user error ends as one
+line on stderr with exit status 2 (`gpurnn.cli_checks`); `train` is run by `gpurnn.train_run`.
 """
 from __future__ import annotations
 
-import contextlib
-import time
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
+from .cli_checks import DEBUG, OneLineErrors, choices, fail, finite
 from .diagnose import diagnose_command
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(cls=OneLineErrors, add_completion=False, no_args_is_help=True,
                   help="Train Elman RNNs with backpropagation through time on a GPU or the CPU.")
 
-# Per-task defaults: (hidden, lr, batch_size, epochs); charlm trains by steps (see `train`).
-DEFAULTS = {"charlm": (256, 2e-3, 32, 1), "autocomplete": (128, 5e-3, 32, 10), "tag": (128, 2e-3, 32, 5),
-            "classify": (64, 1e-3, 32, 5)}
-Backend = typer.Option("auto", help="auto | cpu | cuda")
+Task = choices("Task", ("charlm", "autocomplete", "tag", "classify"))
+Activation = choices("Activation", ("tanh", "logistic", "relu"))
+Init = choices("Init", ("uniform", "identity"))
+Optimizer = choices("Optimizer", ("sgd", "adagrad", "rmsprop", "adam"))
+Schedule = choices("Schedule", ("constant", "step", "cosine"))
+Clip = choices("Clip", ("norm", "value", "none"))
+Pool = choices("Pool", ("mean", "last"))
+BackendName = choices("BackendName", ("auto", "cpu", "cuda"))
+Backend = typer.Option("auto", help="where to compute")
+CpuBackend = typer.Option("cpu", help="where to compute")
+MORE_DATA = typer.Argument(None, metavar="[DATA]...", show_default=False,
+                           help="more --data items (`--data A B` reads as `--data A --data B`)")
 
 
 @app.callback()
-def main() -> None:
+def main(debug: bool = typer.Option(False, "--debug", envvar="GPURNN_DEBUG",
+                                    help="show the traceback of an error instead of its one line")) -> None:
     """gpurnn: Elman RNNs trained by BPTT (Numba CUDA on NVIDIA GPUs, NumPy/Numba on the CPU)."""
+    DEBUG["on"] = debug
 
 
 def checkpoint_path(path: Path) -> Path:
     """A checkpoint file, or the best (else last) checkpoint of a run directory."""
     if path.is_dir():
         best = path / "best.safetensors"
-        return best if best.is_file() else path / "checkpoint.safetensors"
+        path = best if best.is_file() else path / "checkpoint.safetensors"
+    if not path.is_file():
+        raise fail(f"{path} does not exist; expected a checkpoint file or a run folder holding one", "CHECKPOINT")
     return path
 
 
-@contextlib.contextmanager
-def data_errors():
-    """Report a malformed data file (the message names file and line) and exit with status 2."""
-    from .data.errors import DataError
+def load_model(checkpoint: Path, tasks: tuple):
+    """(path, Checkpoint) of a model for one of `tasks`, its vocabulary checked against its shape."""
+    from .checkpoint import load_checkpoint
+    from .data.vocab import Vocab
 
+    path = checkpoint_path(checkpoint)
+    ckpt = load_checkpoint(path)
+    if ckpt.meta.get("task") not in tasks:
+        raise fail(f"{path} holds a {ckpt.meta.get('task')!r} model; expected one of {', '.join(tasks)}", "CHECKPOINT")
     try:
-        yield
-    except DataError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from None
+        size = len(Vocab.from_json(ckpt.meta["vocab"]))
+    except (KeyError, TypeError, ValueError):
+        size = None
+    if size != ckpt.params.n_in:
+        raise fail(f"{path}: its vocabulary metadata is damaged ({size} symbols for a model of "
+                   f"{ckpt.params.n_in} inputs)", "CHECKPOINT")
+    return path, ckpt
 
 
 @app.command()
 def train(
-    task: str = typer.Option(..., help="charlm | autocomplete | tag | classify"),
+    ctx: typer.Context,
+    task: Task = typer.Option(..., help="what to train"),
     data: List[str] = typer.Option(..., help="training data: a text (charlm), a word list or 'stdlib' "
                                    "(autocomplete), CoNLL-U (tag), LABEL=PATH items or a LABEL<TAB>TEXT file (classify)"),
+    more_data: Optional[List[str]] = MORE_DATA,
     valid: Optional[str] = typer.Option(None, help="validation file (default: held out from --data)"),
     test: List[str] = typer.Option([], help="evaluate on these files at the end (default: the part held out "
                                    "from --data, or --valid for tag)"),
-    out: Path = typer.Option(Path("runs/last"), help="directory for checkpoints, metrics.json and loss.png"),
-    hidden: Optional[int] = typer.Option(None, help="hidden units d (task default)"),
-    activation: str = typer.Option("tanh", help="tanh | logistic | relu"),
-    recurrent_init: str = typer.Option("uniform", help="W at the start: uniform (±1/sqrt(d), as torch) | identity "
-                                       "(W = I, the IRNN of Le et al. 2015, with relu: the state starts as a running sum)"),
-    optimizer: str = typer.Option("adam", help="sgd | adagrad | rmsprop | adam"),
-    lr: Optional[float] = typer.Option(None, help="learning rate (task default)"),
-    schedule: str = typer.Option("constant", help="constant | step | cosine"),
-    clip: str = typer.Option("norm", help="norm | value | none"),
-    max_norm: float = typer.Option(5.0, help="global-norm clipping threshold"),
-    truncate: Optional[int] = typer.Option(None, help="per-loss truncation τ (default: exact BPTT per chunk)"),
-    batch_size: Optional[int] = typer.Option(None, help="sequences (streams for charlm) per batch"),
-    seq_len: int = typer.Option(50, help="charlm: chunk length of streaming BPTT"),
-    epochs: Optional[int] = typer.Option(None, help="epochs in all (task default unless --steps)"),
-    steps: Optional[int] = typer.Option(None, help="steps in all (instead of epochs)"),
-    eval_every: int = typer.Option(0, help="evaluate every this many steps (0: each epoch)"),
-    patience: int = typer.Option(2, help="stop after this many evaluations without a lower validation loss and "
-                                 "score the best model (0: train to the end and score the last)"),
-    min_count: int = typer.Option(2, help="tag/classify: rarer words get unknown-word ids"),
-    pool: str = typer.Option("mean", help="classify: mean (label at every step) | last"),
-    word_dropout: float = typer.Option(0.25, help="classify: chance a training word reads as unknown"),
-    valid_fraction: float = typer.Option(0.1, help="held out for validation when --valid is not given"),
-    seed: int = typer.Option(0, help="seed of the initial weights, data order and splits"),
-    backend: str = Backend,
-    resume: bool = typer.Option(False, help="continue the run in --out from its checkpoint"),
-    progress: bool = typer.Option(True, help="show a progress bar"),
+    out: Path = typer.Option(Path("runs/last"), help="run folder: checkpoints, metrics.jsonl, metrics.json, loss.png"),
+    resume: bool = typer.Option(False, help="continue the run in --out from its checkpoint, with its settings"),
+    overwrite: bool = typer.Option(False, help="replace the run already in --out"),
+    hidden: Optional[int] = typer.Option(None, min=1, help="hidden units d (task default)"),
+    activation: Activation = typer.Option("tanh", help="σ"),
+    recurrent_init: Init = typer.Option("uniform", help="W at the start: uniform (±1/sqrt(d), as torch) | identity "
+                                        "(W = I, the IRNN of Le et al. 2015, with relu: the state starts as a running sum)"),
+    optimizer: Optimizer = typer.Option("adam"),
+    lr: Optional[float] = typer.Option(None, parser=finite(0, low_open=True), help="learning rate (task default)"),
+    schedule: Schedule = typer.Option("constant", help="learning-rate schedule"),
+    clip: Clip = typer.Option("norm", help="gradient clipping"),
+    max_norm: float = typer.Option(5.0, parser=finite(0, low_open=True), help="global-norm clipping threshold"),
+    truncate: Optional[int] = typer.Option(None, min=1, help="per-loss truncation τ (default: exact BPTT per chunk)"),
+    batch_size: Optional[int] = typer.Option(None, min=1, help="sequences (streams for charlm) per batch (task default)"),
+    seq_len: int = typer.Option(50, min=1, help="charlm: chunk length of streaming BPTT"),
+    epochs: Optional[int] = typer.Option(None, min=1, help="epochs in all (task default unless --steps)"),
+    steps: Optional[int] = typer.Option(None, min=1, help="steps in all (instead of epochs)"),
+    eval_every: int = typer.Option(0, min=0, help="evaluate every this many steps (0: each epoch)"),
+    checkpoint_every: int = typer.Option(0, min=0, help="also save the checkpoint every this many steps (0: at "
+                                         "evaluations and the end)"),
+    patience: int = typer.Option(2, min=0, help="stop after this many evaluations without a lower validation loss "
+                                 "and score the best model (0: train to the end and score the last)"),
+    min_count: int = typer.Option(2, min=1, help="tag/classify: rarer words get unknown-word ids"),
+    pool: Pool = typer.Option("mean", help="classify: mean (label at every step) | last"),
+    word_dropout: float = typer.Option(0.25, parser=finite(0, 1, high_open=True),
+                                       help="classify: chance a training word reads as unknown"),
+    valid_fraction: float = typer.Option(0.1, parser=finite(0, 1, high_open=True),
+                                         help="held out for validation when --valid is not given"),
+    seed: int = typer.Option(0, min=0, help="seed of the initial weights, data order and splits"),
+    backend: BackendName = Backend,
+    progress: bool = typer.Option(True, help="show a progress bar (--no-progress: a line per evaluation)"),
+    tensorboard: bool = typer.Option(False, help="also write TensorBoard event files to --out/tensorboard "
+                                     "(needs the [tensorboard] extra)"),
 ) -> None:
-    """Train a model on one of the four tasks; `--out` gets the checkpoint, metrics.json, loss.png."""
-    import numpy as np
+    """Train a model on one of the four tasks; `--out` gets the checkpoint, metrics and loss.png.
+    Ctrl-C (SIGINT) or SIGTERM ends the step in progress and saves; `--resume` continues."""
+    from .train_run import run_training
 
-    from .model import init_params
-    from .report import History, plot_loss, print_metrics, write_metrics
-    from .tasks import Options, get_task
-    from .train import TrainConfig, Trainer
-
-    the_task = get_task(task)
-    d_hidden, d_lr, d_batch, d_epochs = DEFAULTS[task]
-    opts = Options(batch_size=batch_size or d_batch, seq_len=seq_len, valid_fraction=valid_fraction,
-                   min_count=min_count, pool=pool, word_dropout=word_dropout, seed=seed)
-    with data_errors():
-        prepared = the_task.prepare(data, valid, opts)
-    history = History()
-    out.mkdir(parents=True, exist_ok=True)
-    if resume:
-        trainer = Trainer.load(out / "checkpoint.safetensors", backend=backend, callbacks=[history], out_dir=out)
-        if trainer.meta.get("vocab") != prepared.meta["vocab"]:
-            raise typer.BadParameter("--data gives another vocabulary than the checkpoint's", param_hint="--data")
-    else:
-        config = TrainConfig(activation=activation, optimizer=optimizer, lr=lr or d_lr, schedule=schedule, clip=clip,
-                             max_norm=max_norm, truncate=truncate, output=prepared.output, seed=seed,
-                             backend=backend, eval_every=eval_every, patience=patience)
-        params = init_params(prepared.n_in, hidden or d_hidden, prepared.n_out, seed=seed)
-        if recurrent_init == "identity":
-            params.W[...] = np.eye(params.hidden, dtype=params.dtype)
-        elif recurrent_init != "uniform":
-            raise typer.BadParameter(f"must be uniform or identity, got {recurrent_init!r}", param_hint="--recurrent-init")
-        trainer = Trainer(params, config, callbacks=[history], meta=prepared.meta, out_dir=out)
-    typer.echo(f"{task}: {prepared.n_in} inputs, hidden {trainer.params.hidden}, {prepared.n_out} outputs, "
-               f"{len(prepared.train)} batches per epoch, backend {trainer.backend.name}")
-    start = time.perf_counter()
-    trainer.fit(prepared.train, steps=steps, epochs=None if steps else (epochs or d_epochs), valid=prepared.valid,
-                progress=progress)
-    seconds = time.perf_counter() - start
-    trainer.save()
-    scored = test or (data if the_task.held_out_in_data or not valid else [valid])
-    with data_errors():
-        final = checkpoint_path(out) if patience else out / "checkpoint.safetensors"   # early stopping keeps the best
-        metrics = the_task.evaluate(final, scored, trainer.meta, backend)
-    metrics.update(train_seconds=seconds, steps=float(trainer.step_count),
-                   tokens_per_s=history.steps[-1].tokens_per_s if history.steps else 0.0)
-    write_metrics(out, metrics, history, {"task": task, "config": vars(trainer.config)})
-    plot_loss(out, history, f"gpurnn {task}")
-    typer.echo(f"wrote {out}/checkpoint.safetensors, metrics.json, loss.png")
-    print_metrics(metrics, typer.echo)
+    given = {name for name in ctx.params if ctx.get_parameter_source(name).name in ("COMMANDLINE", "ENVIRONMENT")}
+    run_training(dict(ctx.params), given)
 
 
 @app.command("eval")
 def evaluate(checkpoint: Path = typer.Argument(..., help="checkpoint file or run directory"),
              data: List[str] = typer.Option(..., help="data files, as for `train` (the held-out part is scored "
                                             "when they are the training files)"),
+             more_data: Optional[List[str]] = MORE_DATA,
              ensemble: List[Path] = typer.Option([], help="classify: more models (runs) whose class "
                                                  "probabilities are averaged with CHECKPOINT's"),
-             backend: str = Backend) -> None:
+             backend: BackendName = Backend) -> None:
     """Score a model on data: loss or accuracy, with the task's baseline; ends with `metric` lines."""
-    from .checkpoint import load_checkpoint
-    from .report import print_metrics
+    from .report import print_metrics, with_split
     from .tasks import get_task
+    from .train_run import scored_split
 
-    path = checkpoint_path(checkpoint)
-    meta = load_checkpoint(path).meta
-    extra = {}
+    path, ckpt = load_model(checkpoint, ("charlm", "autocomplete", "tag", "classify"))
+    data, meta, extra = list(data) + list(more_data or []), ckpt.meta, {}
     if ensemble:
         if meta["task"] != "classify":
-            raise typer.BadParameter("only classify models average an ensemble", param_hint="--ensemble")
-        extra = {"ensemble": [checkpoint_path(p) for p in ensemble]}
-    with data_errors():
-        print_metrics(get_task(meta["task"]).evaluate(path, data, meta, backend, **extra), typer.echo)
+            raise fail("only classify models average an ensemble", "--ensemble")
+        extra = {"ensemble": [load_model(p, ("classify",))[0] for p in ensemble]}
+    metrics = get_task(meta["task"]).evaluate(path, data, meta, backend.value, **extra)
+    print_metrics(with_split(metrics, scored_split(meta, data)), typer.echo)
 
 
-def _reader(checkpoint: Path, backend: str, task: str):
-    from .checkpoint import load_checkpoint
+def _reader(checkpoint: Path, backend: BackendName, *tasks: str):
     from .data.vocab import Vocab
     from .generate import Reader
 
-    ckpt = load_checkpoint(checkpoint_path(checkpoint))
-    if ckpt.meta.get("task") not in (task if isinstance(task, tuple) else (task,)):
-        raise typer.BadParameter(f"this is a {ckpt.meta.get('task')!r} model", param_hint="CHECKPOINT")
+    _, ckpt = load_model(checkpoint, tasks)
     return Reader(ckpt.params, Vocab.from_json(ckpt.meta["vocab"]), activation=ckpt.activation,
-                  backend=backend), ckpt.meta
+                  backend=backend.value), ckpt.meta
+
+
+def _words(sentence: str) -> list:
+    words = sentence.split()
+    if not words:
+        raise fail("expected at least one word, got an empty sentence", "SENTENCE")
+    return words
 
 
 @app.command()
-def sample(checkpoint: Path, prime: str = typer.Option("\n", help="text the model reads first"),
-           length: int = typer.Option(500, help="characters to draw"),
-           temperature: float = typer.Option(0.8, help="0: greedy; <1 sharper; >1 flatter"),
-           seed: int = 0, backend: str = typer.Option("cpu", help="auto | cpu | cuda")) -> None:
+def sample(checkpoint: Path, prime: str = typer.Option("\n", help="text the model reads first (at least one character)"),
+           length: int = typer.Option(500, min=1, help="characters to draw"),
+           temperature: float = typer.Option(0.8, parser=finite(0), help="0: greedy; <1 sharper; >1 flatter"),
+           seed: int = typer.Option(0, min=0), backend: BackendName = CpuBackend) -> None:
     """Draw text from a character model, after a prime text."""
     from .generate import sample as draw
 
-    reader, _ = _reader(checkpoint, backend, ("charlm", "autocomplete"))
+    if not prime:
+        raise fail("expected at least one character for the model to read first, got an empty text", "--prime")
+    reader, _ = _reader(checkpoint, backend, "charlm", "autocomplete")
     typer.echo(prime + draw(reader, prime, length, temperature=temperature, seed=seed))
 
 
 @app.command()
 def complete(checkpoint: Path, prefixes: List[str] = typer.Argument(..., help="word beginnings"),
-             k: int = typer.Option(5, help="completions per prefix (beam search)"),
-             beam: int = typer.Option(16, help="beam width"), max_len: int = 30,
-             backend: str = typer.Option("cpu", help="auto | cpu | cuda")) -> None:
+             k: int = typer.Option(5, help="completions per prefix (beam search; --beam grows to --k when smaller)"),
+             beam: int = typer.Option(16, min=1, help="beam width"), max_len: int = typer.Option(30, min=1),
+             backend: BackendName = CpuBackend) -> None:
     """The k most probable completions of each prefix (until <stop>), with log-probabilities."""
     from .generate import beam_complete
 
+    if k < 1:
+        raise fail(f"expected at least 1 completion per prefix (--beam {beam} then grows to --k when smaller), "
+                   f"got {k}", "--k")
     reader, _ = _reader(checkpoint, backend, "autocomplete")
     for prefix in prefixes:
         found = beam_complete(reader, prefix, k=k, beam=max(beam, k), max_len=max_len)
@@ -199,13 +196,13 @@ def complete(checkpoint: Path, prefixes: List[str] = typer.Argument(..., help="w
 
 @app.command("tag")
 def tag_command(checkpoint: Path, sentence: str = typer.Argument(..., help="words separated by spaces"),
-                backend: str = typer.Option("cpu", help="auto | cpu | cuda")) -> None:
+                backend: BackendName = CpuBackend) -> None:
     """Tag each word of a sentence with its part of speech (and the tag's probability)."""
     from .data.signatures import WordEncoder
     from .generate import tag
 
+    words = _words(sentence)
     reader, meta = _reader(checkpoint, backend, "tag")
-    words = sentence.split()
     tags, probs = tag(reader, WordEncoder(reader.vocab).encode(words), meta["tags"])
     typer.echo(" ".join(f"{w}/{t}" for w, t in zip(words, tags)))
     typer.echo(" ".join(f"{p:.2f}" for p in probs))
@@ -213,12 +210,13 @@ def tag_command(checkpoint: Path, sentence: str = typer.Argument(..., help="word
 
 @app.command("classify")
 def classify_command(checkpoint: Path, sentence: str = typer.Argument(..., help="the sentence to classify"),
-                     backend: str = typer.Option("cpu", help="auto | cpu | cuda")) -> None:
+                     backend: BackendName = CpuBackend) -> None:
     """Class probabilities of a sentence, most probable first."""
     from .generate import class_probabilities
 
+    words = _words(sentence.lower())
     reader, meta = _reader(checkpoint, backend, "classify")
-    p = class_probabilities(reader, reader.vocab.encode(sentence.lower().split()), pool=meta["pool"])
+    p = class_probabilities(reader, reader.vocab.encode(words), pool=meta["pool"])
     for i in p.argsort()[::-1]:
         typer.echo(f"{meta['labels'][i]} {p[i]:.4f}")
 

@@ -74,13 +74,20 @@ class Trainer:
         self.reduce = reduce
         self.rng = np.random.default_rng(config.seed)
         self.position = {"step": 0, "epoch": 0, "batch": 0, "rng": self.rng.bit_generator.state,
-                         "best_loss": None, "evals_since_best": 0}
+                         "best_loss": None, "best_step": None, "evals_since_best": 0}
         self.carry = None                      # (B,d) streams' states after the last step
+        self.last_eval: EvalStats | None = None
+        self.stop_reason: str | None = None    # why the last `fit` ended (see `fit`)
+        self._stop_request: str | None = None
         self._throughput = _Throughput()
 
     @property
     def step_count(self) -> int:
         return self.position["step"]
+
+    def request_stop(self, reason: str) -> None:
+        """Make `fit` end after the step in progress (e.g. from a signal handler), with `reason`."""
+        self._stop_request = reason
 
     def lr(self) -> float:
         """The learning rate of the next step."""
@@ -151,8 +158,10 @@ class Trainer:
         """Train on `data` until `steps` steps or `epochs` epochs in all (totals, so a resumed run
         given the same arguments stops where the uninterrupted one would), or until this call
         has run `max_seconds` (wall clock; where it stops then depends on the machine's speed),
-        evaluating on `valid` every `eval_every` steps (0: after each epoch). Returns this
-        call's `StepStats`; `data` is any `__len__` + `iter_epoch(rng)` source (`gpurnn.batches`)."""
+        or until `request_stop`, evaluating on `valid` every `eval_every` steps (0: after each
+        epoch). Returns this call's `StepStats`; `data` is any `__len__` + `iter_epoch(rng)`
+        source (`gpurnn.batches`). `stop_reason` then says why it ended: "steps", "epochs",
+        "early stopping", "time" or the reason given to `request_stop`."""
         if steps is None and epochs is None:
             raise ValueError("fit needs steps or epochs (the totals to train to), got neither")
         if len(data) == 0:
@@ -164,7 +173,7 @@ class Trainer:
             valid = valid.to(self.backend.asarray)
         if self.config.schedule == "cosine" and self.config.total_steps is None:
             self.config.total_steps = steps if steps is not None else epochs * len(data)
-        pos, history = self.position, []
+        pos, history, self._stop_request = self.position, [], None
         total = steps if steps is not None else epochs * len(data)
         with tqdm(total=total, initial=pos["step"], disable=not progress, unit="step", dynamic_ncols=True) as bar:
             while not self._done(steps, epochs, deadline):
@@ -178,21 +187,34 @@ class Trainer:
                     pos["batch"] = index + 1
                     if progress:
                         bar.update(1)
-                        bar.set_postfix(loss=f"{stats.loss:.3f}", tok_s=f"{stats.tokens_per_s:,.0f}", refresh=False)
+                        bar.set_postfix(epoch=pos["epoch"] + 1, loss=f"{stats.loss:.3f}",
+                                        valid="-" if self.last_eval is None else f"{self.last_eval.loss:.3f}",
+                                        tok_s=f"{stats.tokens_per_s:,.0f}", refresh=False)
                     if self._after_step(valid, stats.step):
+                        self.stop_reason = "early stopping"
                         return history
                 else:
                     pos.update(epoch=pos["epoch"] + 1, batch=0, rng=self.rng.bit_generator.state)
                     if valid is not None and self.config.eval_every == 0 and self._evaluate_and_track(valid):
+                        self.stop_reason = "early stopping"
                         return history
+        self.stop_reason = self._done(steps, epochs, deadline)
         if self.out_dir is not None:
             self.save()
         return history
 
-    def _done(self, steps, epochs, deadline):
+    def _done(self, steps, epochs, deadline) -> str | None:
+        """Why training ends now (None: it goes on)."""
         pos = self.position
-        return ((steps is not None and pos["step"] >= steps) or (epochs is not None and pos["epoch"] >= epochs)
-                or (deadline is not None and time.perf_counter() >= deadline))
+        if self._stop_request is not None:
+            return self._stop_request
+        if steps is not None and pos["step"] >= steps:
+            return "steps"
+        if epochs is not None and pos["epoch"] >= epochs:
+            return "epochs"
+        if deadline is not None and time.perf_counter() >= deadline:
+            return "time"
+        return None
 
     def _after_step(self, valid, step) -> bool:
         """Evaluate every `eval_every` steps, checkpoint every `checkpoint_every`; True: stop early."""
@@ -207,7 +229,7 @@ class Trainer:
         """Evaluate, keep the best checkpoint, checkpoint; True when `patience` says stop."""
         stats, pos = self.evaluate(valid), self.position
         if pos["best_loss"] is None or stats.loss < pos["best_loss"]:
-            pos.update(best_loss=stats.loss, evals_since_best=0)
+            pos.update(best_loss=stats.loss, best_step=stats.step, evals_since_best=0)
             if self.out_dir is not None:
                 self.save(self.out_dir / BEST)
         else:
@@ -235,7 +257,7 @@ class Trainer:
                           else be.affine(result.s_last, P.V, P.c))
                 loss, n, _ = be.softmax_xent(logits, be.asarray(targets))
                 total, count = total + loss, count + n
-        stats = EvalStats(self.step_count, total / max(count, 1), count)
+        self.last_eval = stats = EvalStats(self.step_count, total / max(count, 1), count)
         self._notify("on_eval", stats)
         return stats
 

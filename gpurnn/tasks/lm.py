@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from ..batches import SentenceBatches, TokenStreams
+from ..data.errors import DataError
 from ..data.text import char_vocab, read_text, split_text
 from ..data.vocab import Vocab
 from ..data.words import docstring_words, encode_words, read_words, word_vocab
@@ -34,6 +35,9 @@ class CharLM:
         vocab = char_vocab(text)
         ids = vocab.encode(text)
         train_ids, valid_ids = (ids, vocab.encode(read_text(valid))) if valid else split_text(ids, opts.valid_fraction)
+        if len(train_ids) <= opts.batch_size:
+            raise DataError(", ".join(paths), None, f"{len(train_ids)} characters to train on, fewer than batch_size + 1 "
+                            f"= {opts.batch_size + 1} (a stream per row of a batch): lower --batch-size or give more text")
         streams = TokenStreams(train_ids, opts.batch_size, opts.seq_len)
         held = TokenStreams(valid_ids, opts.batch_size, opts.seq_len) if len(valid_ids) > opts.batch_size else None
         meta = {"task": self.name, "vocab": vocab.to_json(), "valid_fraction": opts.valid_fraction,

@@ -1,0 +1,233 @@
+"""`gpurnn train` from its options (declared in `gpurnn.cli`) to a finished run folder.
+
+    check      the run folder (`RunFolder.check`) and, with --resume, the options against the
+               run's own settings: all before any work and before any folder is created
+    prepare    the task's data
+    claim      the folder (created and locked), the trainer (new or loaded), the history log
+    fit        until --steps/--epochs, early stopping, or SIGINT/SIGTERM (which finish the step
+               in progress, then save the checkpoint, metrics and plot like any other ending)
+    report     why it stopped, the scored metrics (`metric SPLIT/NAME VALUE`), metrics.json, loss.png
+
+A run's settings (the options below, with the task's defaults filled in) go into the
+checkpoint's meta["settings"] and metrics.json, so a resumed run takes them from there.
+"""
+from __future__ import annotations
+
+import contextlib
+import signal
+from enum import Enum
+
+import typer
+
+from .run_folder import LOG, TENSORBOARD, RunFolder, RunFolderError
+from .train import BEST, CHECKPOINT
+
+# Per-task defaults: (hidden, lr, batch_size, epochs).
+DEFAULTS = {"charlm": (256, 2e-3, 32, 1), "autocomplete": (128, 5e-3, 32, 10), "tag": (128, 2e-3, 32, 5),
+            "classify": (64, 1e-3, 32, 5)}
+# What the model and its data are: a resumed run keeps them (--batch-size too: the position
+# in the epoch and the streams' states belong to it).
+FIXED = ("task", "hidden", "activation", "recurrent_init", "optimizer", "schedule", "clip", "truncate",
+         "batch_size", "seq_len", "valid_fraction", "min_count", "pool", "word_dropout", "seed")
+# What a resumed run may change: the trainer's configuration takes the new value.
+ADJUSTABLE = ("lr", "max_norm", "patience", "eval_every", "checkpoint_every")
+EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}
+
+
+def run_training(options: dict, given: set, echo=typer.echo) -> None:
+    """Train as the `train` command's `options` say; `given`: the names set on the command line."""
+    from .checkpoint import load_checkpoint
+    from .tasks import get_task
+
+    o = {k: v.value if isinstance(v, Enum) else v for k, v in options.items()}
+    o["data"] = list(o["data"]) + list(o.pop("more_data") or [])
+    folder = RunFolder(o["out"], resume=o["resume"], overwrite=o["overwrite"])
+    folder.check()
+    if o["tensorboard"]:
+        _check_tensorboardx()
+    saved = load_checkpoint(folder.checkpoint) if o["resume"] else None
+    settings = _settings(o, given, saved)
+    if saved is not None and _finished(saved, settings, o['out'], echo):
+        return
+    task = get_task(settings["task"])
+    prepared = task.prepare(o["data"], o["valid"], _task_options(settings))
+    with folder.claim():
+        if folder.took_over_from:
+            echo(f"note: took over {o['out']} from pid {folder.took_over_from}, which ended without releasing it")
+        _train_in(folder, task, prepared, settings, o, saved, echo)
+
+
+def _settings(o: dict, given: set, saved) -> dict:
+    """The run's settings: the options, with the task's defaults for those not given (new
+    run) or the run's own settings (resumed run; FIXED options given that differ are refused)."""
+    hidden, lr, batch_size, epochs = DEFAULTS[o["task"]]
+    settings = {name: o[name] for name in FIXED + ADJUSTABLE}
+    settings.update({k: v for k, v in {"hidden": hidden, "lr": lr, "batch_size": batch_size}.items() if k not in given})
+    horizon_given = bool({"steps", "epochs"} & given)
+    settings.update(data=o["data"], valid=o["valid"], test=o["test"], steps=o["steps"],
+                    epochs=o["epochs"] if horizon_given else None if o["steps"] else epochs)
+    if saved is None:
+        return settings
+    before = {**_legacy_settings(saved), **saved.meta.get("settings", {})}
+    differ = [name for name in FIXED if name in given and name in before and before[name] != settings[name]]
+    if differ:
+        listed = ", ".join(f"--{n.replace('_', '-')} {settings[n]} (run: {before[n]})" for n in differ)
+        raise RunFolderError(f"--resume continues the run in {o['out']} with its own settings, and these options "
+                             f"differ: {listed}; drop them, or start a new run with --overwrite or another --out")
+    settings.update({name: before[name] for name in FIXED + ADJUSTABLE if name not in given and name in before})
+    if not horizon_given and ("steps" in before or "epochs" in before):
+        settings.update(steps=before.get("steps"), epochs=before.get("epochs"))
+    return settings
+
+
+def _legacy_settings(saved) -> dict:
+    """The settings a checkpoint written before meta["settings"] existed still tells."""
+    config = saved.config
+    return {"task": saved.meta.get("task"), "hidden": saved.params.hidden,
+            **{k: config[k] for k in ("activation", "optimizer", "schedule", "clip", "truncate", "seed", "lr",
+                                      "max_norm", "patience", "eval_every", "checkpoint_every") if k in config},
+            **{k: saved.meta[k] for k in ("batch_size", "seq_len", "valid_fraction", "pool") if k in saved.meta}}
+
+
+def _finished(saved, settings: dict, out, echo) -> bool:
+    """Whether the resumed run has nothing left to do (then it says so and nothing changes)."""
+    pos = saved.meta["trainer"]
+    steps, epochs, patience = settings["steps"], settings["epochs"], settings["patience"]
+    if steps is not None and pos["step"] >= steps:
+        why = f"it has done {pos['step']} steps of --steps {steps}; give a larger --steps to train on"
+    elif steps is None and pos["epoch"] >= epochs:
+        why = f"it has done {pos['epoch']} epochs of --epochs {epochs}; give a larger --epochs to train on"
+    elif 0 < patience <= pos.get("evals_since_best", 0):
+        why = (f"it stopped early at step {pos['step']} (best step {pos.get('best_step')}, valid/loss "
+               f"{pos['best_loss']:.4f}); give a larger --patience to train on")
+    else:
+        return False
+    echo(f"the run in {out} is finished: {why}. Nothing changed.")
+    return True
+
+
+def _task_options(settings: dict):
+    from .tasks import Options
+
+    return Options(**{k: settings[k] for k in ("batch_size", "seq_len", "valid_fraction", "min_count", "pool",
+                                                 "word_dropout", "seed")})
+
+
+def _check_tensorboardx():
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboardX") is None:
+        raise RunFolderError("--tensorboard writes through tensorboardX, which is not installed: "
+                             "pip install 'gpurnn[tensorboard]'")
+
+
+def _train_in(folder: RunFolder, task, prepared, settings: dict, o: dict, saved, echo) -> None:
+    """Train in the claimed `folder`, then report and score (see the module doc)."""
+    from .report import EvalLog, History, TensorBoardLog, plot_loss, print_metrics, with_split, write_metrics
+
+    out = folder.path
+    history = History(out / LOG, upto=None if saved is None else saved.meta["trainer"]["step"])
+    logs = [history] + ([TensorBoardLog(out / TENSORBOARD)] if o["tensorboard"] else [])
+    callbacks = logs + ([] if o["progress"] else [EvalLog(echo)])
+    try:
+        trainer = _trainer(prepared, settings, o["backend"], saved, callbacks, out, echo)
+        model = {"inputs": prepared.n_in, "hidden": trainer.params.hidden, "outputs": prepared.n_out, "layers": 1}
+        echo(f"{task.name}: {prepared.n_in} inputs, hidden {model['hidden']}, {prepared.n_out} outputs, "
+             f"{len(prepared.train)} batches per epoch, backend {trainer.backend.name}")
+        with _stop_on_signals(trainer):
+            trainer.fit(prepared.train, steps=settings["steps"], epochs=settings["epochs"], valid=prepared.valid,
+                        progress=o["progress"])
+        trainer.save()
+        echo(_why_stopped(trainer, settings))
+        interrupted = trainer.stop_reason.startswith("interrupted")
+        metrics = {}
+        if not interrupted:
+            scored = o["test"] or (o["data"] if task.held_out_in_data or not o["valid"] else [o["valid"]])
+            final = out / CHECKPOINT if not settings["patience"] or not (out / BEST).is_file() else out / BEST
+            split = "test" if o["test"] else scored_split(trainer.meta, scored)
+            metrics = with_split(task.evaluate(final, scored, trainer.meta, o["backend"]), split)
+        metrics.update({"train/seconds": sum(s.seconds for s in history.steps), "train/steps": float(trainer.step_count),
+                        "train/tokens_per_s": history.steps[-1].tokens_per_s if history.steps else 0.0})
+        write_metrics(out, metrics, history, {"task": task.name, "settings": settings, "model": model,
+                                              "config": vars(trainer.config), "stop": trainer.stop_reason})
+        plot_loss(out, history, f"gpurnn {task.name}")
+    finally:
+        for log in logs:
+            log.close()
+    echo(f"wrote {out}/{CHECKPOINT}, metrics.json, metrics.jsonl, loss.png")
+    print_metrics(metrics, echo)
+    if interrupted:
+        raise typer.Exit(EXIT_CODES[trainer.stop_reason.split()[-1]])
+
+
+def _trainer(prepared, settings: dict, backend: str, saved, callbacks, out, echo):
+    """A new trainer for `settings`, or the run's own (`saved`) with the ADJUSTABLE settings applied."""
+    import numpy as np
+
+    from .model import init_params
+    from .train import TrainConfig, Trainer
+
+    if saved is not None:
+        trainer = Trainer.load(out / CHECKPOINT, backend=backend, callbacks=callbacks, out_dir=out)
+        if trainer.meta.get("vocab") != prepared.meta["vocab"]:
+            raise RunFolderError(f"--data gives another vocabulary than the run's in {out}: resume with its data")
+        for name in ADJUSTABLE:
+            if getattr(trainer.config, name) != settings[name]:
+                echo(f"resume: --{name.replace('_', '-')} {settings[name]} (the run had {getattr(trainer.config, name)})")
+                setattr(trainer.config, name, settings[name])
+        trainer.meta["settings"] = settings
+        return trainer
+    config = TrainConfig(output=prepared.output, backend=backend,
+                         **{k: settings[k] for k in ("activation", "optimizer", "lr", "schedule", "clip", "max_norm",
+                                                     "truncate", "seed", "eval_every", "patience", "checkpoint_every")})
+    params = init_params(prepared.n_in, settings["hidden"], prepared.n_out, seed=settings["seed"])
+    if settings["recurrent_init"] == "identity":
+        params.W[...] = np.eye(params.hidden, dtype=params.dtype)
+    return Trainer(params, config, callbacks=callbacks, meta={**prepared.meta, "settings": settings}, out_dir=out)
+
+
+@contextlib.contextmanager
+def _stop_on_signals(trainer):
+    """SIGINT/SIGTERM make `trainer.fit` stop after the step in progress; a second one stops at once."""
+    received = []
+
+    def handle(signum, frame):
+        if received:
+            raise KeyboardInterrupt
+        received.append(signal.Signals(signum).name)
+        trainer.request_stop(f"interrupted by {received[0]}")
+
+    previous = {s: signal.signal(s, handle) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _why_stopped(trainer, settings: dict) -> str:
+    reason, step, pos = trainer.stop_reason, trainer.step_count, trainer.position
+    if reason == "steps":
+        return f"stopped: {step} steps done (--steps {settings['steps']})"
+    if reason == "epochs":
+        return f"stopped: {pos['epoch']} epochs done (--epochs {settings['epochs']}), {step} steps"
+    if reason == "early stopping":
+        return (f"stopped early at step {step}: no lower valid/loss in {settings['patience']} evaluations; the best, "
+                f"step {pos['best_step']} (valid/loss {pos['best_loss']:.4f}), is the model kept and scored")
+    return (f"{reason} after step {step}: checkpoint, metrics and plot written; to continue, run the same "
+            "command with --resume")
+
+
+# The split a task's `evaluate` scores when given the run's training files.
+HELD_OUT_SPLIT = {"charlm": "valid", "autocomplete": "valid", "classify": "test", "tag": "train"}
+
+
+def scored_split(meta: dict, paths: list) -> str:
+    """The split that scoring the model of `meta` on `paths` measures: the task's held-out
+    split of its training files, its validation file, or "test" (any other files)."""
+    settings = meta.get("settings", {})
+    if list(paths) == settings.get("data"):
+        return HELD_OUT_SPLIT[meta["task"]]
+    if settings.get("valid") and list(paths) == [settings["valid"]]:
+        return "valid"
+    return "test"
