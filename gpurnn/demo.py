@@ -19,11 +19,14 @@ TRAIN = ["train", "--task", "autocomplete", "--data", "stdlib", "--hidden", "256
 
 
 def main(argv: list[str] | None = None, out: str = OUT) -> None:
-    """Train (extra command-line arguments, other than --out, are passed on to `gpurnn train`),
-    then complete prefixes with the model in `out`."""
+    """Train (extra command-line arguments, other than --out, are passed on to `gpurnn train`;
+    the run in `out` is replaced unless they hold --resume), then complete prefixes with the
+    model in `out`."""
     start = time.perf_counter()
     print("gpurnn demo: autocompletion of the words in Python's docstrings")
-    app(TRAIN + ["--out", str(out)] + list(argv if argv is not None else sys.argv[1:]), standalone_mode=False)
+    extra = list(argv if argv is not None else sys.argv[1:])
+    fresh = [] if "--resume" in extra else ["--overwrite"]       # each demo starts its run again
+    app(TRAIN + ["--out", str(out)] + fresh + extra, standalone_mode=False)
     print("\nmost probable completions (beam search, log-probability in brackets):")
     app(["complete", str(out), *PREFIXES, "--k", "3"], standalone_mode=False)
     print(f"\ndemo finished in {time.perf_counter() - start:.0f} s; see {out}/loss.png and {out}/metrics.json")

@@ -43,14 +43,14 @@ def test_autocomplete_train_resume_complete(tmp_path):
     common = ("train", "--task", "autocomplete", "--data", words, "--out", out, "--hidden", "16",
               "--backend", "cpu", "--no-progress")
     first = run(*common, "--steps", "4")
-    assert {"loss_nats", "bits_per_char", "train_seconds"} <= set(metrics_of(first))
+    assert {"valid/loss_nats", "valid/bits_per_char", "train/seconds"} <= set(metrics_of(first))
     for name in ("checkpoint.safetensors", "metrics.json", "loss.png"):
         assert (out / name).is_file()
     run(*common, "--steps", "8", "--resume")
-    assert json.loads((out / "metrics.json").read_text())["metrics"]["steps"] == 8
+    assert json.loads((out / "metrics.json").read_text())["metrics"]["train/steps"] == 8
     completions = run("complete", out, "pro", "--k", "2", "--max-len", "8")
     assert completions.startswith("pro: pro")
-    assert metrics_of(run("eval", out, "--data", words))["loss_nats"] > 0
+    assert metrics_of(run("eval", out, "--data", words))["valid/loss_nats"] > 0
 
 
 @needs_shared
@@ -60,9 +60,9 @@ def test_charlm_on_shakespeare_slice(tmp_path):
     m = metrics_of(run("train", "--task", "charlm", "--data", text, "--out", out, "--hidden", "32",
                        "--batch-size", "8", "--seq-len", "25", "--steps", "60", "--lr", "1e-2",
                        "--backend", "cpu", "--no-progress"))
-    assert m["loss_nats"] < 3.2                        # below the uniform 4.2 over ~60 symbols
+    assert m["valid/loss_nats"] < 3.2                        # below the uniform 4.2 over ~60 symbols
     assert run("sample", out, "--prime", "ROMEO:", "--length", "40").startswith("ROMEO:")
-    assert metrics_of(run("eval", out, "--data", text))["loss_nats"] == pytest.approx(m["loss_nats"], rel=1e-6)
+    assert metrics_of(run("eval", out, "--data", text))["valid/loss_nats"] == pytest.approx(m["valid/loss_nats"], rel=1e-6)
 
 
 @needs_shared
@@ -74,8 +74,8 @@ def test_tagging_on_ewt_slice_prints_baseline(tmp_path):
     run("train", "--task", "tag", "--data", train, "--valid", valid, "--out", out, "--hidden", "32",
         "--epochs", "3", "--lr", "1e-2", "--backend", "cpu", "--no-progress")
     m = metrics_of(run("eval", out, "--data", valid))
-    assert {"accuracy", "accuracy_unseen_words", "baseline_most_frequent_tag"} <= set(m)
-    assert m["accuracy"] > 0.6 and 0.5 < m["baseline_most_frequent_tag"] < 0.95
+    assert {"valid/accuracy", "valid/accuracy_unseen_words", "valid/baseline_most_frequent_tag"} <= set(m)
+    assert m["valid/accuracy"] > 0.6 and 0.5 < m["valid/baseline_most_frequent_tag"] < 0.95
     tagged = run("tag", out, "The cat sat on the mat .").splitlines()[0]
     assert tagged.startswith("The/") and tagged.count("/") == 7
 
@@ -87,12 +87,12 @@ def test_polarity_slice_and_classify(tmp_path):
     out = tmp_path / "run"
     m = metrics_of(run("train", "--task", "classify", "--data", f"pos={pos}", "--data", f"neg={neg}", "--out", out,
                        "--hidden", "16", "--epochs", "2", "--backend", "cpu", "--no-progress"))
-    assert m["sentences"] == 60 and 0.0 <= m["accuracy"] <= 1.0 and "baseline_majority" in m
+    assert m["test/sentences"] == 60 and 0.0 <= m["test/accuracy"] <= 1.0 and "test/baseline_majority" in m
     again = tmp_path / "again"
     run("train", "--task", "classify", "--data", f"pos={pos}", "--data", f"neg={neg}", "--out", again,
         "--hidden", "16", "--epochs", "1", "--seed", "1", "--backend", "cpu", "--no-progress")
     both = metrics_of(run("eval", out, "--data", f"pos={pos}", "--data", f"neg={neg}", "--ensemble", again))
-    assert both["models"] == 2 and both["sentences"] == 60
+    assert both["test/models"] == 2 and both["test/sentences"] == 60
     lines = run("classify", out, "a moving and funny film").splitlines()
     assert {line.split()[0] for line in lines} == {"pos", "neg"}
     assert sum(float(line.split()[1]) for line in lines) == pytest.approx(1.0, abs=1e-3)
@@ -136,5 +136,5 @@ def test_demo_runs_offline(tmp_path, capsys):
 
     main(["--epochs", "1", "--hidden", "16", "--backend", "cpu", "--no-progress"], out=tmp_path / "demo")
     printed = capsys.readouterr().out
-    assert all(f"\n{p}: " in printed for p in PREFIXES) and "metric loss_nats" in printed
+    assert all(f"\n{p}: " in printed for p in PREFIXES) and "metric valid/loss_nats" in printed
     assert {"checkpoint.safetensors", "loss.png", "metrics.json"} <= {p.name for p in (tmp_path / "demo").iterdir()}
