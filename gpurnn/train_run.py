@@ -19,6 +19,7 @@ from enum import Enum
 
 import typer
 
+from .data.errors import DataError
 from .run_folder import LOG, TENSORBOARD, RunFolder, RunFolderError
 from .train import BEST, CHECKPOINT
 
@@ -51,6 +52,10 @@ def run_training(options: dict, given: set, echo=typer.echo) -> None:
         return
     task = get_task(settings["task"])
     prepared = task.prepare(o["data"], o["valid"], _task_options(settings))
+    if prepared.valid is None and task.held_out_in_data and not (o["valid"] or o["test"]):
+        raise DataError(", ".join(o["data"]), None, "too little data to hold out a part to validate and score on at "
+                        f"--valid-fraction {settings['valid_fraction']}: give more data, a larger --valid-fraction, "
+                        "--valid or --test")
     with folder.claim():
         if folder.took_over_from:
             echo(f"note: took over {o['out']} from pid {folder.took_over_from}, which ended without releasing it")
@@ -218,8 +223,11 @@ def _why_stopped(trainer, settings: dict) -> str:
             "command with --resume")
 
 
-# The split a task's `evaluate` scores when given the run's training files.
-HELD_OUT_SPLIT = {"charlm": "valid", "autocomplete": "valid", "classify": "test", "tag": "train"}
+# The split a task's `evaluate` scores when given the run's training files: (without --valid,
+# with --valid). charlm and autocomplete then score the part they held out for validation,
+# which they train on when --valid is given; classify scores its fixed test split.
+HELD_OUT_SPLIT = {"charlm": ("valid", "train"), "autocomplete": ("valid", "train"), "classify": ("test", "test"),
+                  "tag": ("train", "train")}
 
 
 def scored_split(meta: dict, paths: list) -> str:
@@ -227,7 +235,7 @@ def scored_split(meta: dict, paths: list) -> str:
     split of its training files, its validation file, or "test" (any other files)."""
     settings = meta.get("settings", {})
     if list(paths) == settings.get("data"):
-        return HELD_OUT_SPLIT[meta["task"]]
+        return HELD_OUT_SPLIT[meta["task"]][bool(settings.get("valid"))]
     if settings.get("valid") and list(paths) == [settings["valid"]]:
         return "valid"
     return "test"

@@ -20,9 +20,10 @@ TRAIN = ("train", "--task", "autocomplete", "--data", "{words}", "--out", "{tmp}
 
 
 def _files(tmp):
-    """A word list, a one-line text, a model, that model cut in half, one with a cut vocabulary."""
+    """A word list, a one-line text, a single word, a model, that model cut in half, one with a cut vocabulary."""
     (tmp / "words.txt").write_text(WORDS)
     (tmp / "one.txt").write_text("a short line\n")
+    (tmp / "word.txt").write_text("hello\n")
     symbols = ["<unk>", "<stop>", *"abcdefgh"]
     params = init_params(len(symbols), 4, len(symbols))
     meta = {"task": "autocomplete", "vocab": {"symbols": symbols, "unk": "<unk>"}}
@@ -65,6 +66,7 @@ USE_CASES = [                        # (command line, what the one line must nam
     (["eval", "{tmp}/nope", "--data", "{words}"], "CHECKPOINT"),
     (["train", "--task", "charlm", "--data", "{tmp}/one.txt", "--out", "{tmp}/run"], "one.txt"),
     (["train", "--task", "charlm", "--data", "{tmp}/missing.txt", "--out", "{tmp}/run"], "missing.txt"),
+    (["train", "--task", "autocomplete", "--data", "{tmp}/word.txt", "--out", "{tmp}/run"], "--valid-fraction"),
     (["train", "--task", "autocomplete", "--data", "{words}", "--out", "{tmp}/empty", "--resume"], "--resume"),
     (["train", "--task", "autocomplete", "--data", "{words}", "--out", "{tmp}/model.safetensors"], "--out"),
 ]
