@@ -48,7 +48,7 @@ def run_training(options: dict, given: set, echo=typer.echo) -> None:
         _check_tensorboardx()
     saved = load_checkpoint(folder.checkpoint) if o["resume"] else None
     settings = _settings(o, given, saved)
-    if saved is not None and _finished(saved, settings, o['out'], echo):
+    if saved is not None and _finished(saved, settings, o["out"], echo):
         return
     task = get_task(settings["task"])
     prepared = task.prepare(o["data"], o["valid"], _task_options(settings))
@@ -70,15 +70,16 @@ def _settings(o: dict, given: set, saved) -> dict:
     settings.update({k: v for k, v in {"hidden": hidden, "lr": lr, "batch_size": batch_size}.items() if k not in given})
     horizon_given = bool({"steps", "epochs"} & given)
     settings.update(data=o["data"], valid=o["valid"], test=o["test"], steps=o["steps"],
-                    epochs=o["epochs"] if horizon_given else None if o["steps"] else epochs)
+                    epochs=o["epochs"] if horizon_given else epochs)
     if saved is None:
         return settings
     before = {**_legacy_settings(saved), **saved.meta.get("settings", {})}
     differ = [name for name in FIXED if name in given and name in before and before[name] != settings[name]]
     if differ:
         listed = ", ".join(f"--{n.replace('_', '-')} {settings[n]} (run: {before[n]})" for n in differ)
+        why = " (the position in the epoch and the streams' states belong to it)" if "batch_size" in differ else ""
         raise RunFolderError(f"--resume continues the run in {o['out']} with its own settings, and these options "
-                             f"differ: {listed}; drop them, or start a new run with --overwrite or another --out")
+                             f"differ: {listed}{why}; drop them, or start a new run with --overwrite or another --out")
     settings.update({name: before[name] for name in FIXED + ADJUSTABLE if name not in given and name in before})
     if not horizon_given and ("steps" in before or "epochs" in before):
         settings.update(steps=before.get("steps"), epochs=before.get("epochs"))
@@ -122,7 +123,7 @@ def _check_tensorboardx():
     import importlib.util
 
     if importlib.util.find_spec("tensorboardX") is None:
-        raise RunFolderError("--tensorboard writes through tensorboardX, which is not installed: "
+        raise ValueError("--tensorboard writes through tensorboardX, which is not installed: "
                              "pip install 'gpurnn[tensorboard]'")
 
 
@@ -135,8 +136,8 @@ def _train_in(folder: RunFolder, task, prepared, settings: dict, o: dict, saved,
     logs = [history] + ([TensorBoardLog(out / TENSORBOARD)] if o["tensorboard"] else [])
     callbacks = logs + ([] if o["progress"] else [EvalLog(echo)])
     try:
-        trainer = _trainer(prepared, settings, o["backend"], saved, callbacks, out, echo)
-        model = {"inputs": prepared.n_in, "hidden": trainer.params.hidden, "outputs": prepared.n_out, "layers": 1}
+        model = {"inputs": prepared.n_in, "hidden": settings["hidden"], "outputs": prepared.n_out, "layers": 1}
+        trainer = _trainer(prepared, settings, model, o["backend"], saved, callbacks, out, echo)
         echo(f"{task.name}: {prepared.n_in} inputs, hidden {model['hidden']}, {prepared.n_out} outputs, "
              f"{len(prepared.train)} batches per epoch, backend {trainer.backend.name}")
         with _stop_on_signals(trainer):
@@ -165,8 +166,9 @@ def _train_in(folder: RunFolder, task, prepared, settings: dict, o: dict, saved,
         raise typer.Exit(EXIT_CODES[trainer.stop_reason.split()[-1]])
 
 
-def _trainer(prepared, settings: dict, backend: str, saved, callbacks, out, echo):
-    """A new trainer for `settings`, or the run's own (`saved`) with the ADJUSTABLE settings applied."""
+def _trainer(prepared, settings: dict, model: dict, backend: str, saved, callbacks, out, echo):
+    """A new trainer for `settings`, or the run's own (`saved`) with the ADJUSTABLE settings applied;
+    `settings` and the `model`'s shape go into its checkpoints' meta."""
     import numpy as np
 
     from .model import init_params
@@ -180,7 +182,7 @@ def _trainer(prepared, settings: dict, backend: str, saved, callbacks, out, echo
             if getattr(trainer.config, name) != settings[name]:
                 echo(f"resume: --{name.replace('_', '-')} {settings[name]} (the run had {getattr(trainer.config, name)})")
                 setattr(trainer.config, name, settings[name])
-        trainer.meta["settings"] = settings
+        trainer.meta.update(settings=settings, model=model)
         return trainer
     config = TrainConfig(output=prepared.output, backend=backend,
                          **{k: settings[k] for k in ("activation", "optimizer", "lr", "schedule", "clip", "max_norm",
@@ -188,7 +190,8 @@ def _trainer(prepared, settings: dict, backend: str, saved, callbacks, out, echo
     params = init_params(prepared.n_in, settings["hidden"], prepared.n_out, seed=settings["seed"])
     if settings["recurrent_init"] == "identity":
         params.W[...] = np.eye(params.hidden, dtype=params.dtype)
-    return Trainer(params, config, callbacks=callbacks, meta={**prepared.meta, "settings": settings}, out_dir=out)
+    return Trainer(params, config, callbacks=callbacks, meta={**prepared.meta, "settings": settings, "model": model},
+                   out_dir=out)
 
 
 @contextlib.contextmanager

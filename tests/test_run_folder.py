@@ -4,7 +4,6 @@ whole history; a finished run stays as it is; one run at a time per folder (the 
 refused naming the first's pid, a dead run's lock is taken over); SIGINT/SIGTERM in the first
 epoch save a checkpoint to resume from, and two interrupts and two resumes give one curve."""
 import json
-import os
 import re
 import signal
 import subprocess
@@ -45,7 +44,8 @@ def test_run_folder_resume_and_finished_run(tmp_path):
     assert steps == [1, 2, 3, 4] and evals == [2, 4] and data["stop"] == "steps"
     assert data["model"] == {"inputs": 15, "hidden": 8, "outputs": 15, "layers": 1}
     assert data["settings"]["batch_size"] == 32 and data["config"]["checkpoint_every"] == 3
-    assert load_checkpoint(out / "checkpoint.safetensors").meta["settings"]["hidden"] == 8
+    meta = load_checkpoint(out / "checkpoint.safetensors").meta
+    assert meta["settings"]["seq_len"] == 50 and meta["model"] == data["model"]
 
     files = {p.name: p.read_bytes() for p in out.iterdir()}
     refused = invoke(*common, "--steps", "4", code=2)
@@ -56,7 +56,7 @@ def test_run_folder_resume_and_finished_run(tmp_path):
     assert "--hidden 16 (run: 8), --activation relu (run: tanh)" in changed.stderr
     assert len(changed.stderr.splitlines()) == 1
     batch = invoke(*common, "--steps", "6", "--resume", "--batch-size", "4", code=2)
-    assert "--batch-size 4 (run: 32)" in batch.stderr
+    assert "--batch-size 4 (run: 32) (the position in the epoch" in batch.stderr
     assert {p.name: p.read_bytes() for p in out.iterdir()} == files        # refusals changed nothing
 
     resumed = invoke(*common, "--steps", "6", "--resume", "--lr", "0.01").stdout
