@@ -69,6 +69,22 @@ def test_run_folder_resume_and_finished_run(tmp_path):
     assert history(out)[1:] == ([1, 2], [2])
 
 
+def test_early_stopping_says_why_and_stays_finished(tmp_path):
+    """SGD at lr 1e-30 leaves float32 weights as they are: the second evaluation is no lower."""
+    words = tmp_path / "words.txt"
+    words.write_text("\n".join(["alpha", "beta", "gamma", "delta"] * 5))
+    out = tmp_path / "run"
+    common = ("train", "--task", "autocomplete", "--data", words, "--out", out, "--hidden", "4", "--backend", "cpu",
+              "--no-progress", "--steps", "10", "--eval-every", "1", "--patience", "1", "--optimizer", "sgd",
+              "--lr", "1e-30")
+    first = invoke(*common).stdout
+    loss = json.loads((out / "metrics.json").read_text())["valid"][0]["loss"]
+    assert f"stopped early at step 2: no lower valid/loss in 1 evaluations; the best, step 1 (valid/loss {loss:.4f})" \
+        in first
+    again = invoke(*common, "--resume").stdout
+    assert f"finished: it stopped early at step 2 (best step 1, valid/loss {loss:.4f})" in again
+
+
 def test_tensorboard_event_files(tmp_path):
     pytest.importorskip("tensorboardX", reason="the [tensorboard] extra (tensorboardX) is not installed")
     from tensorboardX.proto.event_pb2 import Event
