@@ -18,11 +18,12 @@ import typer
 
 from .cli_checks import DEBUG, OneLineErrors, choices, fail, finite
 from .diagnose import diagnose_command
+from .train_run import DEFAULTS, run_training, scored_split
 
 app = typer.Typer(cls=OneLineErrors, add_completion=False, no_args_is_help=True,
                   help="Train Elman RNNs with backpropagation through time on a GPU or the CPU.")
 
-Task = choices("Task", ("charlm", "autocomplete", "tag", "classify"))
+Task = choices("Task", DEFAULTS)
 Activation = choices("Activation", ("tanh", "logistic", "relu"))
 Init = choices("Init", ("uniform", "identity"))
 Optimizer = choices("Optimizer", ("sgd", "adagrad", "rmsprop", "adam"))
@@ -118,8 +119,6 @@ def train(
 ) -> None:
     """Train a model on one of the four tasks; `--out` gets the checkpoint, metrics and loss.png.
     Ctrl-C (SIGINT) or SIGTERM ends the step in progress and saves; `--resume` continues."""
-    from .train_run import run_training
-
     given = {name for name in ctx.params if ctx.get_parameter_source(name).name in ("COMMANDLINE", "ENVIRONMENT")}
     run_training(dict(ctx.params), given)
 
@@ -135,9 +134,8 @@ def evaluate(checkpoint: Path = typer.Argument(..., help="checkpoint file or run
     """Score a model on data: loss or accuracy, with the task's baseline; ends with `metric` lines."""
     from .report import print_metrics, with_split
     from .tasks import get_task
-    from .train_run import scored_split
 
-    path, ckpt = load_model(checkpoint, ("charlm", "autocomplete", "tag", "classify"))
+    path, ckpt = load_model(checkpoint, tuple(DEFAULTS))
     data, meta, extra = list(data) + list(more_data or []), ckpt.meta, {}
     if ensemble:
         if meta["task"] != "classify":
