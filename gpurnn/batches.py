@@ -10,6 +10,13 @@ into B streams of L = ⌊(N−1)/B⌋ consecutive ids, stream b reading ids[b·L
 targets one further on. Chunk j holds steps j·k … j·k+k−1 of every stream, time-major
 (k,B); each chunk starts from the previous chunk's final states (`carry=True`), and the
 gradient stops at the border (BPTT within the chunk only).
+
+Data parallelism (`gpurnn.distributed`): `shard(rank, size)` of a source built with the
+global batch gives rank `rank` its part of every batch, so that the `size` ranks' steps
+together read exactly the global batch. Streams split by columns (rank r holds a
+contiguous run of streams, the carried states with them); sentence batches split each
+global batch's sequences (drawn from the same seeded order on every rank) into `size`
+contiguous parts, sizes differing by at most one.
 """
 from __future__ import annotations
 
@@ -19,7 +26,20 @@ import numpy as np
 
 from .arrays import array_module
 
-__all__ = ["Batch", "SentenceBatches", "TokenStreams"]
+__all__ = ["Batch", "SentenceBatches", "TokenStreams", "part_of"]
+
+
+def part_of(items, rank: int, size: int):
+    """Rank `rank`'s contiguous part of the array `items` split into `size` parts along its
+    first axis (np.array_split's sizes: the first len % size parts hold one more)."""
+    check_rank(rank, size)
+    return np.array_split(np.asarray(items), size)[rank]
+
+
+def check_rank(rank, size) -> None:
+    if not (isinstance(size, (int, np.integer)) and size >= 1 and isinstance(rank, (int, np.integer))
+            and 0 <= rank < size):
+        raise ValueError(f"rank must be an int in [0, size) with size >= 1, got rank {rank!r} of size {size!r}")
 
 
 class Batch(NamedTuple):
@@ -74,6 +94,16 @@ class TokenStreams:
         moved.__dict__.update(self.__dict__, X=asarray(self.X), Y=asarray(self.Y))
         return moved
 
+    def shard(self, rank: int, size: int) -> "TokenStreams":
+        """Rank `rank`'s streams (columns) of `size` ranks: every rank needs at least one."""
+        if self.batch_size < size:
+            raise ValueError(f"batch_size (streams in all) must be at least the {size} ranks, got {self.batch_size}")
+        columns = part_of(np.arange(self.batch_size), rank, size)
+        part = object.__new__(TokenStreams)
+        part.__dict__.update(self.__dict__, batch_size=len(columns), X=self.X[:, columns].copy(),
+                             Y=self.Y[:, columns].copy())
+        return part
+
     def iter_epoch(self, rng=None) -> Iterator[Batch]:
         """Chunks in stream order (the order never shuffles: states carry from chunk to chunk)."""
         for start in range(0, self.length, self.seq_len):
@@ -113,13 +143,28 @@ class SentenceBatches:
             if not self.per_step and y.ndim != 0:
                 raise ValueError(f"targets[{i}] must be one int class (output 'last'), got shape {y.shape}")
         self.batch_size, self.shuffle = batch_size, shuffle
-        self.fixed = None
+        self.part = (0, 1)                 # (rank, ranks): which part of every batch this source yields
+        self.fixed_indices = self.fixed = None
         if bucket or not shuffle:
             order = np.argsort([len(x) for x in self.inputs], kind="stable") if bucket else np.arange(len(inputs))
-            self.fixed = [self.batch(order[start:start + batch_size]) for start in range(0, len(order), batch_size)]
+            self.fixed_indices = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+            self.fixed = [self.batch(indices) for indices in self.fixed_indices]
 
     def __len__(self) -> int:
         return -(-len(self.inputs) // self.batch_size)
+
+    def shard(self, rank: int, size: int) -> "SentenceBatches":
+        """Rank `rank`'s part of every batch of `size` ranks (the same epochs' orders: the
+        trainer's generator is seeded alike on every rank). Where the last batch holds fewer
+        sequences than ranks, a rank left without any reads one empty sequence (no target)."""
+        if self.part != (0, 1):
+            raise ValueError(f"this source already is part {self.part[0]} of {self.part[1]}")
+        part = object.__new__(SentenceBatches)
+        part.__dict__.update(self.__dict__, part=(rank, size))
+        check_rank(rank, size)
+        if self.fixed is not None:
+            part.fixed = [part.batch(indices) for indices in self.fixed_indices]
+        return part
 
     def to(self, asarray) -> "SentenceBatches":
         """A copy whose fixed batches hold `asarray(inputs)`, `asarray(targets)` (lengths stay on
@@ -149,7 +194,12 @@ class SentenceBatches:
             yield self.batch(order[start:start + self.batch_size])
 
     def batch(self, indices) -> Batch:
-        """The padded batch of the sequences at `indices`."""
+        """The padded batch of this source's part of the sequences at `indices`."""
+        indices = part_of(indices, *self.part)
+        if len(indices) == 0:
+            x = self.inputs[0]
+            targets = np.full((1, 1) if self.per_step else (1,), -1, np.int64)
+            return Batch(np.zeros((1, 1) + x.shape[1:], x.dtype), targets, np.zeros(1, np.int64))
         xs = [self.inputs[i] for i in indices]
         lengths = np.array([len(x) for x in xs], np.int64)
         T, B = max(int(lengths.max()), 1), len(xs)

@@ -17,6 +17,7 @@ from typing import List, Optional
 import typer
 
 from .diagnose import diagnose_command
+from .distributed import abort_job_on_error, world
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Train Elman RNNs with backpropagation through time on a GPU or the CPU.")
@@ -53,6 +54,7 @@ def data_errors():
 
 
 @app.command()
+@abort_job_on_error
 def train(
     task: str = typer.Option(..., help="charlm | autocomplete | tag | classify"),
     data: List[str] = typer.Option(..., help="training data: a text (charlm), a word list or 'stdlib' "
@@ -87,7 +89,9 @@ def train(
     resume: bool = typer.Option(False, help="continue the run in --out from its checkpoint"),
     progress: bool = typer.Option(True, help="show a progress bar"),
 ) -> None:
-    """Train a model on one of the four tasks; `--out` gets the checkpoint, metrics.json, loss.png."""
+    """Train a model on one of the four tasks; `--out` gets the checkpoint, metrics.json, loss.png.
+    Under `mpiexec -n N` (or srun), N ranks train data-parallel, each on --batch-size sequences of a
+    global batch of N × --batch-size (docs/distributed.md)."""
     import numpy as np
 
     from .model import init_params
@@ -95,16 +99,19 @@ def train(
     from .tasks import Options, get_task
     from .train import TrainConfig, Trainer
 
+    comm = world()
+    ranks, root = (1, True) if comm is None else (comm.Get_size(), comm.Get_rank() == 0)
     the_task = get_task(task)
     d_hidden, d_lr, d_batch, d_epochs = DEFAULTS[task]
-    opts = Options(batch_size=batch_size or d_batch, seq_len=seq_len, valid_fraction=valid_fraction,
+    opts = Options(batch_size=(batch_size or d_batch) * ranks, seq_len=seq_len, valid_fraction=valid_fraction,
                    min_count=min_count, pool=pool, word_dropout=word_dropout, seed=seed)
     with data_errors():
         prepared = the_task.prepare(data, valid, opts)
     history = History()
     out.mkdir(parents=True, exist_ok=True)
     if resume:
-        trainer = Trainer.load(out / "checkpoint.safetensors", backend=backend, callbacks=[history], out_dir=out)
+        trainer = Trainer.load(out / "checkpoint.safetensors", backend=backend, callbacks=[history], out_dir=out,
+                                comm=comm)
         if trainer.meta.get("vocab") != prepared.meta["vocab"]:
             raise typer.BadParameter("--data gives another vocabulary than the checkpoint's", param_hint="--data")
     else:
@@ -116,20 +123,23 @@ def train(
             params.W[...] = np.eye(params.hidden, dtype=params.dtype)
         elif recurrent_init != "uniform":
             raise typer.BadParameter(f"must be uniform or identity, got {recurrent_init!r}", param_hint="--recurrent-init")
-        trainer = Trainer(params, config, callbacks=[history], meta=prepared.meta, out_dir=out)
-    typer.echo(f"{task}: {prepared.n_in} inputs, hidden {trainer.params.hidden}, {prepared.n_out} outputs, "
-               f"{len(prepared.train)} batches per epoch, backend {trainer.backend.name}")
+        trainer = Trainer(params, config, callbacks=[history], meta=prepared.meta, out_dir=out, comm=comm)
+    if root:
+        typer.echo(f"{task}: {prepared.n_in} inputs, hidden {trainer.params.hidden}, {prepared.n_out} outputs, "
+                   f"{len(prepared.train)} batches per epoch, backend {trainer.backend.name}")
     start = time.perf_counter()
     trainer.fit(prepared.train, steps=steps, epochs=None if steps else (epochs or d_epochs), valid=prepared.valid,
                 progress=progress)
     seconds = time.perf_counter() - start
     trainer.save()
+    if not root:
+        return
     scored = test or (data if the_task.held_out_in_data or not valid else [valid])
     with data_errors():
         final = checkpoint_path(out) if patience else out / "checkpoint.safetensors"   # early stopping keeps the best
         metrics = the_task.evaluate(final, scored, trainer.meta, backend)
     metrics.update(train_seconds=seconds, steps=float(trainer.step_count),
-                   tokens_per_s=history.steps[-1].tokens_per_s if history.steps else 0.0)
+                   tokens_per_s=history.steps[-1].tokens_per_s * ranks if history.steps else 0.0)
     write_metrics(out, metrics, history, {"task": task, "config": vars(trainer.config)})
     plot_loss(out, history, f"gpurnn {task}")
     typer.echo(f"wrote {out}/checkpoint.safetensors, metrics.json, loss.png")
