@@ -11,12 +11,13 @@ targets one further on. Chunk j holds steps j·k … j·k+k−1 of every stream,
 (k,B); each chunk starts from the previous chunk's final states (`carry=True`), and the
 gradient stops at the border (BPTT within the chunk only).
 
-Data parallelism (`gpurnn.distributed`): `shard(rank, size)` of a source built with the
-global batch gives rank `rank` its part of every batch, so that the `size` ranks' steps
-together read exactly the global batch. Streams split by columns (rank r holds a
-contiguous run of streams, the carried states with them); sentence batches split each
-global batch's sequences (drawn from the same seeded order on every rank) into `size`
-contiguous parts, sizes differing by at most one.
+Data parallelism (`gpurnn.distributed`): `shard(source, rank, size)` of a source built
+with the global batch yields rank `rank`'s part of every batch, so that the `size` ranks'
+steps together read exactly the global batch. Each batch's columns (sequences, streams)
+split into `size` contiguous parts, sizes differing by at most one: streams once for the
+epoch (`TokenStreams.shard`: rank r holds its run of streams, their carried states with
+it), any other source batch by batch (`Shard`: every rank draws the same global batch from
+the same seeded generator, masks and shuffles included, and keeps its columns).
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ import numpy as np
 
 from .arrays import array_module
 
-__all__ = ["Batch", "SentenceBatches", "TokenStreams", "part_of"]
+__all__ = ["Batch", "SentenceBatches", "Shard", "TokenStreams", "part_of", "shard"]
 
 
 def part_of(items, rank: int, size: int):
@@ -143,28 +144,13 @@ class SentenceBatches:
             if not self.per_step and y.ndim != 0:
                 raise ValueError(f"targets[{i}] must be one int class (output 'last'), got shape {y.shape}")
         self.batch_size, self.shuffle = batch_size, shuffle
-        self.part = (0, 1)                 # (rank, ranks): which part of every batch this source yields
-        self.fixed_indices = self.fixed = None
+        self.fixed = None
         if bucket or not shuffle:
             order = np.argsort([len(x) for x in self.inputs], kind="stable") if bucket else np.arange(len(inputs))
-            self.fixed_indices = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
-            self.fixed = [self.batch(indices) for indices in self.fixed_indices]
+            self.fixed = [self.batch(order[start:start + batch_size]) for start in range(0, len(order), batch_size)]
 
     def __len__(self) -> int:
         return -(-len(self.inputs) // self.batch_size)
-
-    def shard(self, rank: int, size: int) -> "SentenceBatches":
-        """Rank `rank`'s part of every batch of `size` ranks (the same epochs' orders: the
-        trainer's generator is seeded alike on every rank). Where the last batch holds fewer
-        sequences than ranks, a rank left without any reads one empty sequence (no target)."""
-        if self.part != (0, 1):
-            raise ValueError(f"this source already is part {self.part[0]} of {self.part[1]}")
-        part = object.__new__(SentenceBatches)
-        part.__dict__.update(self.__dict__, part=(rank, size))
-        check_rank(rank, size)
-        if self.fixed is not None:
-            part.fixed = [part.batch(indices) for indices in self.fixed_indices]
-        return part
 
     def to(self, asarray) -> "SentenceBatches":
         """A copy whose fixed batches hold `asarray(inputs)`, `asarray(targets)` (lengths stay on
@@ -194,12 +180,7 @@ class SentenceBatches:
             yield self.batch(order[start:start + self.batch_size])
 
     def batch(self, indices) -> Batch:
-        """The padded batch of this source's part of the sequences at `indices`."""
-        indices = part_of(indices, *self.part)
-        if len(indices) == 0:
-            x = self.inputs[0]
-            targets = np.full((1, 1) if self.per_step else (1,), -1, np.int64)
-            return Batch(np.zeros((1, 1) + x.shape[1:], x.dtype), targets, np.zeros(1, np.int64))
+        """The padded batch of the sequences at `indices`."""
         xs = [self.inputs[i] for i in indices]
         lengths = np.array([len(x) for x in xs], np.int64)
         T, B = max(int(lengths.max()), 1), len(xs)
@@ -212,6 +193,54 @@ class SentenceBatches:
         for b, i in enumerate(indices):
             targets[: lengths[b], b] = self.targets[i]
         return Batch(inputs, targets, lengths)
+
+
+def shard(source, rank: int, size: int):
+    """Rank `rank`'s part of every batch of `source` among `size` ranks: `source.shard(rank,
+    size)` where the source has its own (TokenStreams), else `Shard(source, rank, size)`."""
+    check_rank(rank, size)
+    if isinstance(source, Shard):
+        raise ValueError(f"this source already is part {source.rank} of {source.size}")
+    return source.shard(rank, size) if hasattr(source, "shard") else Shard(source, rank, size)
+
+
+class Shard:
+    """Rank `rank`'s part of every batch a source yields (`part_of_batch`), in the source's
+    epoch order: a rank draws the whole global batch (the generator's draws stay those of
+    one process) and keeps its contiguous columns."""
+
+    def __init__(self, source, rank: int, size: int):
+        check_rank(rank, size)
+        self.source, self.rank, self.size = source, rank, size
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    @property
+    def tokens_per_epoch(self) -> int:
+        return self.source.tokens_per_epoch
+
+    def iter_epoch(self, rng=None) -> Iterator[Batch]:
+        for batch in self.source.iter_epoch(rng):
+            yield part_of_batch(batch, self.rank, self.size)
+
+
+def part_of_batch(batch: Batch, rank: int, size: int) -> Batch:
+    """Rank `rank`'s contiguous columns of `batch`, cut to their longest length. A rank left
+    without a column (a last batch of fewer sequences than ranks) reads one empty sequence:
+    length 0, no target, so it adds nothing to the sums and still takes part in the step."""
+    T, B = batch.inputs.shape[:2]
+    columns = part_of(np.arange(B), rank, size)
+    per_step = batch.targets.ndim == 2
+    if len(columns) == 0:
+        targets = np.full((1, 1) if per_step else (1,), -1, np.int64)
+        inputs = np.zeros((1, 1) + tuple(batch.inputs.shape[2:]), batch.inputs.dtype)
+        return Batch(inputs, targets, np.zeros(1, np.int64), batch.carry)
+    cut = slice(int(columns[0]), int(columns[-1]) + 1)
+    lengths = None if batch.lengths is None else batch.lengths[cut]
+    steps = T if lengths is None else max(int(lengths.max()), 1)
+    targets = batch.targets[:steps, cut] if per_step else batch.targets[cut]
+    return Batch(batch.inputs[:steps, cut], targets, lengths, batch.carry)
 
 
 def _check_positive(value, name):

@@ -34,7 +34,7 @@ import zlib
 import numpy as np
 
 from .allreduce import FlatLayout, MPISum, NCCLSum
-from .batches import part_of
+from .batches import part_of, shard
 from .checkpoint import to_host
 
 __all__ = ["DataParallel", "abort_job_on_error", "abort_on_error", "install_abort_hook", "launched_as_ranks", "world"]
@@ -176,11 +176,8 @@ class DataParallel:
         return layout.unpack(self.transport(layout.pack(grads, loss_sum, count)))
 
     def shard(self, data):
-        """This rank's part of the global data source (`data.shard(rank, size)`)."""
-        if not hasattr(data, "shard"):
-            raise TypeError(f"data-parallel training needs a data source with shard(rank, size) (TokenStreams, "
-                            f"SentenceBatches), got {type(data).__name__}")
-        return data.shard(self.rank, self.size)
+        """This rank's part of every batch of the global data source (gpurnn.batches.shard)."""
+        return shard(data, self.rank, self.size)
 
     def gather_rows(self, rows):
         """On rank 0, every rank's `rows` (B_r, ...) stacked in rank order (the global batch's

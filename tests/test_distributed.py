@@ -6,7 +6,7 @@ import pytest
 
 from gpurnn.allreduce import FlatLayout
 from gpurnn.backends import get_backend
-from gpurnn.batches import SentenceBatches, TokenStreams
+from gpurnn.batches import SentenceBatches, TokenStreams, shard
 from gpurnn.distributed import launched_as_ranks, world
 from gpurnn.model import Params
 
@@ -14,14 +14,16 @@ from gpurnn.model import Params
 def test_stream_shards_are_the_global_streams_in_rank_order():
     ids = np.arange(203)
     whole = TokenStreams(ids, 6, 7)
-    parts = [whole.shard(rank, 3) for rank in range(3)]
+    parts = [shard(whole, rank, 3) for rank in range(3)]
     assert [p.batch_size for p in parts] == [2, 2, 2] and all(len(p) == len(whole) for p in parts)
     for chunk, *pieces in zip(whole.iter_epoch(), *(p.iter_epoch() for p in parts)):
         assert np.array_equal(np.concatenate([p.inputs for p in pieces], axis=1), chunk.inputs)
         assert np.array_equal(np.concatenate([p.targets for p in pieces], axis=1), chunk.targets)
         assert all(p.carry == chunk.carry for p in pieces)
     with pytest.raises(ValueError, match="at least the 7 ranks"):
-        whole.shard(0, 7)
+        shard(whole, 0, 7)
+    with pytest.raises(ValueError, match="rank must be an int in"):
+        shard(whole, 3, 3)
 
 
 @pytest.mark.parametrize("options", [{}, {"bucket": True}, {"shuffle": False}])
@@ -30,7 +32,7 @@ def test_sentence_shards_split_every_global_batch(options):
     xs = [rng.integers(0, 5, rng.integers(1, 9)) for _ in range(13)]    # 13 = 2 batches of 6 + 1
     ys = [x[::-1].copy() for x in xs]
     whole = SentenceBatches(xs, ys, 6, **options)
-    parts = [whole.shard(rank, 3) for rank in range(3)]
+    parts = [shard(whole, rank, 3) for rank in range(3)]
     epochs = [list(source.iter_epoch(np.random.default_rng(7))) for source in (whole, *parts)]
     assert all(len(e) == len(whole) == 3 for e in epochs)
     for batch, *pieces in zip(*epochs):
@@ -40,7 +42,20 @@ def test_sentence_shards_split_every_global_batch(options):
     assert [e[single].lengths.tolist() for e in epochs[2:]] == [[0], [0]]            # ranks 1, 2 read nothing
     assert epochs[2][single].targets.tolist() == [[-1]]                                # and take no loss
     with pytest.raises(ValueError, match="already is part 1 of 3"):
-        parts[1].shard(0, 2)
+        shard(parts[1], 0, 2)
+
+
+def test_word_dropout_shards_keep_the_global_masks():
+    from gpurnn.tasks.classify import WordDropout
+
+    rng = np.random.default_rng(3)
+    xs = [rng.integers(1, 9, rng.integers(1, 6)) for _ in range(10)]
+    whole = WordDropout(SentenceBatches(xs, [int(x[0] % 2) for x in xs], 4), 0.5, unk_id=0)
+    parts = [shard(whole, rank, 2) for rank in range(2)]
+    epochs = [list(source.iter_epoch(np.random.default_rng(5))) for source in (whole, *parts)]
+    for batch, *pieces in zip(*epochs):
+        assert sorted(map(tuple, sum((_sequences(p) for p in pieces), []))) == sorted(map(tuple, _sequences(batch)))
+        assert np.array_equal(np.concatenate([p.targets for p in pieces]), batch.targets)
 
 
 def _sequences(batch):
