@@ -17,7 +17,8 @@ import math
 
 import numpy as np
 
-from .model import FIELDS, Params
+from .backends import backend_for
+from .model import Params
 
 __all__ = ["FlatLayout", "MPISum", "NCCLSum"]
 
@@ -53,7 +54,7 @@ class FlatLayout:
         """(gradients as views of `flat`, loss_sum, count)."""
         grads = Params(*(flat[start:stop].reshape(shape)
                          for shape, start, stop in zip(self.shapes, self.offsets, self.offsets[1:])))
-        tail = flat[-2:] if isinstance(flat, np.ndarray) else _to_host(flat[self.size - 2:])
+        tail = backend_for(flat).to_host(flat[self.size - 2:])
         return grads, float(tail[0]), int(round(float(tail[1])))
 
 
@@ -112,9 +113,3 @@ class NCCLSum:
         except ImportError:
             return False
         return bool(getattr(nccl, "available", True))
-
-
-def _to_host(array):
-    from .backends import cuda_memory as mem
-
-    return mem.to_host(array)

@@ -39,8 +39,8 @@ from .checkpoint import to_host
 
 __all__ = ["DataParallel", "abort_job_on_error", "abort_on_error", "install_abort_hook", "launched_as_ranks", "world"]
 
-# Set by launchers for each rank: MPICH/Hydra and Slurm's PMI (PMI_SIZE), Open MPI, MVAPICH.
 ABORT_GRACE_S = 0.2       # lets the launcher forward a failing rank's last words before MPI_Abort
+# Set by launchers for each rank: MPICH/Hydra and Slurm's PMI (PMI_SIZE), Open MPI, MVAPICH.
 SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
 
 
