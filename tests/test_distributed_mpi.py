@@ -46,6 +46,18 @@ def test_ranks_match_one_process_on_the_whole_batch(ranks):
     assert {"streams:", "sentences:", "bucketed:"} <= set(output.split()), output
 
 
+@pytest.mark.cuda
+def test_nccl_on_the_gpus_matches_one_process():
+    code, output = mpi(min(2, _gpus()), sys.executable, HERE / "mpi_scenarios.py", "nccl")
+    assert code == 0 and "ok nccl" in output, output
+
+
+def _gpus():
+    from numba import cuda
+
+    return len(cuda.gpus)
+
+
 def test_a_failing_rank_ends_the_job_within_seconds():
     start = time.perf_counter()
     code, output = mpi(2, sys.executable, HERE / "mpi_scenarios.py", "fail", timeout=60)
