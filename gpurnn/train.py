@@ -255,7 +255,8 @@ class Trainer:
     def save(self, path=None) -> Path:
         """Write a checkpoint (atomically; default `out_dir/checkpoint.safetensors`) holding all a
         resumed run needs to continue bit for bit: parameters, optimizer state, streams' states,
-        step, epoch, position in the epoch, the epoch's RNG state, configuration, `meta`."""
+        step, epoch, position in the epoch, the epoch's RNG state, configuration, `meta`. With a
+        communicator every rank calls it (the streams' states are gathered) and rank 0 writes."""
         if path is None:
             if self.out_dir is None:
                 raise ValueError("save needs a path (or a trainer with out_dir), got neither")
