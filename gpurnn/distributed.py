@@ -155,7 +155,9 @@ class DataParallel:
             raise TypeError(f"comm must be an mpi4py communicator, got {type(comm).__name__}")
         if not isinstance(check_every, int) or check_every < 0:
             raise ValueError(f"check_every must be an int >= 0, got {check_every!r}")
-        self.comm, self.rank, self.size = comm, comm.Get_rank(), comm.Get_size()
+        from mpi4py import MPI
+
+        self.comm, self.rank, self.size, self._max = comm, comm.Get_rank(), comm.Get_size(), MPI.MAX
         self.check_every, self.checked = check_every, False
         self.device = None
         if backend.name == "cuda" and NCCLSum.usable():
@@ -174,6 +176,11 @@ class DataParallel:
         """The trainer's `reduce` hook: global sums of gradients, loss and count (one all-reduce)."""
         layout = FlatLayout(grads)
         return layout.unpack(self.transport(layout.pack(grads, loss_sum, count)))
+
+    def any(self, flag: bool) -> bool:
+        """True on every rank when `flag` is true on any (a collective: e.g. a deadline that
+        each rank's clock reaches at its own moment)."""
+        return bool(self.comm.allreduce(bool(flag), op=self._max))
 
     def shard(self, data):
         """This rank's part of every batch of the global data source (gpurnn.batches.shard)."""

@@ -204,8 +204,10 @@ class Trainer:
 
     def _done(self, steps, epochs, deadline):
         pos = self.position
-        return ((steps is not None and pos["step"] >= steps) or (epochs is not None and pos["epoch"] >= epochs)
-                or (deadline is not None and time.perf_counter() >= deadline))
+        late = deadline is not None and time.perf_counter() >= deadline
+        if deadline is not None and self.parallel is not None:
+            late = self.parallel.any(late)          # every rank stops at the same step
+        return (steps is not None and pos["step"] >= steps) or (epochs is not None and pos["epoch"] >= epochs) or late
 
     def _after_step(self, valid, step) -> bool:
         """Evaluate every `eval_every` steps, checkpoint every `checkpoint_every`; True: stop early."""

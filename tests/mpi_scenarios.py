@@ -4,13 +4,15 @@ equivalence: for streams (carried states), shuffled sentences with lengths (the 
     leaving ranks without a sentence) and bucketed float32 classification, N ranks with B
     sequences each train K steps; rank 0 checks their parameters and streams' states
     against one process with batch N·B (float64: 1e-12 relative, float32: 1e-5); then the
-    ranks start from different parameters and the fingerprint check must say so.
+    ranks stop together at a deadline (`max_seconds`) though their clocks differ, and
+    ranks started from different parameters must be told so by the fingerprint check.
 fail: rank 1's data holds a token id out of range; its error must end the whole job.
 nccl (a real GPU, one rank per GPU): the CUDA backend sums through NCCL, the gradients on
     the device; N ranks against one process on the whole batch, float64.
 Prints `ok SCENARIO` on rank 0 when every check passed.
 """
 import sys
+import time
 
 import numpy as np
 from mpi4py import MPI
@@ -63,6 +65,10 @@ def equivalence():
     last = TrainConfig(backend="cpu", output="last", optimizer="sgd", lr=0.1, seed=5)
     compare("bucketed", lambda batch: SentenceBatches(xs, labels, batch, bucket=True), last, "float32", 1e-5,
             epochs=2)
+    slower = [lambda stats: time.sleep(0.002 * comm.Get_rank())]              # the ranks' clocks disagree
+    timed = Trainer(init_params(6, 8, 6, seed=3), f64, comm=comm, callbacks=slower)
+    timed.fit(TokenStreams(ids, N * B, 5), steps=10**6, max_seconds=0.3, progress=False)
+    assert len(set(comm.allgather(timed.step_count))) == 1, "a deadline stopped the ranks at different steps"
     mismatched = Trainer(init_params(6, 8, 6, seed=comm.Get_rank()), f64, comm=comm)
     try:
         mismatched.fit(TokenStreams(ids, N * B, 5), steps=1, progress=False)

@@ -1,6 +1,8 @@
 """Data parallelism's pieces in one process: the shards of the data sources are exactly the
 parts of the global batches, and the flat all-reduce buffer packs and unpacks the gradients
 (on the CUDA backend too: the NCCL path's buffer, under the simulator)."""
+import sys
+
 import numpy as np
 import pytest
 
@@ -82,6 +84,9 @@ def test_a_single_process_has_no_communicator(monkeypatch):
     for name in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "PMIX_RANK"):
         monkeypatch.delenv(name, raising=False)
     assert not launched_as_ranks() and world() is None
+    import gpurnn.cli  # noqa: F401  (the command line and the trainer import gpurnn.distributed)
+
+    assert "mpi4py" not in sys.modules                  # a single process never loads MPI
     monkeypatch.setenv("PMI_SIZE", "1")
     assert not launched_as_ranks()
     monkeypatch.setenv("PMI_SIZE", "4")
