@@ -24,7 +24,8 @@ __all__ = ["FlatLayout", "MPISum", "NCCLSum"]
 
 
 class FlatLayout:
-    """Where each gradient lies in the flat buffer: `offsets[i]:offsets[i+1]` is FIELDS[i]."""
+    """Where each gradient lies in the flat buffer: `offsets[i]:offsets[i+1]` holds the i-th of
+    U, W, V, b, c (raveled), the last two entries the loss sum and the count."""
 
     def __init__(self, grads: Params):
         self.shapes = [tuple(int(n) for n in g.shape) for g in grads]
