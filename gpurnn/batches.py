@@ -10,6 +10,14 @@ into B streams of L = ⌊(N−1)/B⌋ consecutive ids, stream b reading ids[b·L
 targets one further on. Chunk j holds steps j·k … j·k+k−1 of every stream, time-major
 (k,B); each chunk starts from the previous chunk's final states (`carry=True`), and the
 gradient stops at the border (BPTT within the chunk only).
+
+Data parallelism (`gpurnn.distributed`): `shard(source, rank, size)` of a source built
+with the global batch yields rank `rank`'s part of every batch, so that the `size` ranks'
+steps together read exactly the global batch. Each batch's columns (sequences, streams)
+split into `size` contiguous parts, sizes differing by at most one: streams once for the
+epoch (`TokenStreams.shard`: rank r holds its run of streams, their carried states with
+it), any other source batch by batch (`Shard`: every rank draws the same global batch from
+the same seeded generator, masks and shuffles included, and keeps its columns).
 """
 from __future__ import annotations
 
@@ -19,7 +27,20 @@ import numpy as np
 
 from .arrays import array_module
 
-__all__ = ["Batch", "SentenceBatches", "TokenStreams"]
+__all__ = ["Batch", "SentenceBatches", "Shard", "TokenStreams", "part_of", "shard"]
+
+
+def part_of(items, rank: int, size: int):
+    """Rank `rank`'s contiguous part of the array `items` split into `size` parts along its
+    first axis (np.array_split's sizes: the first len % size parts hold one more)."""
+    check_rank(rank, size)
+    return np.array_split(np.asarray(items), size)[rank]
+
+
+def check_rank(rank, size) -> None:
+    if not (isinstance(size, (int, np.integer)) and size >= 1 and isinstance(rank, (int, np.integer))
+            and 0 <= rank < size):
+        raise ValueError(f"rank must be an int in [0, size) with size >= 1, got rank {rank!r} of size {size!r}")
 
 
 class Batch(NamedTuple):
@@ -73,6 +94,16 @@ class TokenStreams:
         moved = object.__new__(TokenStreams)
         moved.__dict__.update(self.__dict__, X=asarray(self.X), Y=asarray(self.Y))
         return moved
+
+    def shard(self, rank: int, size: int) -> "TokenStreams":
+        """Rank `rank`'s streams (columns) of `size` ranks: every rank needs at least one."""
+        if self.batch_size < size:
+            raise ValueError(f"batch_size (streams in all) must be at least the {size} ranks, got {self.batch_size}")
+        columns = part_of(np.arange(self.batch_size), rank, size)
+        part = object.__new__(TokenStreams)
+        part.__dict__.update(self.__dict__, batch_size=len(columns), X=self.X[:, columns].copy(),
+                             Y=self.Y[:, columns].copy())
+        return part
 
     def iter_epoch(self, rng=None) -> Iterator[Batch]:
         """Chunks in stream order (the order never shuffles: states carry from chunk to chunk)."""
@@ -162,6 +193,54 @@ class SentenceBatches:
         for b, i in enumerate(indices):
             targets[: lengths[b], b] = self.targets[i]
         return Batch(inputs, targets, lengths)
+
+
+def shard(source, rank: int, size: int):
+    """Rank `rank`'s part of every batch of `source` among `size` ranks: `source.shard(rank,
+    size)` where the source has its own (TokenStreams), else `Shard(source, rank, size)`."""
+    check_rank(rank, size)
+    if isinstance(source, Shard):
+        raise ValueError(f"this source already is part {source.rank} of {source.size}")
+    return source.shard(rank, size) if hasattr(source, "shard") else Shard(source, rank, size)
+
+
+class Shard:
+    """Rank `rank`'s part of every batch a source yields (`part_of_batch`), in the source's
+    epoch order: a rank draws the whole global batch (the generator's draws stay those of
+    one process) and keeps its contiguous columns."""
+
+    def __init__(self, source, rank: int, size: int):
+        check_rank(rank, size)
+        self.source, self.rank, self.size = source, rank, size
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    @property
+    def tokens_per_epoch(self) -> int:
+        return self.source.tokens_per_epoch
+
+    def iter_epoch(self, rng=None) -> Iterator[Batch]:
+        for batch in self.source.iter_epoch(rng):
+            yield part_of_batch(batch, self.rank, self.size)
+
+
+def part_of_batch(batch: Batch, rank: int, size: int) -> Batch:
+    """Rank `rank`'s contiguous columns of `batch`, cut to their longest length. A rank left
+    without a column (a last batch of fewer sequences than ranks) reads one empty sequence:
+    length 0, no target, so it adds nothing to the sums and still takes part in the step."""
+    T, B = batch.inputs.shape[:2]
+    columns = part_of(np.arange(B), rank, size)
+    per_step = batch.targets.ndim == 2
+    if len(columns) == 0:
+        targets = np.full((1, 1) if per_step else (1,), -1, np.int64)
+        inputs = np.zeros((1, 1) + tuple(batch.inputs.shape[2:]), batch.inputs.dtype)
+        return Batch(inputs, targets, np.zeros(1, np.int64), batch.carry)
+    cut = slice(int(columns[0]), int(columns[-1]) + 1)
+    lengths = None if batch.lengths is None else batch.lengths[cut]
+    steps = T if lengths is None else max(int(lengths.max()), 1)
+    targets = batch.targets[:steps, cut] if per_step else batch.targets[cut]
+    return Batch(batch.inputs[:steps, cut], targets, lengths, batch.carry)
 
 
 def _check_positive(value, name):

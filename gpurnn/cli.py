@@ -18,6 +18,7 @@ import typer
 
 from .cli_checks import DEBUG, OneLineErrors, choices, fail, finite
 from .diagnose import diagnose_command
+from .distributed import abort_job_on_error
 from .train_run import DEFAULTS, run_training, scored_split
 
 app = typer.Typer(cls=OneLineErrors, add_completion=False, no_args_is_help=True,
@@ -74,6 +75,7 @@ def load_model(checkpoint: Path, tasks: tuple):
 
 
 @app.command()
+@abort_job_on_error
 def train(
     ctx: typer.Context,
     task: Task = typer.Option(..., help="what to train"),
@@ -118,7 +120,9 @@ def train(
                                      "(needs the [tensorboard] extra)"),
 ) -> None:
     """Train a model on one of the four tasks; `--out` gets the checkpoint, metrics and loss.png.
-    Ctrl-C (SIGINT) or SIGTERM ends the step in progress and saves; `--resume` continues."""
+    Ctrl-C (SIGINT) or SIGTERM ends the step in progress and saves; `--resume` continues.
+    Under `mpiexec -n N` (or srun), N ranks train data-parallel, each on --batch-size sequences of a
+    global batch of N × --batch-size (docs/distributed.md)."""
     given = {name for name in ctx.params if ctx.get_parameter_source(name).name in ("COMMANDLINE", "ENVIRONMENT")}
     run_training(dict(ctx.params), given)
 

@@ -29,6 +29,7 @@ from .batches import Batch
 from .bptt import bptt, forward
 from .checkpoint import load_checkpoint, save_checkpoint, to_host
 from .clip import NonFiniteGradientError, clip_grad_norm, clip_grad_value, global_norm
+from .distributed import DataParallel
 from .model import Params
 from .optim import make_optimizer, make_schedule
 from .profiling_ranges import nvtx_range
@@ -54,14 +55,21 @@ class Trainer:
         `last_good.safetensors` when training diverges.
     reduce: the data-parallel hook `reduce(grads, loss_sum, count) -> (grads, loss_sum, count)`,
         e.g. an NCCL all-reduce (sum) of the gradients, losses and counts over the ranks.
+    comm: an mpi4py communicator: train data-parallel over its ranks (gpurnn.distributed;
+        `fit` takes the global data source and reads this rank's part, rank 0 alone writes).
     """
 
     def __init__(self, params: Params, config: TrainConfig | None = None, *, callbacks: Iterable[Any] = (),
-                 meta: dict | None = None, out_dir=None, reduce: Callable | None = None):
+                 meta: dict | None = None, out_dir=None, reduce: Callable | None = None, comm=None):
         self.config = config = dataclasses.replace(config or TrainConfig())
         check_config(config)
         check_params(params)
         self.backend = get_backend(config.backend)
+        self.parallel = None if comm is None else DataParallel(comm, self.backend)   # picks the rank's GPU
+        if self.parallel is not None:
+            if reduce is not None:
+                raise ValueError("give reduce or comm, not both (comm brings its own all-reduce)")
+            reduce = self.parallel.reduce
         self.params = params.map(lambda a: self.backend.asarray(to_host(a).copy()))
         args = {"momentum": config.momentum} if config.optimizer == "sgd" else {}
         self.optimizer = make_optimizer(config.optimizer, self.params, **{**args, **config.optimizer_args})
@@ -98,6 +106,8 @@ class Trainer:
     def step(self, batch: Batch) -> StepStats:
         """One gradient step on `batch`: the only place the parameters change (see the module doc)."""
         cfg, start = self.config, time.perf_counter()
+        if self.parallel is not None:
+            self.parallel.check(self)
         s0 = self.carry if batch.carry else None
         with nvtx_range("bptt"):
             result = bptt(self.params, batch.inputs, batch.targets, lengths=batch.lengths, s0=s0,
@@ -167,6 +177,9 @@ class Trainer:
         if len(data) == 0:
             raise ValueError("data must yield at least one batch per epoch, got an empty source")
         deadline = None if max_seconds is None else time.perf_counter() + max_seconds
+        if self.parallel is not None:
+            data = self.parallel.shard(data)
+            progress = progress and self.parallel.is_root
         if hasattr(data, "to"):
             data = data.to(self.backend.asarray)
         if valid is not None and hasattr(valid, "to"):
@@ -206,13 +219,18 @@ class Trainer:
     def _done(self, steps, epochs, deadline) -> str | None:
         """Why training ends now (None: it goes on)."""
         pos = self.position
-        if self._stop_request is not None:
-            return self._stop_request
+        interrupted = self._stop_request
+        late = deadline is not None and time.perf_counter() >= deadline
+        if self.parallel is not None and self.parallel.any(late or interrupted is not None):
+            # every rank stops at the same step, whichever rank's clock or signal came first
+            return interrupted or ("time" if late else "interrupted on another rank")
+        if interrupted is not None:
+            return interrupted
         if steps is not None and pos["step"] >= steps:
             return "steps"
         if epochs is not None and pos["epoch"] >= epochs:
             return "epochs"
-        if deadline is not None and time.perf_counter() >= deadline:
+        if late:
             return "time"
         return None
 
@@ -264,34 +282,38 @@ class Trainer:
     def save(self, path=None) -> Path:
         """Write a checkpoint (atomically; default `out_dir/checkpoint.safetensors`) holding all a
         resumed run needs to continue bit for bit: parameters, optimizer state, streams' states,
-        step, epoch, position in the epoch, the epoch's RNG state, configuration, `meta`."""
+        step, epoch, position in the epoch, the epoch's RNG state, configuration, `meta`. With a
+        communicator every rank calls it (the streams' states are gathered) and rank 0 writes."""
         if path is None:
             if self.out_dir is None:
                 raise ValueError("save needs a path (or a trainer with out_dir), got neither")
             path = self.out_dir / CHECKPOINT
         arrays = {f"optim.{key}": value for key, value in self.optimizer.state_dict().items()}
         if self.carry is not None:
-            arrays["carry"] = self.carry
+            arrays["carry"] = self.carry if self.parallel is None else self.parallel.gather_rows(self.carry)
+        if self.parallel is not None and not self.parallel.is_root:
+            return path
         trainer = {**self.position, "optimizer_t": self.optimizer.t}
         return save_checkpoint(path, self.params, arrays=arrays,
                                meta={**self.meta, "config": dataclasses.asdict(self.config), "trainer": trainer})
 
     @classmethod
     def load(cls, path, *, backend: str | None = None, callbacks: Iterable[Any] = (), out_dir=None,
-             reduce: Callable | None = None) -> "Trainer":
+             reduce: Callable | None = None, comm=None) -> "Trainer":
         """A trainer resumed from the checkpoint at `path`, on `backend` (default: the saved one)."""
         ckpt = load_checkpoint(path)
         config = TrainConfig(**ckpt.config)
         if backend is not None:
             config.backend = backend
         meta = {k: v for k, v in ckpt.meta.items() if k not in ("format", "version", "config", "trainer")}
-        trainer = cls(ckpt.params, config, callbacks=callbacks, meta=meta, out_dir=out_dir, reduce=reduce)
+        trainer = cls(ckpt.params, config, callbacks=callbacks, meta=meta, out_dir=out_dir, reduce=reduce, comm=comm)
         saved = dict(ckpt.meta["trainer"])
         optim = {key[len("optim."):]: value for key, value in ckpt.arrays.items() if key.startswith("optim.")}
         trainer.optimizer.load_state_dict(optim, saved.pop("optimizer_t"))
         trainer.position.update(saved)
         if "carry" in ckpt.arrays:
-            trainer.carry = trainer.backend.asarray(ckpt.arrays["carry"])
+            carry = ckpt.arrays["carry"]
+            trainer.carry = trainer.backend.asarray(carry if comm is None else trainer.parallel.local_rows(carry))
         return trainer
 
     def host_params(self) -> Params:

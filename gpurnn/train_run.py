@@ -8,6 +8,10 @@
                in progress, then save the checkpoint, metrics and plot like any other ending)
     report     why it stopped, the scored metrics (`metric SPLIT/NAME VALUE`), metrics.json, loss.png
 
+Under `mpiexec -n N` (or srun) the N ranks train data-parallel (gpurnn.distributed), each on
+--batch-size sequences of a global batch of N × --batch-size; rank 0 alone checks, claims and
+writes the run folder and reports.
+
 A run's settings (the options below, with the task's defaults filled in) go into the
 checkpoint's meta["settings"] and metrics.json, so a resumed run takes them from there.
 """
@@ -38,12 +42,20 @@ EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}
 def run_training(options: dict, given: set, echo=typer.echo) -> None:
     """Train as the `train` command's `options` say; `given`: the names set on the command line."""
     from .checkpoint import load_checkpoint
+    from .distributed import world
     from .tasks import get_task
 
     o = {k: v.value if isinstance(v, Enum) else v for k, v in options.items()}
     o["data"] = list(o["data"]) + list(o.pop("more_data") or [])
+    comm = world()
+    root = comm is None or comm.Get_rank() == 0
+    if not root:
+        echo = _quiet
     folder = RunFolder(o["out"], resume=o["resume"], overwrite=o["overwrite"])
-    folder.check()
+    if root:
+        folder.check()
+    if comm is not None:
+        comm.Barrier()                      # the other ranks wait for rank 0's verdict (a failure aborts all)
     if o["tensorboard"]:
         _check_tensorboardx()
     saved = load_checkpoint(folder.checkpoint) if o["resume"] else None
@@ -51,15 +63,19 @@ def run_training(options: dict, given: set, echo=typer.echo) -> None:
     if saved is not None and _finished(saved, settings, o["out"], echo):
         return
     task = get_task(settings["task"])
-    prepared = task.prepare(o["data"], o["valid"], _task_options(settings))
+    prepared = task.prepare(o["data"], o["valid"], _task_options(settings, ranks=1 if comm is None else comm.Get_size()))
     if prepared.valid is None and task.held_out_in_data and not (o["valid"] or o["test"]):
         raise DataError(", ".join(o["data"]), None, "too little data to hold out a part to validate and score on at "
                         f"--valid-fraction {settings['valid_fraction']}: give more data, a larger --valid-fraction, "
                         "--valid or --test")
-    with folder.claim():
+    with folder.claim() if root else contextlib.nullcontext(folder):
         if folder.took_over_from:
             echo(f"note: took over {o['out']} from pid {folder.took_over_from}, which ended without releasing it")
-        _train_in(folder, task, prepared, settings, o, saved, echo)
+        _train_in(folder, task, prepared, settings, o, saved, echo, comm)
+
+
+def _quiet(*args, **kwargs) -> None:
+    """The `echo` of ranks other than 0: rank 0 alone speaks for the job."""
 
 
 def _settings(o: dict, given: set, saved) -> dict:
@@ -112,11 +128,12 @@ def _finished(saved, settings: dict, out, echo) -> bool:
     return True
 
 
-def _task_options(settings: dict):
+def _task_options(settings: dict, ranks: int):
+    """The task's options; the data are batched for the global batch of `ranks` × --batch-size."""
     from .tasks import Options
 
-    return Options(**{k: settings[k] for k in ("batch_size", "seq_len", "valid_fraction", "min_count", "pool",
-                                                 "word_dropout", "seed")})
+    return Options(batch_size=settings["batch_size"] * ranks,
+                   **{k: settings[k] for k in ("seq_len", "valid_fraction", "min_count", "pool", "word_dropout", "seed")})
 
 
 def _check_tensorboardx():
@@ -127,23 +144,26 @@ def _check_tensorboardx():
                              "pip install 'gpurnn[tensorboard]'")
 
 
-def _train_in(folder: RunFolder, task, prepared, settings: dict, o: dict, saved, echo) -> None:
-    """Train in the claimed `folder`, then report and score (see the module doc)."""
+def _train_in(folder: RunFolder, task, prepared, settings: dict, o: dict, saved, echo, comm) -> None:
+    """Train in the claimed `folder`, then report and score (see the module doc); ranks other
+    than 0 (`comm`) train and save (a collective) and leave the rest to rank 0."""
     from .report import EvalLog, History, TensorBoardLog, plot_loss, print_metrics, with_split, write_metrics
 
-    out = folder.path
-    history = History(out / LOG, upto=None if saved is None else saved.meta["trainer"]["step"])
-    logs = [history] + ([TensorBoardLog(out / TENSORBOARD)] if o["tensorboard"] else [])
+    out, root = folder.path, comm is None or comm.Get_rank() == 0
+    history = History(out / LOG if root else None, upto=None if saved is None else saved.meta["trainer"]["step"])
+    logs = [history] + ([TensorBoardLog(out / TENSORBOARD)] if o["tensorboard"] and root else [])
     callbacks = logs + ([] if o["progress"] else [EvalLog(echo)])
     try:
         model = {"inputs": prepared.n_in, "hidden": settings["hidden"], "outputs": prepared.n_out, "layers": 1}
-        trainer = _trainer(prepared, settings, model, o["backend"], saved, callbacks, out, echo)
+        trainer = _trainer(prepared, settings, model, o["backend"], saved, callbacks, out, echo, comm)
         echo(f"{task.name}: {prepared.n_in} inputs, hidden {model['hidden']}, {prepared.n_out} outputs, "
              f"{len(prepared.train)} batches per epoch, backend {trainer.backend.name}")
         with _stop_on_signals(trainer):
             trainer.fit(prepared.train, steps=settings["steps"], epochs=settings["epochs"], valid=prepared.valid,
                         progress=o["progress"])
         trainer.save()
+        if not root:
+            return
         echo(_why_stopped(trainer, settings))
         interrupted = trainer.stop_reason.startswith("interrupted")
         metrics = {}
@@ -152,8 +172,9 @@ def _train_in(folder: RunFolder, task, prepared, settings: dict, o: dict, saved,
             final = out / CHECKPOINT if not settings["patience"] or not (out / BEST).is_file() else out / BEST
             split = "test" if o["test"] else scored_split(trainer.meta, scored)
             metrics = with_split(task.evaluate(final, scored, trainer.meta, o["backend"]), split)
+        ranks = 1 if comm is None else comm.Get_size()
         metrics.update({"train/seconds": sum(s.seconds for s in history.steps), "train/steps": float(trainer.step_count),
-                        "train/tokens_per_s": history.steps[-1].tokens_per_s if history.steps else 0.0})
+                        "train/tokens_per_s": history.steps[-1].tokens_per_s * ranks if history.steps else 0.0})
         write_metrics(out, metrics, history, {"task": task.name, "settings": settings, "model": model,
                                               "config": vars(trainer.config), "stop": trainer.stop_reason})
         plot_loss(out, history, f"gpurnn {task.name}")
@@ -163,10 +184,10 @@ def _train_in(folder: RunFolder, task, prepared, settings: dict, o: dict, saved,
     echo(f"wrote {out}/{CHECKPOINT}, metrics.json, metrics.jsonl, loss.png")
     print_metrics(metrics, echo)
     if interrupted:
-        raise typer.Exit(EXIT_CODES[trainer.stop_reason.split()[-1]])
+        raise typer.Exit(EXIT_CODES.get(trainer.stop_reason.split()[-1], 130))
 
 
-def _trainer(prepared, settings: dict, model: dict, backend: str, saved, callbacks, out, echo):
+def _trainer(prepared, settings: dict, model: dict, backend: str, saved, callbacks, out, echo, comm):
     """A new trainer for `settings`, or the run's own (`saved`) with the ADJUSTABLE settings applied;
     `settings` and the `model`'s shape go into its checkpoints' meta."""
     import numpy as np
@@ -175,7 +196,7 @@ def _trainer(prepared, settings: dict, model: dict, backend: str, saved, callbac
     from .train import TrainConfig, Trainer
 
     if saved is not None:
-        trainer = Trainer.load(out / CHECKPOINT, backend=backend, callbacks=callbacks, out_dir=out)
+        trainer = Trainer.load(out / CHECKPOINT, backend=backend, callbacks=callbacks, out_dir=out, comm=comm)
         if trainer.meta.get("vocab") != prepared.meta["vocab"]:
             raise RunFolderError(f"--data gives another vocabulary than the run's in {out}: resume with its data")
         for name in ADJUSTABLE:
@@ -191,7 +212,7 @@ def _trainer(prepared, settings: dict, model: dict, backend: str, saved, callbac
     if settings["recurrent_init"] == "identity":
         params.W[...] = np.eye(params.hidden, dtype=params.dtype)
     return Trainer(params, config, callbacks=callbacks, meta={**prepared.meta, "settings": settings, "model": model},
-                   out_dir=out)
+                   out_dir=out, comm=comm)
 
 
 @contextlib.contextmanager
