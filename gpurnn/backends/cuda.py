@@ -20,25 +20,31 @@ Pick with `CUDABackend(gemm=...)` or the environment variable GPURNN_GEMM;
 The recurrences run as one persistent kernel each (`gpurnn.kernels.persistent_*`: the whole
 time loop in one launch, W kept on chip) wherever their plan fits the device, and as one
 fused kernel launch per step (`step_forward`, `step_backward`: the step-by-step reference
-path) otherwise, or with `CUDABackend(persistent=False)` / GPURNN_PERSISTENT=0.
+path) otherwise, or with `CUDABackend(persistent=False)` / GPURNN_PERSISTENT=0. A persistent
+kernel that cannot run on the card at hand (its compiled register count, the shared-memory
+opt-in, a cooperative grid's co-residency, the driver: `persistent_plan.launch_blocker`)
+never breaks a call: the step path runs instead, and a `PersistentFallbackWarning` says
+why, once per reason.
 """
 from __future__ import annotations
 
 import math
 import os
+import warnings
 
 import numpy as np
 
 from gpurnn.kernels import elementwise, reductions, rows, softmax_xent, step_backward, step_forward
 from gpurnn.kernels import persistent_backward as pb
 from gpurnn.kernels import persistent_forward as pf
+from gpurnn.kernels.persistent_plan import PersistentUnavailable
 from gpurnn.kernels.device import LANES, THREADS, TILE, config
 from gpurnn.kernels.gemm import gemm
 
 from . import cuda_memory as mem
 from .cuda_memory import DeviceMemoryError
 
-__all__ = ["CUDABackend", "DeviceMemoryError", "cuda_available", "gpu_present"]
+__all__ = ["CUDABackend", "DeviceMemoryError", "PersistentFallbackWarning", "cuda_available", "gpu_present"]
 
 # Tiny launches are deliberate here (small batches, tests); Numba's low-occupancy warning
 # would otherwise fire on them, and the test suite turns warnings into errors.
@@ -52,6 +58,13 @@ STEP_PRODUCTS = ("auto", "fused", "gemm")
 # takes "gemm" with cuBLAS from this many multiply-adds per step (e.g. B = 64, d = 256).
 STEP_GEMM_MACS = 1 << 22
 gpu_present = mem.gpu_present
+
+
+class PersistentFallbackWarning(UserWarning):
+    """A persistent kernel could not run on this GPU; the step path ran instead."""
+
+
+_warned: set = set()     # the fallback reasons already warned about in this process
 
 
 def cuda_available() -> bool:
@@ -95,6 +108,7 @@ class CUDABackend:
         if step_product not in STEP_PRODUCTS:
             raise ValueError(f"step_product must be one of {STEP_PRODUCTS}, got {step_product!r}")
         self.step_product = step_product
+        self._unavailable = set()     # (direction, plan) of persistent kernels that cannot run here
 
     # arrays -------------------------------------------------------------------------
     def asarray(self, array, dtype=None):
@@ -123,9 +137,9 @@ class CUDABackend:
         S = mem.empty((T + 1, B, d), XP.dtype)
         views = [mem.kernel_view(a) for a in (S, XP, W, s0, lengths)]
         plan = pf.plan_forward(B, d, XP.dtype) if self.persistent else None
-        if plan is not None and plan.variant != "step":
-            Sv, XPv, Wv, s0v, Lv = views
-            pf.persistent_forward(XPv, Wv, s0v, Lv, activation, Sv, plan=plan)
+        Sv, XPv, Wv, s0v, Lv = views
+        if self._persistent("forward", plan, lambda: pf.persistent_forward(XPv, Wv, s0v, Lv, activation, Sv,
+                                                                            plan=plan)):
             return S
         fused = self._fused_steps(B, d)
         prod = mem.empty((B, d) if not fused else (1, 1), XP.dtype)
@@ -159,10 +173,10 @@ class CUDABackend:
         delta = mem.empty((T, B, d), dtype)
         ds0 = mem.empty((1, B, d), dtype)
         plan = pb.plan_backward(B, d, dtype, truncate) if self.persistent else None
-        if plan is not None and plan.variant != "step":
-            view = (lambda a: None if a is None else mem.kernel_view(a))
-            pb.persistent_backward(view(G), view(g_last), view(S), view(W), view(lengths), activation, truncate,
-                                   view(delta), view(ds0.reshape(B, d)), plan=plan)
+        view = (lambda a: None if a is None else mem.kernel_view(a))
+        if self._persistent("backward", plan, lambda: pb.persistent_backward(
+                view(G), view(g_last), view(S), view(W), view(lengths), activation, truncate, view(delta),
+                view(ds0.reshape(B, d)), plan=plan)):
             return delta, ds0.reshape(B, d)
         has_G, has_last = G is not None, g_last is not None
         G = mem.empty((1, 1, 1), dtype) if G is None else G
@@ -241,6 +255,24 @@ class CUDABackend:
         return self._elementwise(elementwise.clamp, A, limit)
 
     # helpers ------------------------------------------------------------------------
+    def _persistent(self, direction, plan, launch):
+        """launch() the persistent kernel of `plan`; False where there is none or it cannot run
+        on this device (the step path then runs; a warning says why, once per reason)."""
+        if plan is None or plan.variant == "step" or (direction, plan) in self._unavailable:
+            return False
+        try:
+            launch()
+            return True
+        except PersistentUnavailable as why:
+            self._unavailable.add((direction, plan))
+            message = (f"the persistent {direction} kernel ({plan.variant}, {plan.threads} threads, "
+                       f"{plan.smem} bytes of shared memory) cannot run on this GPU: {why}; "
+                       f"the step-by-step kernels run instead")
+            if message not in _warned:
+                _warned.add(message)
+                warnings.warn(message, PersistentFallbackWarning, stacklevel=4)
+            return False
+
     def _elementwise(self, kernel, A, value):
         out = mem.empty(A.shape, A.dtype)
         N = int(np.prod(A.shape))
