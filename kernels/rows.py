@@ -1,8 +1,9 @@
 """Token-row kernels: the input projection of token ids and its gradient dU.
 
 gather_rows   XP[t, i, j] = U[tokens[t, i], j] + b[j] while t < lengths[i], else 0.
-              Launch: block LANES = (lx, ly), grid (ceil(d/lx), ceil(T·B/ly)); thread (ty, tx)
-              owns XP's flat row by·ly + ty, column bx·lx + tx. No barrier.
+              Launch: block LANES = (lx, ly), grid (ceil(T·B/ly), ceil(d/lx)) (rows along x:
+              any T·B); thread (ty, tx) owns XP's flat row bx·ly + ty, column by·lx + tx.
+              No barrier.
 bucket_keys   keys[r] = tokens[r] · R + r for row r = t·B + i read (t < lengths[i]), and
               n · R + r past a sequence's end: distinct keys whose order groups the rows
               by token and keeps each group in row order (so any sort gives one order).
@@ -19,8 +20,8 @@ from numba import cuda
 def gather_rows(tokens, U, b, lengths, XP):
     """tokens (T,B) int; U (n,d); b (d,); lengths (B,) int64 -> XP (T,B,d)."""
     T, B, d = XP.shape
-    r = cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y
-    j = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+    r = cuda.blockIdx.x * cuda.blockDim.y + cuda.threadIdx.y
+    j = cuda.blockIdx.y * cuda.blockDim.x + cuda.threadIdx.x
     if r < T * B and j < d:
         t, i = r // B, r % B
         XP[t, i, j] = U[tokens[t, i], j] + b[j] if t < lengths[i] else XP.dtype.type(0)
@@ -41,8 +42,8 @@ def bucket_keys(tokens, lengths, n, keys):
 def bucket_sum(order, offsets, delta, dU):
     """order (R,) rows sorted by key; offsets (n+1,) each token's first place in order;
     delta (R,d) -> dU (n,d)."""
-    v = cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y
-    j = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+    v = cuda.blockIdx.x * cuda.blockDim.y + cuda.threadIdx.y
+    j = cuda.blockIdx.y * cuda.blockDim.x + cuda.threadIdx.x
     if v < dU.shape[0] and j < dU.shape[1]:
         acc = dU.dtype.type(0)
         for p in range(offsets[v], offsets[v + 1]):

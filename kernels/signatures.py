@@ -28,7 +28,7 @@ def launched(dtype):
                                                         int64, int64, int64, v3, int64, v2, boolean)),
         "sum_chains": (step_backward.sum_chains, (v3, int64, int64, v3, int64)),
         "softmax_xent": (softmax_xent.softmax_xent, (v2, i1, v2, w2)),
-        "sum_rows": (reductions.sum_rows, (v2, v1)),
+        "sum_rows": (reductions.sum_rows, (v2, v2)),
         "sum_squares": (reductions.sum_squares, (v1, float64[::1])),
         "scale": (elementwise.scale, (v1, float64, v1)),
         "clamp": (elementwise.clamp, (v1, float64, v1)),

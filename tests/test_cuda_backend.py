@@ -69,9 +69,11 @@ def test_softmax_xent_matches_numpy(be, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_reductions_are_right_and_deterministic(be, dtype):
+@pytest.mark.parametrize("rows", ["one", "many"])
+def test_reductions_are_right_and_deterministic(be, dtype, rows):
     rng = _rng(3)
-    A = rng.normal(size=(9, 5) if SIMULATOR else (3001, 70)).astype(dtype)
+    shape = (1, 3) if rows == "one" else (9, 5) if SIMULATOR else (3001, 70)   # one pass; two passes
+    A = rng.normal(size=shape).astype(dtype)
     dA = be.asarray(A)
     sums = [be.to_host(be.sum_rows(dA)) for _ in range(2)]
     assert_close(sums[0], A.sum(0, dtype=np.float64), dtype, "column sums", scale=10)
@@ -249,3 +251,38 @@ def test_realistic_truncated_and_last(truncate, output):
     got = gpurnn.bptt(case.params, case.inputs, case.targets, **case.kwargs(), backend="cuda")
     for (name, a), b in zip(got.grads.items(), want.grads):
         assert relative_error(a, b) < 1e-4, name
+
+
+@pytest.mark.sim
+def test_numba_launches_follow_cupys_current_stream(monkeypatch):
+    """launch_stream: Numba's handle on CuPy's current stream, the default stream (0) for
+    CuPy's default one; a fake CuPy here (the simulator has none), a real one below."""
+    import types
+
+    from gpurnn.backends import cuda_memory as mem
+
+    current = types.SimpleNamespace(ptr=0)
+    fake = types.SimpleNamespace(cuda=types.SimpleNamespace(get_current_stream=lambda: current))
+    monkeypatch.setattr(mem, "cupy_module", lambda: fake)
+    monkeypatch.setattr(mem.cuda, "external_stream", lambda ptr: ("numba stream", ptr))
+    mem._numba_stream.cache_clear()
+    assert mem.launch_stream() == 0
+    current.ptr = 0x1234
+    assert mem.launch_stream() == ("numba stream", 0x1234)
+    mem._numba_stream.cache_clear()
+
+
+@pytest.mark.cuda
+def test_bptt_on_a_cupy_stream_equals_the_default_stream():
+    import cupy as cp
+
+    case = make_case(11, T=40, B=8, n=20, d=64, k=20, lengths=True, dtype=np.float32)
+    params = gpurnn.init_params(20, 64, 20, seed=3, dtype=np.float32).map(cp.asarray)
+    inputs, targets = cp.asarray(case.inputs), cp.asarray(case.targets)
+    want = gpurnn.bptt(params, inputs, targets, lengths=case.lengths, backend="cuda")
+    with cp.cuda.Stream(non_blocking=True):
+        got = gpurnn.bptt(params, inputs, targets, lengths=case.lengths, backend="cuda")
+        grads = [cp.asnumpy(g) for g in got.grads]
+    assert got.loss == want.loss
+    for a, b in zip(grads, want.grads):
+        np.testing.assert_array_equal(a, cp.asnumpy(b))

@@ -77,18 +77,19 @@ def _blocks(count, size):
 
 
 def _tiles(rows_, cols):
-    """Grid and block of the (TILE, TILE) tiled kernels for a (rows, cols) output."""
-    return (_blocks(cols, TILE), _blocks(rows_, TILE)), (TILE, TILE)
+    """Grid, block and stream of the (TILE, TILE) tiled kernels for a (rows, cols) output
+    (row tiles along the grid's x, which has room for any row count)."""
+    return (_blocks(rows_, TILE), _blocks(cols, TILE)), (TILE, TILE), mem.launch_stream()
 
 
 def _lanes(rows_, cols):
-    """Grid and block of the LANES-shaped elementwise kernels for a (rows, cols) output."""
-    return (_blocks(cols, LANES[0]), _blocks(rows_, LANES[1])), LANES
+    """Grid, block and stream of the LANES-shaped elementwise kernels for a (rows, cols) output."""
+    return (_blocks(rows_, LANES[1]), _blocks(cols, LANES[0])), LANES, mem.launch_stream()
 
 
 def _line(count):
-    """Grid and block of the 1-D kernels over `count` elements."""
-    return _blocks(count, THREADS), THREADS
+    """Grid, block and stream of the 1-D kernels over `count` elements."""
+    return _blocks(count, THREADS), THREADS, mem.launch_stream()
 
 
 class CUDABackend:
@@ -139,7 +140,7 @@ class CUDABackend:
         plan = pf.plan_forward(B, d, XP.dtype) if self.persistent else None
         Sv, XPv, Wv, s0v, Lv = views
         if self._persistent("forward", plan, lambda: pf.persistent_forward(XPv, Wv, s0v, Lv, activation, Sv,
-                                                                            plan=plan)):
+                                                                            plan=plan, stream=mem.launch_stream())):
             return S
         fused = self._fused_steps(B, d)
         prod = mem.empty((B, d) if not fused else (1, 1), XP.dtype)
@@ -161,7 +162,7 @@ class CUDABackend:
         R, k = Z.shape
         dZ = mem.empty((R, k), Z.dtype)
         per_row = mem.empty((R, 2), np.float64)
-        softmax_xent.softmax_xent[R, softmax_xent.ROW_THREADS](
+        softmax_xent.softmax_xent[R, softmax_xent.ROW_THREADS, mem.launch_stream()](
             mem.kernel_view(Z), mem.kernel_view(targets), mem.kernel_view(dZ), mem.kernel_view(per_row))
         loss, count = mem.to_host(self.sum_rows(per_row))
         return float(loss), int(round(count)), dZ
@@ -176,7 +177,7 @@ class CUDABackend:
         view = (lambda a: None if a is None else mem.kernel_view(a))
         if self._persistent("backward", plan, lambda: pb.persistent_backward(
                 view(G), view(g_last), view(S), view(W), view(lengths), activation, truncate, view(delta),
-                view(ds0.reshape(B, d)), plan=plan)):
+                view(ds0.reshape(B, d)), plan=plan, stream=mem.launch_stream())):
             return delta, ds0.reshape(B, d)
         has_G, has_last = G is not None, g_last is not None
         G = mem.empty((1, 1, 1), dtype) if G is None else G
@@ -216,9 +217,17 @@ class CUDABackend:
         return self._gemm(A, B, None, trans_a, trans_b)
 
     def sum_rows(self, A):
-        out = mem.empty((A.shape[1],), A.dtype)
-        reductions.sum_rows[_blocks(A.shape[1], LANES[0]), LANES](mem.kernel_view(A), mem.kernel_view(out))
-        return out
+        R, m = A.shape
+        chunks = reductions.row_chunks(R)
+        partial = mem.empty((chunks, m), A.dtype)
+        launch = reductions.sum_rows[(_blocks(m, LANES[0]), chunks), LANES, mem.launch_stream()]
+        launch(mem.kernel_view(A), mem.kernel_view(partial))
+        if chunks == 1:
+            return partial.reshape(m)
+        out = mem.empty((1, m), A.dtype)
+        reductions.sum_rows[_blocks(m, LANES[0]), LANES, mem.launch_stream()](mem.kernel_view(partial),
+                                                                              mem.kernel_view(out))
+        return out.reshape(m)
 
     def input_grad(self, inputs, delta, n, lengths):
         T, B, d = delta.shape
@@ -245,7 +254,7 @@ class CUDABackend:
         flat = A.reshape(int(np.prod(A.shape)))
         blocks = min(_blocks(flat.shape[0], THREADS), reductions.MAX_BLOCKS)
         partials = mem.empty((blocks,), np.float64)
-        reductions.sum_squares[blocks, THREADS](mem.kernel_view(flat), mem.kernel_view(partials))
+        reductions.sum_squares[blocks, THREADS, mem.launch_stream()](mem.kernel_view(flat), mem.kernel_view(partials))
         return math.fsum(mem.to_host(partials).tolist())
 
     def scale(self, A, factor):
