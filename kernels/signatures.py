@@ -34,5 +34,6 @@ def launched(dtype):
         "clamp": (elementwise.clamp, (v1, float64, v1)),
         "gather_rows": (rows.gather_rows, (i2, v2, v1, i1, v3)),
         "bucket_keys": (rows.bucket_keys, (i2, i1, int64, i1)),
-        "bucket_sum": (rows.bucket_sum, (i1, i1, v2, v2)),
+        "bucket_pieces": (rows.bucket_pieces, (i1, i1, i1, i1, v2, v2)),
+        "bucket_total": (rows.bucket_total, (i1, v2, v2)),
     }

@@ -173,8 +173,11 @@ def tf32_off(torch):
 
 
 def fmt(r, key, width):
+    """r[key] to 2 decimals in `width` columns; "error" where its variant failed, "-" where absent."""
     value = r.get(key)
-    return f"{value:>{width}.2f}" if isinstance(value, float) else f"{'error' if key.replace('_ms', '_error') in r else '-':>{width}}"
+    if isinstance(value, float):
+        return f"{value:>{width}.2f}"
+    return f"{'error' if key.replace('_ms', '_error') in r else '-':>{width}}"
 
 
 def main(out=None, jsonl=None, warmup=2, repeats=10, rows="", variants="cublas,numba,cublas-step"):

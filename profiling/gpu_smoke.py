@@ -90,7 +90,8 @@ def block_family():
     d, B = 96, ps.B
     fwd = pp.custom_plan("block", B, d, F32, rows=2, rreg=32)
     trunc = pp.custom_plan("block", B, d, F32, rows=2, rreg=32, chains=ps.TAU + 1)
-    return persistent_runs(("block fwd + truncated bwd", d, fwd, trunc, ps.TAU), ("block fwd + exact bwd", d, fwd, fwd, None))
+    return persistent_runs(("block fwd + truncated bwd", d, fwd, trunc, ps.TAU),
+                           ("block fwd + exact bwd", d, fwd, fwd, None))
 
 
 def optin_family():

@@ -81,6 +81,8 @@ def test_reductions_are_right_and_deterministic(be, dtype, rows):
     squares = [be.sum_squares(dA) for _ in range(2)]
     assert squares[0] == squares[1]
     assert squares[0] == pytest.approx(float((A.astype(np.float64) ** 2).sum()), rel=1e-12)
+    both = be.sum_squares(dA, be.asarray(A[:1] * 2))       # several arrays: one sum, one read back
+    assert both == pytest.approx(squares[0] + float(((A[:1].astype(np.float64) * 2) ** 2).sum()), rel=1e-12)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

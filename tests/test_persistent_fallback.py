@@ -31,7 +31,8 @@ def test_shared_memory_over_the_device_or_a_refused_opt_in_is_blocked():
     small_device = pp.Limits(smem_per_block=101376, smem_per_sm=102400, sm_count=84)
     assert "device offers 101376" in pp.launch_blocker(big, regs_per_thread=100, max_threads_per_block=1024,
                                                        limits=small_device)
-    why = pp.launch_blocker(big, regs_per_thread=100, max_threads_per_block=1024, optin_error="CUDA_ERROR_INVALID_VALUE")
+    why = pp.launch_blocker(big, regs_per_thread=100, max_threads_per_block=1024,
+                            optin_error="CUDA_ERROR_INVALID_VALUE")
     assert "refused the opt-in to 198656 bytes" in why and "CUDA_ERROR_INVALID_VALUE" in why
     small = pp.custom_plan("block", 1, 64, np.float32, rows=1, rreg=64)     # under 48 KB: no opt-in needed
     assert pp.launch_blocker(small, regs_per_thread=100, max_threads_per_block=1024, optin_error="refused") is None

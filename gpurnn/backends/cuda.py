@@ -238,24 +238,36 @@ class CUDABackend:
         rows.bucket_keys[_line(T * B)](mem.kernel_view(inputs), mem.kernel_view(lengths), n,
                                                     mem.kernel_view(keys))
         xp = mem.array_library()
+        bound = rows.piece_bound(T * B, n)
 
         def sort(keys_):
+            """Rows sorted by token, each token's first place, its first piece, each piece's token."""
             order = xp.argsort(keys_)
-            return order, xp.searchsorted(keys_[order], xp.arange(n + 1) * (T * B))
+            offsets = xp.searchsorted(keys_[order], xp.arange(n + 1) * (T * B))
+            first, end = offsets[:-1], offsets[1:]
+            pieces = xp.where(end > first, (end - 1) // rows.PIECE - first // rows.PIECE + 1, 0)
+            base = xp.concatenate((xp.zeros(1, xp.int64), xp.cumsum(pieces)))
+            return order, offsets, base, xp.searchsorted(base, xp.arange(bound), side="right") - 1
 
-        order, offsets = mem.device_index_op(sort, keys)
+        order, offsets, base, piece_token = mem.device_index_op(sort, keys)
+        partial = mem.empty((bound, d), delta.dtype)
+        rows.bucket_pieces[(bound, _blocks(d, LANES[0])), LANES, mem.launch_stream()](
+            *(mem.kernel_view(a) for a in (order, offsets, base, piece_token, flat, partial)))
         dU = mem.empty((n, d), delta.dtype)
-        rows.bucket_sum[_lanes(n, d)](
-            *(mem.kernel_view(a) for a in (order, offsets, flat, dU)))
+        rows.bucket_total[_lanes(n, d)](*(mem.kernel_view(a) for a in (base, partial, dU)))
         return dU
 
     # clipping -----------------------------------------------------------------------
-    def sum_squares(self, A):
-        flat = A.reshape(int(np.prod(A.shape)))
-        blocks = min(_blocks(flat.shape[0], THREADS), reductions.MAX_BLOCKS)
-        partials = mem.empty((blocks,), np.float64)
-        reductions.sum_squares[blocks, THREADS, mem.launch_stream()](mem.kernel_view(flat), mem.kernel_view(partials))
-        return math.fsum(mem.to_host(partials).tolist())
+    def sum_squares(self, *arrays):
+        flats = [A.reshape(int(np.prod(A.shape))) for A in arrays]
+        counts = [min(_blocks(flat.shape[0], THREADS), reductions.MAX_BLOCKS) for flat in flats]
+        partials = mem.empty((sum(counts),), np.float64)      # each array's blocks, then the next's
+        start = 0
+        for flat, blocks in zip(flats, counts):
+            reductions.sum_squares[blocks, THREADS, mem.launch_stream()](
+                mem.kernel_view(flat), mem.kernel_view(partials[start:start + blocks]))
+            start += blocks
+        return math.fsum(mem.to_host(partials).tolist())     # exact: the order of the partials does not matter
 
     def scale(self, A, factor):
         return self._elementwise(elementwise.scale, A, factor)
