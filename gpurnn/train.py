@@ -189,17 +189,21 @@ class Trainer:
         return history
 
     def _moved(self, data):
-        """`data` on the backend's device (`to`), its batches' values (token ids, targets,
-        lengths) checked on the host first, once: the steps then skip those checks, each of
-        which would wait for the GPU."""
+        """`data` on the backend's device (`to`). What moved there has its batches' values
+        (token ids, targets, lengths) checked on the host here, once, so the steps can skip
+        those checks, each of which would wait for the GPU; batches left on the host are
+        checked at each step (no wait)."""
         if not hasattr(data, "to"):
             return data
-        if self.backend.name != "cpu":
+        moved = data.to(self.backend.asarray)
+        if moved is not data and self.backend.name != "cpu":
             cfg = self.config
             for batch in data.iter_epoch(None):
+                if not isinstance(batch.inputs, np.ndarray):
+                    break                        # moved (and checked) already
                 check_call(self.params, batch.inputs, lengths=batch.lengths, activation=cfg.activation,
                            output=cfg.output, targets=batch.targets, need_targets=True, check_values=False)
-        return data.to(self.backend.asarray)
+        return moved
 
     def _done(self, steps, epochs, deadline):
         pos = self.position
