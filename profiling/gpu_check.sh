@@ -12,10 +12,11 @@
 #               installed offline (pip --no-index --no-deps -e .) or run from a source copy
 #   smoke       profiling/gpu_smoke.py: every kernel family once, checked against the CPU
 #   gputests    the tests that touch the GPU (persistent and CUDA-backend files first), -v,
-#               a per-test timeout, pairwise test matrices; not the PTX tests CI runs
+#               a 60 s per-test timeout, pairwise test matrices; not the PTX tests CI runs
 #   bench       profiling/bench_gpu.py against torch, TF32 off on both sides, a JSON row per row
 #   persistent  profiling/bench_persistent.py: µs per step against persistent_model.py
-#   sanitize    profiling/sanitize.sh: memcheck, then racecheck, then synccheck, streamed
+#   sanitize    profiling/sanitize.sh: memcheck (half the stage), then racecheck, then
+#               synccheck (a quarter each), streamed
 #   rest        the rest of the suite on the GPU (full matrices), with the time left
 # $OUT gets 8 files: summary.txt versions.log smoke.log tests.log bench.log bench_gpu.jsonl
 # persistent.log sanitize.log. Scratch (the sanitizers' per-tool logs, Numba's kernel cache so
@@ -51,7 +52,7 @@ stage() {   # stage NAME CAP LOG: function NAME under timeout, appending to $OUT
     first=$(($(wc -l < "$log") + 1))
     echo "=== $name (limit ${limit} s, $(date -u +%H:%M:%S) UTC)" | tee -a "$log"
     start=$SECONDS
-    timeout --kill-after=5 "$limit" bash -c "$name" >> "$log" 2>&1
+    STAGE_LIMIT=$limit timeout --kill-after=5 "$limit" bash -c "$name" >> "$log" 2>&1
     rc=$?
     case $rc in
         0) state=ok ;;
@@ -121,7 +122,7 @@ sys.exit(os.path.dirname(os.path.dirname(os.path.abspath(gpurnn.__file__))) != s
 
 install_gpurnn() {   # never the network: pip offline, else a copy of the tree with kernels/ inside gpurnn/
     importable && { echo "gpurnn: importable from $PWD"; return 0; }
-    timeout 60 "$PY" -m pip install --no-index --no-deps --no-build-isolation -q -e . 2>&1 | tail -n 5
+    timeout 30 "$PY" -m pip install --no-index --no-deps --no-build-isolation -q -e . 2>&1 | tail -n 5
     importable && { echo "gpurnn: installed offline (pip -e)"; return 0; }
     local tree="$SCRATCH/src"
     rm -rf "$tree" && mkdir -p "$tree" && cp -r gpurnn tests profiling pyproject.toml "$tree/" &&
@@ -146,7 +147,7 @@ test_timeout_flags() {   # a per-test timeout: pytest-timeout where installed, e
 run_pytest() {   # run_pytest FILE...: -v, warnings reported not raised, PTX tests left to CI
     # shellcheck disable=SC2046  # the flags are meant to split
     GPURNN_TEST_BACKENDS=cuda "$PY" -m pytest -v -p no:cacheprovider -W default --continue-on-collection-errors \
-        -k "not ptx" $(test_timeout_flags 90) "$@"
+        -k "not ptx" $(test_timeout_flags 60) "$@"
 }
 
 gpu_first_files() {
@@ -172,7 +173,7 @@ persistent() {
 
 sanitize() {   # tools one after another, each log streamed here; per-tool logs in the scratch folder
     need_gpu
-    SANITIZE_LOG_DIR="$SCRATCH/sanitize" bash profiling/sanitize.sh
+    SANITIZE_LOG_DIR="$SCRATCH/sanitize" SANITIZE_SECONDS=$((STAGE_LIMIT - 8)) bash profiling/sanitize.sh
 }
 
 rest() {   # the full test matrices, files the gputests stage did not reach first
