@@ -14,8 +14,9 @@ bucket_pieces, bucket_total   dU[v, j] = Σ_{p = offsets[v]}^{offsets[v+1]−1} 
               pieces base[v] … base[v+1]−1 (one per PIECE-aligned chunk they touch; a
               frequent token gets many, so its thousands of rows are added in parallel).
               bucket_pieces: partial[q, j] = Σ of piece q's rows (ly lanes in a fixed
-              stride, then a tree). Launch: block LANES, grid (pieces, ceil(d/lx)); pieces
-              at or past base[n] (the upper bound the host allocates) and their rows are idle.
+              stride, then a tree). Launch: block LANES, grid (piece_bound(R, n), ceil(d/lx)):
+              an upper bound of the pieces, so the host never reads their count back; the
+              blocks past base[n] do nothing.
               bucket_total: dU[v, j] = Σ_q partial[q, j] over token v's pieces, in order.
               Launch: block LANES, grid (ceil(n/ly), ceil(d/lx)). No barrier.
 """

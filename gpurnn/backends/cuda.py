@@ -37,9 +37,9 @@ import numpy as np
 from gpurnn.kernels import elementwise, reductions, rows, softmax_xent, step_backward, step_forward
 from gpurnn.kernels import persistent_backward as pb
 from gpurnn.kernels import persistent_forward as pf
-from gpurnn.kernels.persistent_plan import PersistentUnavailable
 from gpurnn.kernels.device import LANES, THREADS, TILE, config
 from gpurnn.kernels.gemm import gemm
+from gpurnn.kernels.persistent_plan import PersistentUnavailable
 
 from . import cuda_memory as mem
 from .cuda_memory import DeviceMemoryError
