@@ -1,6 +1,7 @@
 """Data readers: vocabularies, char text, word lists, CoNLL-U, labelled sentences; malformed
 files raise errors naming the file and the line."""
 import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -138,3 +139,12 @@ def test_real_files_read():
     s = read_files_per_label({"pos": SHARED / "rt-polarity.pos", "neg": SHARED / "rt-polarity.neg"})
     assert len(s) == 10662 and s[0].label == "pos" and s[-1].label == "neg"
     assert len(read_text(SHARED / "tinyshakespeare.txt")) == 1115394
+
+
+def test_conllu_is_imported_only_to_read_conllu(tmp_path, monkeypatch):
+    """The rest of gpurnn works without the conllu package (a bare GPU image); reading
+    CoNLL-U then says what to install."""
+    monkeypatch.setitem(sys.modules, "conllu", None)
+    monkeypatch.setitem(sys.modules, "conllu.exceptions", None)
+    with pytest.raises(ModuleNotFoundError, match=r"needs the conllu package \(pip install conllu\)"):
+        read_conllu(write(tmp_path, "a.conllu", CONLLU))
