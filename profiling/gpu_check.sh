@@ -60,9 +60,10 @@ stage() {   # stage NAME CAP LOG: function NAME under timeout, appending to $OUT
         *) state="FAILED rc=$rc" ;;
     esac
     verdict=$(tail -n "+$first" "$log" | grep -a '^verdict: ' | tail -n 1 | cut -c 10-)
-    if [ -z "$verdict" ] && tail -n "+$first" "$log" | grep -aqE ' (PASSED|FAILED|ERROR|SKIPPED)'; then
-        verdict=$(tail -n "+$first" "$log" | grep -aoE ' (PASSED|FAILED|ERROR|SKIPPED)' | sort | uniq -c |
-            awk '{printf "%s%s %s", sep, $1, $2; sep=", "}')
+    if [ -z "$verdict" ]; then   # cut short: count what it finished (pytest -v lines, smoke families)
+        verdict=$(tail -n "+$first" "$log" | grep -aoE ' (PASSED|FAILED|ERROR|SKIPPED)|^[a-z-]+: (ok|FAILED) \(' |
+            sed -E 's/^[a-z-]+: (ok|FAILED) \(/families \1/' | sort | uniq -c |
+            awk '{printf "%s%s %s", sep, $1, $2 ($3 ? " " $3 : ""); sep=", "}')
     fi
     echo "$name: $state ($((SECONDS - start)) s)${verdict:+; $verdict}" | tee -a "$SUMMARY"
     tail -n 15 "$log"
@@ -80,7 +81,8 @@ versions() {
     nvidia-smi | head -n 4 || true
     command -v nvcc > /dev/null && nvcc --version | tail -n 2
     command -v compute-sanitizer > /dev/null && compute-sanitizer --version | tail -n 1
-    "$PY" -m numba -s 2>&1 | grep -aiE "numba version|python version|cuda|nvvm|libdevice|cudadevrt|nvjitlink|binding|driver" | head -n 40
+    "$PY" -m numba -s 2>&1 |
+        grep -aiE "numba version|python version|cuda|nvvm|libdevice|cudadevrt|nvjitlink|binding|driver" | head -n 40
     "$PY" - <<'PYEOF'
 import importlib, platform
 print("python", platform.python_version())
@@ -106,7 +108,8 @@ except Exception as error:
     print("cuda.detect():", type(error).__name__, " ".join(str(error).split()))
 PYEOF
     install_gpurnn || return 1
-    "$PY" -c "import gpurnn.backends.cuda as c; ok = c.gpu_present(); print('CUDA backend usable:', c.cuda_available(), 'real GPU:', ok); raise SystemExit(0 if ok else 1)" &&
+    "$PY" -c "import gpurnn.backends.cuda as c; ok = c.gpu_present()
+print('CUDA backend usable:', c.cuda_available(), 'real GPU:', ok); raise SystemExit(0 if ok else 1)" &&
         touch "$SCRATCH/gpu_ok"
     [ -e "$SCRATCH/gpu_ok" ] && echo "verdict: GPU usable" || echo "verdict: no usable GPU: later stages end at once"
 }
@@ -182,8 +185,8 @@ rest() {   # the full test matrices, files the gputests stage did not reach firs
     run_pytest $(gpu_first_files | tac)
 }
 
-export -f need_gpu versions importable install_gpurnn smoke test_timeout_flags run_pytest gpu_first_files gputests bench \
-    persistent sanitize rest
+export -f need_gpu versions importable install_gpurnn smoke test_timeout_flags run_pytest gpu_first_files gputests \
+    bench persistent sanitize rest
 stage versions 40 versions.log
 if [ -s "$SCRATCH/workdir" ]; then
     cd "$(cat "$SCRATCH/workdir")" || exit 1

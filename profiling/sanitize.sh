@@ -29,7 +29,8 @@ read -r -a FAMILIES <<< "${SANITIZE_FAMILIES:-block optin coop pairs step}"
 read -r -a SYNC_FAMILIES <<< "${SANITIZE_SYNC_FAMILIES:-block optin coop pairs}"
 SANITIZER=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2> /dev/null)
 if [ -z "$SANITIZER" ]; then
-    echo "sanitize.sh: compute-sanitizer is not installed here (not on PATH, not in /usr/local/cuda/bin); nothing checked"
+    echo "sanitize.sh: compute-sanitizer is not installed here (not on PATH, not in /usr/local/cuda/bin):" \
+        "nothing checked"
     echo "verdict: no compute-sanitizer"
     exit 3
 fi
