@@ -4,9 +4,8 @@ the backend's fallback to the step path with one warning per reason."""
 import numpy as np
 import pytest
 
+from conftest import SIMULATOR
 from gpurnn.kernels import persistent_plan as pp
-
-H100 = pp.H100
 
 
 def test_a_kernel_whose_registers_allow_fewer_threads_is_blocked():
@@ -77,3 +76,36 @@ def test_backend_falls_back_to_the_step_path_and_warns_once(monkeypatch):
         assert abs(result.loss - want.loss) < 1e-10
         for a, b in zip(result.grads, want.grads):
             np.testing.assert_allclose(a, b, atol=1e-10)
+
+
+@pytest.mark.skipif(SIMULATOR, reason="the driver module's real bindings (no device needed), not the simulator's")
+def test_the_shared_memory_opt_in_tries_both_driver_handle_kinds(monkeypatch):
+    """numba-cuda's function handle is a CUkernel (cuKernelSetAttribute) in recent releases and a
+    CUfunction (cuFuncSetAttribute) in older ones: the opt-in tries one, then the other, and
+    reports both answers when neither takes it."""
+    import types
+
+    import numba.cuda.cudadrv.driver as numba_driver
+
+    from gpurnn.kernels import persistent_common as pc
+
+    calls = []
+
+    def refuse(name):
+        def call(*args):
+            calls.append(name)
+            raise TypeError(f"{name} does not take this handle")
+        return call
+
+    def accept(name):
+        return lambda *args: calls.append(name)
+
+    cufunc = types.SimpleNamespace(handle=object(), device=types.SimpleNamespace(id=0))
+    kernel = types.SimpleNamespace(_codelibrary=types.SimpleNamespace(get_cufunc=lambda: cufunc))
+    monkeypatch.setattr(numba_driver, "driver", types.SimpleNamespace(cuKernelSetAttribute=refuse("kernel"),
+                                                                      cuFuncSetAttribute=accept("func")))
+    assert pc._opt_in(kernel, 100_000) is None and calls == ["kernel", "func"]
+    monkeypatch.setattr(numba_driver, "driver", types.SimpleNamespace(cuKernelSetAttribute=refuse("kernel"),
+                                                                      cuFuncSetAttribute=refuse("func")))
+    why = pc._opt_in(kernel, 100_000)
+    assert "kernel does not take this handle" in why and "func does not take this handle" in why
