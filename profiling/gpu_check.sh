@@ -23,8 +23,8 @@
 # the `cache=True` kernels compile once for all stages, a source copy if pip cannot install):
 # $GPU_CHECK_SCRATCH, a new temporary folder by default. Warnings are not errors here (-W
 # default): the GPU run reports them instead of failing on them. GPU_CHECK_STAGES="smoke bench"
-# runs only those stages (a rerun after a fix); the versions stage is what finds the GPU and
-# installs gpurnn, so keep it in a rerun on a fresh machine.
+# runs only those stages (a rerun after a fix; without the versions stage the first GPU stage
+# probes the GPU itself, but only versions installs gpurnn: keep it on a fresh machine).
 set -u
 cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD
@@ -69,7 +69,15 @@ stage() {   # stage NAME CAP LOG: function NAME under timeout, appending to $OUT
     tail -n 15 "$log"
 }
 
-need_gpu() {   # inside a stage: end it at once when the versions stage found no usable GPU
+probe_gpu() {   # $SCRATCH/gpu_ok where the CUDA backend sees a real GPU; $SCRATCH/probed either way
+    "$PY" -c "import gpurnn.backends.cuda as c; ok = c.gpu_present()
+print('CUDA backend usable:', c.cuda_available(), 'real GPU:', ok); raise SystemExit(0 if ok else 1)" &&
+        touch "$SCRATCH/gpu_ok"
+    touch "$SCRATCH/probed"
+}
+
+need_gpu() {   # inside a stage: end it at once without a usable GPU (probed here when versions did not run)
+    [ -e "$SCRATCH/probed" ] || probe_gpu > /dev/null 2>&1
     [ -e "$SCRATCH/gpu_ok" ] && return 0
     echo "verdict: not run: no usable GPU (see versions.log)"
     exit 3
@@ -108,9 +116,7 @@ except Exception as error:
     print("cuda.detect():", type(error).__name__, " ".join(str(error).split()))
 PYEOF
     install_gpurnn || return 1
-    "$PY" -c "import gpurnn.backends.cuda as c; ok = c.gpu_present()
-print('CUDA backend usable:', c.cuda_available(), 'real GPU:', ok); raise SystemExit(0 if ok else 1)" &&
-        touch "$SCRATCH/gpu_ok"
+    probe_gpu
     [ -e "$SCRATCH/gpu_ok" ] && echo "verdict: GPU usable" || echo "verdict: no usable GPU: later stages end at once"
 }
 
@@ -185,7 +191,7 @@ rest() {   # the full test matrices, files the gputests stage did not reach firs
     run_pytest $(gpu_first_files | tac)
 }
 
-export -f need_gpu versions importable install_gpurnn smoke test_timeout_flags run_pytest gpu_first_files gputests \
+export -f probe_gpu need_gpu versions importable install_gpurnn smoke test_timeout_flags run_pytest gpu_first_files gputests \
     bench persistent sanitize rest
 stage versions 40 versions.log
 if [ -s "$SCRATCH/workdir" ]; then
