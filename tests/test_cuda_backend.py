@@ -288,3 +288,20 @@ def test_bptt_on_a_cupy_stream_equals_the_default_stream():
     assert got.loss == want.loss
     for a, b in zip(grads, want.grads):
         np.testing.assert_array_equal(a, cp.asnumpy(b))
+
+
+@pytest.mark.cuda
+def test_more_rows_than_a_grids_y_holds():
+    """T·B = 600,000 rows: more than grid.y's 65,535 blocks × 8 (gather_rows) or × 16 (the
+    Numba GEMM) would hold; rows run along the grid's x."""
+    from gpurnn.backends.cuda import CUDABackend
+
+    be, rng = CUDABackend(gemm="numba"), _rng(12)
+    T, B, n, d, k = 6000, 100, 7, 8, 3
+    tokens = rng.integers(0, n, (T, B))
+    U, b = rng.normal(size=(n, d)).astype(np.float32), rng.normal(size=d).astype(np.float32)
+    XP = be.project_inputs(be.asarray(tokens), be.asarray(U), be.asarray(b), be.asarray(np.full(B, T)))
+    np.testing.assert_allclose(be.to_host(XP), U[tokens] + b, rtol=1e-6)
+    V = rng.normal(size=(d, k)).astype(np.float32)
+    Z = be.to_host(be.matmul(XP.reshape(T * B, d), be.asarray(V)))
+    np.testing.assert_allclose(Z, (U[tokens] + b).reshape(T * B, d) @ V, rtol=1e-4, atol=1e-4)
