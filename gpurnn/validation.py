@@ -173,8 +173,8 @@ def _loss_targets(targets, output, lengths, T, B, k, check_values):
     if _wanted(targets, check_values) and int(targets.max()) >= k:
         raise ValueError(f"targets must be < k = {k} (columns of V; negative means no loss), "
                          f"got a maximum of {int(targets.max())}")
-    xp = array_module(targets)
-    targets = targets.astype(xp.int64)
+    xp = array_module(targets if isinstance(lengths, np.ndarray) else lengths)   # host targets go where lengths are
+    targets = xp.asarray(targets).astype(xp.int64)
     if output == "last":
         return xp.where(targets >= 0, targets, -1)
     active = xp.arange(T)[:, None] < xp.asarray(lengths)[None, :]

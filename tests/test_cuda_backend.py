@@ -305,3 +305,16 @@ def test_more_rows_than_a_grids_y_holds():
     V = rng.normal(size=(d, k)).astype(np.float32)
     Z = be.to_host(be.matmul(XP.reshape(T * B, d), be.asarray(V)))
     np.testing.assert_allclose(Z, (U[tokens] + b).reshape(T * B, d) @ V, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.cuda
+def test_device_inputs_with_host_targets_and_no_lengths():
+    """lengths=None is made where the inputs live (no copy per call); host targets follow it."""
+    import cupy as cp
+
+    case = make_case(13, T=6, B=3, n=5, d=8, k=4, dtype=np.float32)
+    params = gpurnn.init_params(5, 8, 4, seed=1, dtype=np.float32)
+    want = gpurnn.bptt(params, case.inputs, case.targets, backend="cpu")
+    got = gpurnn.bptt(params.map(cp.asarray), cp.asarray(case.inputs), case.targets, backend="cuda")
+    assert got.loss == pytest.approx(want.loss, rel=1e-5)
+    assert relative_error(got.grads.W, want.grads.W) < 1e-4
