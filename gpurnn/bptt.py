@@ -44,9 +44,11 @@ class BPTTResult:
     count: int
 
 
-def forward(params: Params, inputs, *, lengths=None, s0=None, activation="tanh", backend="auto") -> ForwardResult:
-    """Run the RNN over `inputs`: token ids (T,B) or floats (T,B,n); see the module docstring."""
-    problem = check_call(params, inputs, lengths=lengths, s0=s0, activation=activation)
+def forward(params: Params, inputs, *, lengths=None, s0=None, activation="tanh", backend="auto",
+            check_values=True) -> ForwardResult:
+    """Run the RNN over `inputs`: token ids (T,B) or floats (T,B,n); see the module docstring.
+    check_values=False skips the checks of values on the GPU (`gpurnn.validation`)."""
+    problem = check_call(params, inputs, lengths=lengths, s0=s0, activation=activation, check_values=check_values)
     be = get_backend(backend)
     run = _Run(be, params, problem)
     S = run.states()
@@ -56,15 +58,17 @@ def forward(params: Params, inputs, *, lengths=None, s0=None, activation="tanh",
 
 
 def bptt(params: Params, inputs, targets, *, lengths=None, s0=None, activation="tanh", output="all",
-         truncate=None, backend="auto") -> BPTTResult:
+         truncate=None, backend="auto", check_values=True) -> BPTTResult:
     """Loss and exact (or τ-truncated) gradients of the summed cross-entropy.
 
     output="all": targets (T,B), a negative target takes no loss at that step.
     output="last": targets (B,), one loss at each sequence's last step (read from s_last).
     truncate=τ keeps at most τ Jacobian factors ∂s_j/∂s_{j−1} per loss term; None is exact.
+    check_values=False skips the checks of values on the GPU, each of which waits for the device
+    (`gpurnn.validation`): for arrays checked where they were made, as the trainer does.
     """
     problem = check_call(params, inputs, lengths=lengths, s0=s0, activation=activation, output=output,
-                         targets=targets, truncate=truncate, need_targets=True)
+                         targets=targets, truncate=truncate, need_targets=True, check_values=check_values)
     be = get_backend(backend)
     run = _Run(be, params, problem)
     P, T, B, d = run.P, problem.T, problem.B, problem.d

@@ -11,11 +11,17 @@
 Every range lives in the "gpurnn" NVTX domain (filter on it with `nsys --nvtx-domain-include
 gpurnn`); the standard stages (STAGES) get fixed colours so timelines compare at a glance.
 Outside a profiler an NVTX range costs well under a microsecond (the `nvtx` package's no-op
-path), so the trainer can leave them on.
+path), so the trainer can leave them on. Without the `nvtx` package (e.g. a bare GPU image)
+every range is a no-op that still checks its name.
 """
 from __future__ import annotations
 
-import nvtx
+import contextlib
+
+try:
+    import nvtx
+except ImportError:
+    nvtx = None
 
 DOMAIN = "gpurnn"
 STAGES = {           # stage name -> timeline colour
@@ -33,4 +39,17 @@ def nvtx_range(name: str, color: str | None = None):
     `color` defaults to the stage's colour in STAGES (cyan for other names)."""
     if not isinstance(name, str) or not name:
         raise TypeError(f"name must be a non-empty str, got {name!r}")
+    if nvtx is None:
+        return _NoRange()
     return nvtx.annotate(message=name, color=color or STAGES.get(name, "cyan"), domain=DOMAIN)
+
+
+class _NoRange(contextlib.ContextDecorator):
+    """What `nvtx_range` returns without the `nvtx` package: a context manager and decorator
+    that does nothing."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False

@@ -111,7 +111,8 @@ class Trainer:
         s0 = self.carry if batch.carry else None
         with nvtx_range("bptt"):
             result = bptt(self.params, batch.inputs, batch.targets, lengths=batch.lengths, s0=s0,
-                          activation=cfg.activation, output=cfg.output, truncate=cfg.truncate, backend=self.backend)
+                          activation=cfg.activation, output=cfg.output, truncate=cfg.truncate, backend=self.backend,
+                          check_values=False)    # values: checked on the host (`_moved`), here on a GPU
         grads, loss_sum, count = result.grads, result.loss, result.count
         if self.reduce is not None:
             grads, loss_sum, count = self.reduce(grads, loss_sum, count)
@@ -180,10 +181,8 @@ class Trainer:
         if self.parallel is not None:
             data = self.parallel.shard(data)
             progress = progress and self.parallel.is_root
-        if hasattr(data, "to"):
-            data = data.to(self.backend.asarray)
-        if valid is not None and hasattr(valid, "to"):
-            valid = valid.to(self.backend.asarray)
+        data = self._moved(data)
+        valid = None if valid is None else self._moved(valid)
         if self.config.schedule == "cosine" and self.config.total_steps is None:
             self.config.total_steps = steps if steps is not None else epochs * len(data)
         pos, history, self._stop_request = self.position, [], None
@@ -215,6 +214,23 @@ class Trainer:
         if self.out_dir is not None:
             self.save()
         return history
+
+    def _moved(self, data):
+        """`data` on the backend's device (`to`). What moved there has its batches' values
+        (token ids, targets, lengths) checked on the host here, once, so the steps can skip
+        those checks, each of which would wait for the GPU; batches left on the host are
+        checked at each step (no wait)."""
+        if not hasattr(data, "to"):
+            return data
+        moved = data.to(self.backend.asarray)
+        if moved is not data and self.backend.name != "cpu":
+            cfg = self.config
+            for batch in data.iter_epoch(None):
+                if not isinstance(batch.inputs, np.ndarray):
+                    break                        # moved (and checked) already
+                check_call(self.params, batch.inputs, lengths=batch.lengths, activation=cfg.activation,
+                           output=cfg.output, targets=batch.targets, need_targets=True, check_values=False)
+        return moved
 
     def _done(self, steps, epochs, deadline) -> str | None:
         """Why training ends now (None: it goes on)."""
@@ -259,17 +275,17 @@ class Trainer:
     def evaluate(self, data) -> EvalStats:
         """Mean cross-entropy per target (nats) over one pass of `data` in its fixed order, streams'
         states carried from chunk to chunk as in training; no update."""
-        if hasattr(data, "to"):
-            data = data.to(self.backend.asarray)
+        data = self._moved(data)
         cfg, be, P = self.config, self.backend, self.params
         total, count, carry = 0.0, 0, None
         with nvtx_range("evaluate"):
             for batch in data.iter_epoch(None):
                 s0 = carry if batch.carry else None
                 targets = check_call(P, batch.inputs, lengths=batch.lengths, s0=s0, activation=cfg.activation,
-                                     output=cfg.output, targets=batch.targets, need_targets=True).targets
+                                     output=cfg.output, targets=batch.targets, need_targets=True,
+                                     check_values=False).targets
                 result = forward(P, batch.inputs, lengths=batch.lengths, s0=s0, activation=cfg.activation,
-                                 backend=be)
+                                 backend=be, check_values=False)
                 carry = result.s_last
                 logits = (result.logits.reshape(-1, P.n_out) if cfg.output == "all"
                           else be.affine(result.s_last, P.V, P.c))

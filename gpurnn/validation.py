@@ -2,7 +2,11 @@
 
 Each check raises `ValueError` (`TypeError` for a wrong kind of value) with a message
 that names the argument and says what was expected. The checks work on NumPy and CuPy
-arrays alike (`array_module`), so data kept on a GPU is checked where it lives.
+arrays alike (`array_module`), so data kept on a GPU is checked where it lives. Checks of
+values (finite, ranges) on an array already on the GPU each wait for the device (a
+reduction read back): `check_values=False` skips those for device arrays, leaving the
+shape, dtype and host-array checks, which never wait; the trainer passes it for batches
+it checked on the host where it made them (`check_source`).
 """
 from __future__ import annotations
 
@@ -41,8 +45,9 @@ class Problem:
     truncate: int | None = None
 
 
-def check_params(params) -> tuple[np.dtype, int, int, int]:
-    """The dtype and sizes (n, d, k) of valid parameters."""
+def check_params(params, *, check_values=True) -> tuple[np.dtype, int, int, int]:
+    """The dtype and sizes (n, d, k) of valid parameters (finite: unless check_values is
+    False and they are on the GPU)."""
     if not isinstance(params, Params):
         raise TypeError(f"params must be a gpurnn.Params, got {type(params).__name__}")
     for name, value in params.items():
@@ -63,37 +68,45 @@ def check_params(params) -> tuple[np.dtype, int, int, int]:
             raise ValueError(f"params.{name} must have shape {expected[name]} (from U {(n, d)} and V's {k} "
                              f"columns), got {got}")
     for name, value in params.items():
-        _check_finite(value, f"params.{name}")
+        if _wanted(value, check_values):
+            _check_finite(value, f"params.{name}")
     return dtype, n, d, k
 
 
 def check_call(params, inputs, *, lengths=None, s0=None, activation="tanh", output="all",
-               targets=None, truncate=None, need_targets=False) -> Problem:
-    """Check a whole `forward`/`bptt` call and return its normalised `Problem`."""
+               targets=None, truncate=None, need_targets=False, check_values=True) -> Problem:
+    """Check a whole `forward`/`bptt` call and return its normalised `Problem` (see the module
+    docstring for `check_values`)."""
     act = activation_code(activation)
     if output not in OUTPUTS:
         raise ValueError(f"output must be 'all' or 'last', got {output!r}")
     if truncate is not None and (not _is_int(truncate) or truncate < 0):
         raise ValueError(f"truncate must be None or an int >= 0, got {truncate!r}")
-    dtype, n, d, k = check_params(params)
-    tokens, T, B = _check_inputs(inputs, n)
-    lengths = _check_lengths(lengths, T, B)
-    if tokens:
+    dtype, n, d, k = check_params(params, check_values=check_values)
+    tokens, T, B = _check_inputs(inputs, n, check_values)
+    lengths = _check_lengths(lengths, T, B, array_module(inputs), check_values)
+    if tokens and _wanted(inputs, check_values):
         _check_token_ids(inputs, lengths, n)
     if s0 is not None:
         if not is_array(s0):
             raise TypeError(f"s0 must be an array of shape (B, d) = {(B, d)}, got {type(s0).__name__}")
         if tuple(s0.shape) != (B, d):
             raise ValueError(f"s0 must be an array of shape (B, d) = {(B, d)}, got {tuple(s0.shape)}")
-        _check_finite(s0, "s0")
+        if _wanted(s0, check_values):
+            _check_finite(s0, "s0")
     problem = Problem(T, B, n, d, k, dtype, tokens, inputs, lengths, s0, act, output,
                       truncate=None if truncate is None or truncate >= T - 1 else int(truncate))
     if need_targets:
-        problem.targets = _loss_targets(targets, output, lengths, T, B, k)
+        problem.targets = _loss_targets(targets, output, lengths, T, B, k, check_values)
     return problem
 
 
-def _check_inputs(inputs, n):
+def _wanted(array, check_values) -> bool:
+    """Whether `array`'s values are checked: always on the host (NumPy), on a GPU unless told not to."""
+    return check_values or isinstance(array, np.ndarray)
+
+
+def _check_inputs(inputs, n, check_values):
     if not is_array(inputs):
         raise TypeError(f"inputs must be an array: token ids (T,B) or floats (T,B,n), got {type(inputs).__name__}")
     kind = np.dtype(inputs.dtype).kind
@@ -105,7 +118,8 @@ def _check_inputs(inputs, n):
         if inputs.ndim != 3 or inputs.shape[2] != n:
             raise ValueError(f"dense inputs must have shape (T, B, n) with n = {n} (rows of U), "
                              f"got {tuple(inputs.shape)}")
-        _check_finite(inputs, "inputs")
+        if _wanted(inputs, check_values):
+            _check_finite(inputs, "inputs")
         tokens = False
     else:
         raise TypeError(f"inputs must hold int token ids or floats, got dtype {inputs.dtype}")
@@ -115,18 +129,20 @@ def _check_inputs(inputs, n):
     return tokens, T, B
 
 
-def _check_lengths(lengths, T, B):
+def _check_lengths(lengths, T, B, xp, check_values):
+    """lengths as int64 (B,); None gives T for all, made by `xp` (inputs' library: no copy)."""
     if lengths is None:
-        return np.full(B, T, np.int64)
+        return xp.full(B, T, xp.int64)
     if not is_array(lengths):
         lengths = np.asarray(lengths)
     if np.dtype(lengths.dtype).kind not in "iu":
         raise TypeError(f"lengths must be ints, got dtype {lengths.dtype}")
     if tuple(lengths.shape) != (B,):
         raise ValueError(f"lengths must have shape (B,) = {(B,)}, got {tuple(lengths.shape)}")
-    low, high = int(lengths.min()), int(lengths.max())
-    if low < 0 or high > T:
-        raise ValueError(f"lengths must lie in [0, T] = [0, {T}], got values in [{low}, {high}]")
+    if _wanted(lengths, check_values):
+        low, high = int(lengths.min()), int(lengths.max())
+        if low < 0 or high > T:
+            raise ValueError(f"lengths must lie in [0, T] = [0, {T}], got values in [{low}, {high}]")
     return lengths.astype(np.int64)
 
 
@@ -143,7 +159,7 @@ def _check_token_ids(inputs, lengths, n):
                          f"got values in [{low}, {high}]")
 
 
-def _loss_targets(targets, output, lengths, T, B, k):
+def _loss_targets(targets, output, lengths, T, B, k, check_values):
     """Flat targets with −1 wherever no loss is taken."""
     if targets is None or not is_array(targets) and not isinstance(targets, (list, tuple)):
         raise TypeError(f"targets must be an int array, got {type(targets).__name__}")
@@ -154,11 +170,11 @@ def _loss_targets(targets, output, lengths, T, B, k):
     shape = (T, B) if output == "all" else (B,)
     if tuple(targets.shape) != shape:
         raise ValueError(f"targets for output={output!r} must have shape {shape}, got {tuple(targets.shape)}")
-    if int(targets.max()) >= k:
+    if _wanted(targets, check_values) and int(targets.max()) >= k:
         raise ValueError(f"targets must be < k = {k} (columns of V; negative means no loss), "
                          f"got a maximum of {int(targets.max())}")
-    xp = array_module(targets)
-    targets = targets.astype(xp.int64)
+    xp = array_module(targets if isinstance(lengths, np.ndarray) else lengths)   # host targets go where lengths are
+    targets = xp.asarray(targets).astype(xp.int64)
     if output == "last":
         return xp.where(targets >= 0, targets, -1)
     active = xp.arange(T)[:, None] < xp.asarray(lengths)[None, :]

@@ -9,6 +9,8 @@ GPU (a plain one asks the driver for the current device), which the PTX tests ne
 Block shapes, shared by the kernels' launches:
   TILE     the edge of the square blocks of the tiled products (16 × 16 = 256 threads);
   LANES    (x, y) of the 2-D elementwise blocks: 32 columns (one warp, coalesced) × 8 rows;
+           their grid runs over rows along x (up to 2³¹−1 blocks) and columns along y, so
+           T·B rows are never limited by grid.y's 65,535;
   THREADS  threads of the 1-D blocks.
 Under the Numba simulator every thread is a Python thread, so the blocks shrink there
 (fewer idle padding threads, a faster test suite); the code path is the same.
@@ -38,8 +40,9 @@ def tile_product(A, B, trans_a, trans_b, sA, sB):
     """Σ_m op(A)[row, m] · op(B)[m, col] for this thread's (row, col).
 
     op(X) = Xᵀ when its flag is set; op(A) is (M,K), op(B) is (K,N). The block is
-    (TILE, TILE) threads and owns the output tile whose corner is (blockIdx.y·TILE,
-    blockIdx.x·TILE); thread (ty, tx) owns row = corner + ty, col = corner + tx. Each
+    (TILE, TILE) threads and owns the output tile whose corner is (blockIdx.x·TILE,
+    blockIdx.y·TILE): row tiles along the grid's x, which holds up to 2³¹−1 blocks (y holds
+    65,535); thread (ty, tx) owns row = corner + ty, col = corner + tx. Each
     pass loads one (TILE, TILE) tile of op(A) and of op(B) into shared memory sA, sB
     (each (TILE, TILE+1): the pad keeps the transposed stores free of bank conflicts),
     reading global memory along rows (coalesced) whether or not the operand is
@@ -47,7 +50,7 @@ def tile_product(A, B, trans_a, trans_b, sA, sB):
     Accumulates in A's dtype; returns the sum.
     """
     ty, tx = cuda.threadIdx.y, cuda.threadIdx.x
-    r0, c0 = cuda.blockIdx.y * TILE, cuda.blockIdx.x * TILE
+    r0, c0 = cuda.blockIdx.x * TILE, cuda.blockIdx.y * TILE
     M = A.shape[1] if trans_a else A.shape[0]
     K = A.shape[0] if trans_a else A.shape[1]
     N = B.shape[0] if trans_b else B.shape[1]

@@ -3,8 +3,9 @@ product; cuBLAS through CuPy does the large products on a GPU, see `gpurnn.backe
 
     C[i, j] = Σ_m op(A)[i, m] op(B)[m, j]  (+ bias[j] when has_bias)
 
-Launch: block (TILE, TILE), grid (ceil(N/TILE), ceil(M/TILE)); thread (ty, tx) of block
-(by, bx) owns C[by·TILE + ty, bx·TILE + tx]. The barriers are `tile_product`'s.
+Launch: block (TILE, TILE), grid (ceil(M/TILE), ceil(N/TILE)) (rows along x: any M; N up to
+65,535·TILE); thread (ty, tx) of block (bx, by) owns C[bx·TILE + ty, by·TILE + tx]. The
+barriers are `tile_product`'s.
 """
 from numba import cuda
 
@@ -17,8 +18,8 @@ def gemm(A, B, bias, trans_a, trans_b, has_bias, C):
     sA = cuda.shared.array((TILE, PAD), A.dtype)
     sB = cuda.shared.array((TILE, PAD), A.dtype)
     acc = tile_product(A, B, trans_a, trans_b, sA, sB)
-    i = cuda.blockIdx.y * TILE + cuda.threadIdx.y
-    j = cuda.blockIdx.x * TILE + cuda.threadIdx.x
+    i = cuda.blockIdx.x * TILE + cuda.threadIdx.y
+    j = cuda.blockIdx.y * TILE + cuda.threadIdx.x
     if i < C.shape[0] and j < C.shape[1]:
         if has_bias:
             acc += bias[j]

@@ -28,7 +28,7 @@ def optimizer_update(code, P, G, S1, S2, lr, a, b, eps, c1, c2):
 
 def launch_update(code, flat, scalars) -> None:
     """Launch `optimizer_update` on flat (P, G, S1, S2) device arrays with (lr, a, b, eps, c1, c2)."""
-    from gpurnn.backends.cuda_memory import kernel_view
+    from gpurnn.backends.cuda_memory import kernel_view, launch_stream
 
     size = int(flat[0].shape[0])
-    optimizer_update[-(-size // THREADS), THREADS](code, *(kernel_view(x) for x in flat), *scalars)
+    optimizer_update[-(-size // THREADS), THREADS, launch_stream()](code, *(kernel_view(x) for x in flat), *scalars)

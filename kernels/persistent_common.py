@@ -1,6 +1,7 @@
 """Device code shared by the persistent recurrent kernels: σ/σ', the on-chip product both
 directions run, the prefetch of the next step's inputs, W's load, the cooperative variant's
-step product, and the launch helper (argument checks, shared-memory opt-in).
+step product, and the launch helper (argument checks, shared-memory opt-in, the checks that
+the compiled kernel fits the device).
 
 The variants and how one is chosen: `persistent_plan`. The kernels: `persistent_forward`,
 `persistent_backward`.
@@ -10,11 +11,13 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda, float32, float64, int64, uint64
 from numba.cuda import libdevice
+from numba.cuda.cudadrv.driver import CudaAPIError
 
 # σ, σ' and `inline` are inlined at the Numba IR level (kernels/device.py): a local array
 # handed to a call that is not inlined lives in local memory, inlined it stays in registers.
 from .device import inline, sigma, sigma_prime
-from .persistent_plan import COOP_COLUMNS, COOP_THREADS, SIMULATOR, Plan
+from .persistent_plan import (COOP_COLUMNS, COOP_THREADS, DEFAULT_DYNAMIC_SMEM, SIMULATOR, PersistentUnavailable,
+                              Plan, device_limits, launch_blocker)
 
 
 def _split_host(pair):
@@ -164,24 +167,57 @@ def check_arrays(names, args, sig):
 
 
 def launch(dispatcher, sig, the_plan: Plan, names, args, stream=0):
-    """Check the arguments against `sig`, compile `dispatcher` for it, allow it `the_plan.smem`
-    bytes of dynamic shared memory (above the default 48 KB a kernel must opt in), check a
-    cooperative grid fits the device, launch. `stream`: a Numba stream (or 0); wrap a CuPy
-    stream with `numba.cuda.external_stream(stream.ptr)`."""
+    """Check the arguments against `sig`, compile `dispatcher` for it, check the compiled
+    kernel fits the device as `the_plan` launches it (`persistent_plan.launch_blocker`: its
+    real register count, the shared-memory opt-in above the default 48 KB, a cooperative
+    grid's co-residency), launch. Raises `PersistentUnavailable` (the reason) where it cannot
+    run here; bad arguments raise TypeError/ValueError. `stream`: a Numba stream (or 0); wrap
+    a CuPy stream with `numba.cuda.external_stream(stream.ptr)`."""
     check_arrays(names, args, sig)
     if not SIMULATOR:
-        from numba.cuda.cudadrv.driver import binding, driver
+        _check_fits(dispatcher, sig, the_plan)
+    try:
+        dispatcher[the_plan.grid, the_plan.threads, stream, the_plan.smem](*args)
+    except CudaAPIError as error:      # what the checks above did not foresee
+        raise PersistentUnavailable(f"the driver refused the launch: {error}") from error
 
+
+def _check_fits(dispatcher, sig, the_plan: Plan):
+    """Compile, opt in to the plan's shared memory, and raise PersistentUnavailable when the
+    compiled kernel cannot launch as planned on the current device."""
+    try:
         kernel = dispatcher.compile(sig)
-        cufunc = kernel._codelibrary.get_cufunc()
-        attr = binding.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
-        driver.cuKernelSetAttribute(attr, the_plan.smem, cufunc.handle, cufunc.device.id)
-        if the_plan.variant == "coop":
-            most = kernel.max_cooperative_grid_blocks(the_plan.threads, the_plan.smem)
-            if the_plan.grid > most:
-                raise ValueError(f"cooperative grid of {the_plan.grid} blocks exceeds the device's "
-                                 f"{most} (plan: {the_plan})")
-    dispatcher[the_plan.grid, the_plan.threads, stream, the_plan.smem](*args)
+    except Exception as error:   # e.g. the grid barrier's device-runtime library missing at link time
+        raise PersistentUnavailable(f"compiling the {the_plan.variant} kernel failed: "
+                                    f"{type(error).__name__}: {error}") from error
+    optin_error = _opt_in(kernel, the_plan.smem) if the_plan.smem > DEFAULT_DYNAMIC_SMEM else None
+    most = None
+    if the_plan.variant == "coop" and optin_error is None:
+        most = kernel.max_cooperative_grid_blocks(the_plan.threads, the_plan.smem)
+    reason = launch_blocker(the_plan, regs_per_thread=kernel.regs_per_thread,
+                            max_threads_per_block=kernel.max_threads_per_block, limits=device_limits(),
+                            optin_error=optin_error, coop_grid_limit=most)
+    if reason is not None:
+        raise PersistentUnavailable(reason)
+
+
+def _opt_in(kernel, smem):
+    """Allow `kernel` `smem` bytes of dynamic shared memory; None when granted, else the
+    driver's answer. numba-cuda's function handle is a CUkernel (library API, 0.2x+) or a
+    CUfunction (older releases): each takes its own driver call."""
+    from numba.cuda.cudadrv.driver import binding, driver
+
+    cufunc = kernel._codelibrary.get_cufunc()
+    attr = binding.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
+    errors = []
+    for call in (lambda: driver.cuKernelSetAttribute(attr, smem, cufunc.handle, cufunc.device.id),
+                 lambda: driver.cuFuncSetAttribute(cufunc.handle, attr, smem)):
+        try:
+            call()
+            return None
+        except Exception as error:    # the other handle type, an older driver, or a refusal
+            errors.append(f"{type(error).__name__}: {error}")
+    return "; ".join(errors)
 
 
 def make_coop_product(rows, pairs):

@@ -12,6 +12,10 @@ Two variants (kernels in `persistent_forward` / `persistent_backward`):
 
 `plan()` is a function of the shape and the device limits alone, so the backend, the tests
 and the profiling scripts all see the same choice; `custom_plan()` builds any other.
+`launch_blocker()` then checks a plan against what the compiled kernel needs (its register
+count, read from the compiled code at run time, rather than the estimate `plan()` made) and
+what the driver allowed; the launcher raises `PersistentUnavailable` with that reason, and
+the backend runs the step path instead.
 """
 from __future__ import annotations
 
@@ -33,6 +37,12 @@ UNROLL_LIMIT = 256       # rreg · rows · chains: larger register loops are not
 PAIRS_UNROLL_LIMIT = 64  # the same with paired state loads (ptxas: 64·1 → 112 registers,
                          # 128·1 → 255 and spills)
 DEFAULT_SMEM_CARVE = 1024  # bytes the runtime reserves per block on sm_80+ (not usable)
+DEFAULT_DYNAMIC_SMEM = 48 * 1024   # dynamic shared memory a kernel gets without opting in
+REG_UNIT = 256             # registers are allocated per warp in units of this many
+
+
+class PersistentUnavailable(RuntimeError):
+    """A persistent kernel cannot run on the device at hand; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +91,43 @@ class Plan:
     threads: int = 0
     smem: int = 0
     pairs: bool = False
+
+
+def block_registers(regs_per_thread: int, threads: int) -> int:
+    """Registers one block of `threads` holds: each warp's share rounded up to REG_UNIT."""
+    per_warp = math.ceil(regs_per_thread * 32 / REG_UNIT) * REG_UNIT
+    return per_warp * math.ceil(threads / 32)
+
+
+def launch_blocker(the_plan: Plan, *, regs_per_thread: int, max_threads_per_block: int, limits: Limits = H100,
+                   optin_error: str | None = None, coop_grid_limit: int | None = None) -> str | None:
+    """Why the compiled kernel of `the_plan` cannot launch (None: it can).
+
+    regs_per_thread, max_threads_per_block: the compiled kernel's own figures (the driver's
+    function attributes; the second already counts its registers); optin_error: the driver's
+    answer when the kernel asked for more than DEFAULT_DYNAMIC_SMEM of dynamic shared memory
+    (None: granted); coop_grid_limit: the driver's count of co-resident blocks for a
+    cooperative launch (None: computed here from registers and shared memory)."""
+    if the_plan.threads > max_threads_per_block:
+        return (f"the compiled {the_plan.variant} kernel uses {regs_per_thread} registers per thread, which allows "
+                f"{max_threads_per_block} threads per block; the plan needs {the_plan.threads}")
+    if block_registers(regs_per_thread, the_plan.threads) > limits.regs_per_sm:
+        return (f"{the_plan.threads} threads × {regs_per_thread} registers exceed the multiprocessor's "
+                f"{limits.regs_per_sm} registers")
+    if the_plan.smem > limits.smem_per_block:
+        return f"{the_plan.smem} bytes of shared memory per block; the device offers {limits.smem_per_block}"
+    if the_plan.smem > DEFAULT_DYNAMIC_SMEM and optin_error is not None:
+        return f"the driver refused the opt-in to {the_plan.smem} bytes of dynamic shared memory: {optin_error}"
+    if the_plan.variant == "coop":
+        most = coop_grid_limit
+        if most is None:
+            per_sm = min(limits.regs_per_sm // block_registers(regs_per_thread, the_plan.threads),
+                         limits.smem_per_sm // (the_plan.smem + DEFAULT_SMEM_CARVE))
+            most = per_sm * limits.sm_count
+        if the_plan.grid > most:
+            return (f"a cooperative grid of {the_plan.grid} blocks, but only {most} can be resident at once "
+                    f"({regs_per_thread} registers per thread, {the_plan.smem} bytes of shared memory per block)")
+    return None
 
 
 def _pow2_at_least(n: int) -> int:

@@ -19,9 +19,9 @@ no σ' (s0 is not an activation's output) and no G term.
 
 `sum_chains` then adds a truncated step's m chains into Δ_k in a fixed order (c = 0..m−1).
 
-Launch (step_backward): block (TILE, TILE), grid (ceil(d/TILE), ceil(m·B/TILE)); thread
-(ty, tx) of block (by, bx) owns O[o][by·TILE + ty, bx·TILE + tx]; the barriers are
-`tile_product`'s. Launch (sum_chains): block LANES = (lx, ly), grid (ceil(d/lx), ceil(B/ly)); no barrier.
+Launch (step_backward): block (TILE, TILE), grid (ceil(m·B/TILE), ceil(d/TILE)); thread
+(ty, tx) of block (bx, by) owns O[o][bx·TILE + ty, by·TILE + tx]; the barriers are
+`tile_product`'s. Launch (sum_chains): block LANES = (lx, ly), grid (ceil(B/ly), ceil(d/lx)); no barrier.
 """
 from numba import cuda
 
@@ -39,8 +39,8 @@ def step_backward(P, p, W, G, has_G, g_last, has_last, S, lengths, k, slot, rese
         sB = cuda.shared.array((TILE, PAD), O.dtype)
         h = tile_product(P[p], W, 0, 1, sA, sB)
     B, d = S.shape[1], S.shape[2]
-    r = cuda.blockIdx.y * TILE + cuda.threadIdx.y
-    j = cuda.blockIdx.x * TILE + cuda.threadIdx.x
+    r = cuda.blockIdx.x * TILE + cuda.threadIdx.y
+    j = cuda.blockIdx.y * TILE + cuda.threadIdx.x
     if r >= O.shape[1] or j >= d:
         return
     c, i = r // B, r % B
@@ -63,8 +63,8 @@ def step_backward(P, p, W, G, has_G, g_last, has_last, S, lengths, k, slot, rese
 def sum_chains(ring, o, m, delta, k):
     """Δ_k[i, j] = Σ_{c=0}^{m−1} ring[o][c·B + i, j], in that order (deterministic)."""
     B, d = delta.shape[1], delta.shape[2]
-    i = cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y
-    j = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+    i = cuda.blockIdx.x * cuda.blockDim.y + cuda.threadIdx.y
+    j = cuda.blockIdx.y * cuda.blockDim.x + cuda.threadIdx.x
     if i < B and j < d:
         total = delta.dtype.type(0)
         for c in range(m):

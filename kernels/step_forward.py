@@ -10,8 +10,8 @@ computed for all steps beforehand, so the bias is already in it; the product s_t
 computed beforehand into PROD (B,d) (cuBLAS, for large B·d²) and the kernel is the fused
 epilogue only (the flag is uniform over the grid, so no thread skips a barrier alone).
 
-Launch: block (TILE, TILE), grid (ceil(d/TILE), ceil(B/TILE)); thread (ty, tx) of block
-(by, bx) owns S[t+1][by·TILE + ty, bx·TILE + tx]. The barriers are `tile_product`'s.
+Launch: block (TILE, TILE), grid (ceil(B/TILE), ceil(d/TILE)); thread (ty, tx) of block
+(bx, by) owns S[t+1][bx·TILE + ty, by·TILE + tx]. The barriers are `tile_product`'s.
 """
 from numba import cuda
 
@@ -28,8 +28,8 @@ def step_forward(S, XP, W, s0, lengths, t, act, PROD, use_product):
         sA = cuda.shared.array((TILE, PAD), S.dtype)
         sB = cuda.shared.array((TILE, PAD), S.dtype)
         acc = tile_product(prev, W, 0, 0, sA, sB)
-    i = cuda.blockIdx.y * TILE + cuda.threadIdx.y
-    j = cuda.blockIdx.x * TILE + cuda.threadIdx.x
+    i = cuda.blockIdx.x * TILE + cuda.threadIdx.y
+    j = cuda.blockIdx.y * TILE + cuda.threadIdx.x
     if i < S.shape[1] and j < S.shape[2]:
         if use_product:
             acc = PROD[i, j]

@@ -1,7 +1,13 @@
 """gpurnn's CUDA backend against torch.nn.RNN + nn.Linear + cross-entropy (sum) on cuDNN,
 forward + backward, on one GPU, in one process.
 
-    python3 profiling/bench_gpu.py --out $OUT/bench_gpu.json
+    python3 profiling/bench_gpu.py --jsonl $OUT/bench_gpu.jsonl [--out bench_gpu.json]
+
+TF32 is off on both sides (torch's matmul and cuDNN flags set False, CuPy's CUPY_TF32 unset),
+so both compute in float32 proper; the settings are recorded. The JSON lines file gets a
+header line (card, versions, TF32 settings, the GEMM rate), then one line per row as soon as
+the row is done (flushed: a run cut short keeps its finished rows); a variant or a row that
+fails records its error there and the run goes on.
 
 Both sides get the same float32 weights and the same dense inputs (T,B,n) with n = k, and
 compute the same function (the losses are compared, and the gradients on the first row).
@@ -21,12 +27,16 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
+import sys
 import time
 from pathlib import Path
 
-from bench_cpu import flops   # the same work count as the CPU benchmark (stdlib-only module)
-from torch_peer import torch_model
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # siblings, also under python -P / PYTHONSAFEPATH
+
+from bench_cpu import flops  # noqa: E402  (the same work count as the CPU benchmark, stdlib only)
+from torch_peer import torch_model  # noqa: E402
 
 ROWS = [(1000, 1, 256, 64), (200, 8, 256, 64), (100, 32, 128, 64), (100, 64, 512, 128), (50, 256, 1024, 256)]
 
@@ -87,6 +97,19 @@ def backend_for(variant):
     return CUDABackend(gemm=gemm, persistent="step" not in rest, step_product=rest[1] if len(rest) > 1 else "auto")
 
 
+def timed(result, key, events, call, warmup, repeats):
+    """result[key_ms], result[key_samples] from median_ms; on failure result[key_error] (the run goes on).
+    Returns call()'s first result, or None when it failed."""
+    try:
+        first = call()
+        result[f"{key}_ms"], result[f"{key}_samples"] = median_ms(events, call, warmup, repeats)
+        return first
+    except Exception as error:
+        result[f"{key}_error"] = f"{type(error).__name__}: {str(error)[:500]}"
+        print(f"  {key}: {result[f'{key}_error']}", flush=True)
+        return None
+
+
 def bench_row(row, warmup, repeats, variants):
     import cupy as cp
     import numpy as np
@@ -101,11 +124,13 @@ def bench_row(row, warmup, repeats, variants):
     result = {"T": T, "B": B, "n": k, "d": d, "k": k, "gflop": flops(T, B, k, d, k) / 1e9}
     ours = {}
     for variant in variants:
-        backend = backend_for(variant)
-        ours[variant] = gpurnn.bptt(params, x_dev, t_dev, backend=backend)
-        ms, samples = median_ms(cupy_events, lambda: gpurnn.bptt(params, x_dev, t_dev, backend=backend),
-                                warmup, repeats)
-        result[f"gpurnn_{variant}_ms"], result[f"gpurnn_{variant}_samples"] = ms, samples
+        try:
+            backend = backend_for(variant)
+        except Exception as error:
+            result[f"gpurnn_{variant}_error"] = f"{type(error).__name__}: {error}"
+            continue
+        ours[variant] = timed(result, f"gpurnn_{variant}", cupy_events,
+                              lambda: gpurnn.bptt(params, x_dev, t_dev, backend=backend), warmup, repeats)
 
     device = torch.device("cuda")
     rnn, head = torch_model(torch, weights, device)
@@ -119,23 +144,43 @@ def bench_row(row, warmup, repeats, variants):
         loss.backward()
         return loss
 
-    torch_loss = float(torch_step().detach())
-    ms, samples = median_ms(torch_events, torch_step, warmup, repeats)
-    result["torch_ms"], result["torch_samples"] = ms, samples
-    first = ours[variants[0]]
-    result["loss_rel_diff"] = abs(first.loss - torch_loss) / abs(torch_loss)
-    dW_torch = rnn.weight_hh_l0.grad.T.cpu().numpy()
-    dW_ours = cp.asnumpy(first.grads.W)
-    result["dW_rel_diff"] = float(np.linalg.norm(dW_ours - dW_torch) / np.linalg.norm(dW_torch))
-    best = min(result[f"gpurnn_{g}_ms"] for g in variants)
-    result["best_gpurnn_ms"] = best
-    result["ratio_torch_over_gpurnn"] = result["torch_ms"] / best
-    result["gpurnn_tflops"] = flops(T, B, k, d, k) / (best * 1e-3) / 1e12
-    result["torch_tflops"] = flops(T, B, k, d, k) / (result["torch_ms"] * 1e-3) / 1e12
+    torch_loss = timed(result, "torch", torch_events, torch_step, warmup, repeats)
+    done = [v for v in variants if ours.get(v) is not None]
+    if torch_loss is not None and done:
+        first = ours[done[0]]
+        torch_loss = float(torch_loss.detach())
+        result["loss_rel_diff"] = abs(first.loss - torch_loss) / abs(torch_loss)
+        dW_torch = rnn.weight_hh_l0.grad.T.cpu().numpy()
+        result["dW_rel_diff"] = float(np.linalg.norm(cp.asnumpy(first.grads.W) - dW_torch) / np.linalg.norm(dW_torch))
+    if done:
+        best = min(result[f"gpurnn_{g}_ms"] for g in done)
+        result["best_gpurnn_ms"] = best
+        result["gpurnn_tflops"] = flops(T, B, k, d, k) / (best * 1e-3) / 1e12
+        if "torch_ms" in result:
+            result["ratio_torch_over_gpurnn"] = result["torch_ms"] / best
+    if "torch_ms" in result:
+        result["torch_tflops"] = flops(T, B, k, d, k) / (result["torch_ms"] * 1e-3) / 1e12
     return result
 
 
-def main(out=None, warmup=2, repeats=10, rows="", variants="cublas,numba,cublas-step"):
+def tf32_off(torch):
+    """TF32 off for torch's matmuls and cuDNN (CuPy uses it only with CUPY_TF32=1); the settings."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    return {"torch.backends.cuda.matmul.allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+            "torch.backends.cudnn.allow_tf32": torch.backends.cudnn.allow_tf32,
+            "CUPY_TF32": os.environ.get("CUPY_TF32", "unset")}
+
+
+def fmt(r, key, width):
+    """r[key] to 2 decimals in `width` columns; "error" where its variant failed, "-" where absent."""
+    value = r.get(key)
+    if isinstance(value, float):
+        return f"{value:>{width}.2f}"
+    return f"{'error' if key.replace('_ms', '_error') in r else '-':>{width}}"
+
+
+def main(out=None, jsonl=None, warmup=2, repeats=10, rows="", variants="cublas,numba,cublas-step"):
     """Time gpurnn (CUDA backend) against torch.nn.RNN on cuDNN, forward + backward."""
     import cupy as cp
     import torch
@@ -143,32 +188,56 @@ def main(out=None, warmup=2, repeats=10, rows="", variants="cublas,numba,cublas-
     started = time.time()
     chosen = [ROWS[int(i)] for i in rows.split(",")] if rows else ROWS
     variants = variants.split(",")
+    os.environ.pop("CUPY_TF32", None)
     props = cp.cuda.runtime.getDeviceProperties(0)
     report = {"card": props["name"].decode(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "torch": torch.__version__, "cudnn": torch.backends.cudnn.version(), "cupy": cp.__version__,
-              "gemm_tflops_f32": gemm_rate(cp), "rows": []}
-    print(f"{report['card']}: cuBLAS float32 GEMM 8192³ = {report['gemm_tflops_f32']:.1f} TFLOP/s", flush=True)
+              "tf32": tf32_off(torch), "variants": variants}
+    lines = open(jsonl, "w") if jsonl else None
+
+    def emit(record):
+        if lines:
+            lines.write(json.dumps(record) + "\n")
+            lines.flush()
+
+    try:
+        report["gemm_tflops_f32"] = gemm_rate(cp)
+        print(f"{report['card']}: cuBLAS float32 GEMM 8192³ = {report['gemm_tflops_f32']:.1f} TFLOP/s "
+              f"(TF32 off: {report['tf32']})", flush=True)
+    except Exception as error:
+        report["gemm_error"] = f"{type(error).__name__}: {error}"
+    emit(report)
+    report["rows"] = []
     for row in chosen:
-        report["rows"].append(bench_row(row, warmup, repeats, variants))
-        r = report["rows"][-1]
+        try:
+            r = bench_row(row, warmup, repeats, variants)
+        except Exception as error:     # the row's setup failed: record it, go on
+            r = dict(zip("TBdk", row), error=f"{type(error).__name__}: {str(error)[:500]}")
+            print(f"row {row}: {r['error']}", flush=True)
+        report["rows"].append(r)
+        emit(r)
         print(f"T={r['T']} B={r['B']} d={r['d']} k={r['k']}: " + ", ".join(
-            f"{g} {r[f'gpurnn_{g}_ms']:.2f} ms" for g in variants) + f", torch {r['torch_ms']:.2f} ms, "
-            f"loss diff {r['loss_rel_diff']:.1e}, dW diff {r['dW_rel_diff']:.1e}", flush=True)
+            f"{g} {fmt(r, f'gpurnn_{g}_ms', 0)} ms" for g in variants) + f", torch {fmt(r, 'torch_ms', 0)} ms, "
+            f"loss diff {r.get('loss_rel_diff', float('nan')):.1e}, dW diff {r.get('dW_rel_diff', float('nan')):.1e}",
+            flush=True)
     report["seconds"] = time.time() - started
     if out:
         out.write_text(json.dumps(report, indent=1))
     print(f"\n{'T':>5} {'B':>4} {'d':>5} {'k':>4} " + "".join(f"{g + ' ms':>12}" for g in variants)
           + f"{'torch ms':>10} {'torch/ours':>10} {'ours TF/s':>9} {'torch TF/s':>10}")
     for r in report["rows"]:
-        print(f"{r['T']:>5} {r['B']:>4} {r['d']:>5} {r['k']:>4} " + "".join(f"{r[f'gpurnn_{g}_ms']:>12.2f}" for g in variants)
-              + f"{r['torch_ms']:>10.2f} {r['ratio_torch_over_gpurnn']:>10.2f} {r['gpurnn_tflops']:>9.3f} "
-              f"{r['torch_tflops']:>10.3f}")
+        print(f"{r['T']:>5} {r['B']:>4} {r['d']:>5} {r['k']:>4} " + "".join(fmt(r, f"gpurnn_{g}_ms", 12) for g in variants)
+              + fmt(r, "torch_ms", 10) + " " + fmt(r, "ratio_torch_over_gpurnn", 10) + " "
+              + fmt(r, "gpurnn_tflops", 9) + " " + fmt(r, "torch_tflops", 10))
+    failed = sum(any(key.endswith("error") for key in r) for r in report["rows"])
+    print(f"verdict: {len(report['rows']) - failed}/{len(report['rows'])} rows without errors, TF32 off", flush=True)
 
 
 def cli():
     """argparse, not typer: the GPU machine's python3 has numba, CuPy and torch, maybe no more."""
     parser = argparse.ArgumentParser(description="gpurnn (CUDA backend) against torch.nn.RNN on cuDNN, forward + backward")
-    parser.add_argument("--out", type=Path, help="write the JSON here")
+    parser.add_argument("--out", type=Path, help="write the whole report as one JSON file here at the end")
+    parser.add_argument("--jsonl", type=Path, help="write a header line, then one JSON line per finished row, here")
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls first (compilation happens there)")
     parser.add_argument("--repeats", type=int, default=10, help="timed calls per variant; the median is reported")
     parser.add_argument("--rows", default="", help="subset of the rows by index, e.g. '0,2' (default: all)")

@@ -5,16 +5,22 @@
 For each issue row (float32) and each kernel version (v1: single state loads, v2: paired
 8-byte state loads; the default plan and its alternative), the median of `reps` launches
 timed with CUDA events after one warm-up launch (compilation), inputs random (never zeros),
-outputs checked finite. Prints µs per step next to the model's prediction.
+outputs checked finite. Prints µs per step next to the model's prediction; a case that fails
+prints its error and the next one runs; a last `verdict:` line counts them.
 """
-import numpy as np
-import typer
-from numba import cuda
+import sys
+from pathlib import Path
 
-import persistent_model as model
-from gpurnn.kernels import persistent_backward as pb
-from gpurnn.kernels import persistent_forward as pf
-from gpurnn.kernels import persistent_plan as pp
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # siblings, also under python -P / PYTHONSAFEPATH
+
+import numpy as np  # noqa: E402
+import typer  # noqa: E402
+from numba import cuda  # noqa: E402
+
+import persistent_model as model  # noqa: E402
+from gpurnn.kernels import persistent_backward as pb  # noqa: E402
+from gpurnn.kernels import persistent_forward as pf  # noqa: E402
+from gpurnn.kernels import persistent_plan as pp  # noqa: E402
 
 
 def median_ms(launch, reps):
@@ -36,6 +42,7 @@ def main(reps: int = 20):
     print(getattr(cuda.get_current_device(), "name", "simulator"), "  (prediction: persistent_model.py, H100 constants)")
     print(f"{'T':>5} {'B':>4} {'d':>5} {'dir':<8} {'variant':<6} {'pairs':<5} {'µs/step':>8} {'predicted':>10}")
     rng = np.random.default_rng(0)
+    counts = {"ok": 0, "failed": 0}
     for T, B, d, _ in model.ROWS:
         dtype = np.float32
         XP = cuda.to_device(rng.standard_normal((T, B, d)).astype(dtype))
@@ -51,15 +58,23 @@ def main(reps: int = 20):
                 if predicted is None:
                     print(f"{T:>5} {B:>4} {d:>5} {direction:<8} step   ({p.reason})")
                     break
-                if direction == "forward":
-                    ms = median_ms(lambda: pf.persistent_forward(XP, W, s0, lengths, 0, S, plan=p), reps)
-                    ok = np.isfinite(S.copy_to_host()).all()
-                else:
-                    ms = median_ms(lambda: pb.persistent_backward(G, None, S, W, lengths, 0, None, delta, ds0,
-                                                                  plan=p), reps)
-                    ok = np.isfinite(delta.copy_to_host()).all()
+                try:
+                    if direction == "forward":
+                        ms = median_ms(lambda: pf.persistent_forward(XP, W, s0, lengths, 0, S, plan=p), reps)
+                        ok = np.isfinite(S.copy_to_host()).all()
+                    else:
+                        ms = median_ms(lambda: pb.persistent_backward(G, None, S, W, lengths, 0, None, delta, ds0,
+                                                                      plan=p), reps)
+                        ok = np.isfinite(delta.copy_to_host()).all()
+                except Exception as error:      # recorded; the next case runs
+                    counts["failed"] += 1
+                    print(f"{T:>5} {B:>4} {d:>5} {direction:<8} {p.variant:<6} {str(p.pairs):<5} "
+                          f"ERROR {type(error).__name__}: {str(error)[:300]}", flush=True)
+                    continue
+                counts["ok" if ok else "failed"] += 1
                 print(f"{T:>5} {B:>4} {d:>5} {direction:<8} {p.variant:<6} {str(p.pairs):<5} "
                       f"{ms * 1e3 / T:>8.2f} {predicted * 1e6:>10.2f}{'' if ok else '  NON-FINITE'}", flush=True)
+    print(f"verdict: {counts['ok']} cases timed, {counts['failed']} failed", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """Run every persistent kernel once at a small size and check it against the CPU backend.
 
-    python3 profiling/persistent_smoke.py        (a GPU; what profiling/sanitize.sh runs
-                                                  under compute-sanitizer)
+    python3 profiling/persistent_smoke.py        (a GPU; profiling/gpu_smoke.py runs `run`
+                                                  for its persistent families, and
+                                                  profiling/sanitize.sh runs those under
+                                                  compute-sanitizer)
 
 Variants: the block kernels with W rows in registers and 2 sequences per block (forward,
 exact and truncated backward), and the cooperative kernels over 3 column groups × 3 batch

@@ -4,7 +4,10 @@ One pytest process runs the CPU backend (and the CUDA backend too on a machine w
 real GPU). Under the Numba CUDA simulator (`NUMBA_ENABLE_CUDASIM=1`, which must be set
 before Numba is imported, hence a process of its own: `make test` runs both), only the
 tests that take the `backend` fixture or carry the `sim` marker run, on the "cuda"
-backend, at tiny sizes: the simulator executes every thread in Python.
+backend, at tiny sizes: the simulator executes every thread in Python. On a machine with a
+real GPU the `sim` tests run too (on the card), and GPURNN_GPU_TESTS_ONLY=1 keeps only the
+tests that touch the GPU (backend-parametrized, `sim` or `cuda`): what profiling/gpu_check.sh
+runs first, as the CPU-only and PTX tests run in CI anyway.
 """
 import os
 import sys
@@ -89,16 +92,18 @@ def backend(request):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Under the simulator keep only backend-parametrized and `sim` tests; elsewhere skip
-    `sim` tests; skip `cuda` tests without a real GPU, saying why."""
+    """Under the simulator keep only backend-parametrized and `sim` tests; elsewhere drop
+    `sim` tests unless a real GPU runs them; skip `cuda` tests without a real GPU, saying
+    why; with GPURNN_GPU_TESTS_ONLY=1 keep only the tests that touch the GPU."""
     no_gpu = pytest.mark.skip(reason="needs a real CUDA GPU; run profiling/gpu_check.sh on one")
+    gpu_only = os.environ.get("GPURNN_GPU_TESTS_ONLY") == "1"
     kept, dropped = [], []
     for item in items:
-        sim_test = "backend" in getattr(item, "fixturenames", ()) or item.get_closest_marker("sim")
-        if SIMULATOR and not sim_test:
-            dropped.append(item)
-            continue
-        if not SIMULATOR and item.get_closest_marker("sim") and "backend" not in getattr(item, "fixturenames", ()):
+        uses_backend = "backend" in getattr(item, "fixturenames", ())
+        sim_marked = item.get_closest_marker("sim") is not None
+        gpu_test = uses_backend or sim_marked or item.get_closest_marker("cuda") is not None
+        if ((SIMULATOR and not (uses_backend or sim_marked)) or (gpu_only and not gpu_test)
+                or (not SIMULATOR and sim_marked and not uses_backend and not real_gpu())):
             dropped.append(item)
             continue
         if item.get_closest_marker("cuda") and not real_gpu():

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import os
 
 import numpy as np
 
@@ -255,12 +256,13 @@ def finite_difference(fn, array, step):
 
 def representative(**axes):
     """Parameter tuples for a test matrix: the full product of `axes`' values, or under the
-    CUDA simulator (where every thread runs in Python) a greedy pairwise cover of it, in
-    which every pair of values of two axes still appears at least once."""
+    CUDA simulator (where every thread runs in Python) and with GPURNN_TEST_PAIRWISE=1 (a
+    short GPU slot: profiling/gpu_check.sh) a greedy pairwise cover of it, in which every
+    pair of values of two axes still appears at least once."""
     from conftest import SIMULATOR     # here, so make_golden.py imports this module without pytest
 
     combos = list(itertools.product(*axes.values()))
-    if not SIMULATOR:
+    if not (SIMULATOR or os.environ.get("GPURNN_TEST_PAIRWISE") == "1"):
         return combos
 
     def pairs(combo):

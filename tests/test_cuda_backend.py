@@ -69,9 +69,11 @@ def test_softmax_xent_matches_numpy(be, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_reductions_are_right_and_deterministic(be, dtype):
+@pytest.mark.parametrize("rows", ["one", "many"])
+def test_reductions_are_right_and_deterministic(be, dtype, rows):
     rng = _rng(3)
-    A = rng.normal(size=(9, 5) if SIMULATOR else (3001, 70)).astype(dtype)
+    shape = (1, 3) if rows == "one" else (9, 5) if SIMULATOR else (3001, 70)   # one pass; two passes
+    A = rng.normal(size=shape).astype(dtype)
     dA = be.asarray(A)
     sums = [be.to_host(be.sum_rows(dA)) for _ in range(2)]
     assert_close(sums[0], A.sum(0, dtype=np.float64), dtype, "column sums", scale=10)
@@ -79,6 +81,8 @@ def test_reductions_are_right_and_deterministic(be, dtype):
     squares = [be.sum_squares(dA) for _ in range(2)]
     assert squares[0] == squares[1]
     assert squares[0] == pytest.approx(float((A.astype(np.float64) ** 2).sum()), rel=1e-12)
+    both = be.sum_squares(dA, be.asarray(A[:1] * 2))       # several arrays: one sum, one read back
+    assert both == pytest.approx(squares[0] + float(((A[:1].astype(np.float64) * 2) ** 2).sum()), rel=1e-12)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -249,3 +253,68 @@ def test_realistic_truncated_and_last(truncate, output):
     got = gpurnn.bptt(case.params, case.inputs, case.targets, **case.kwargs(), backend="cuda")
     for (name, a), b in zip(got.grads.items(), want.grads):
         assert relative_error(a, b) < 1e-4, name
+
+
+@pytest.mark.sim
+def test_numba_launches_follow_cupys_current_stream(monkeypatch):
+    """launch_stream: Numba's handle on CuPy's current stream, the default stream (0) for
+    CuPy's default one; a fake CuPy here (the simulator has none), a real one below."""
+    import types
+
+    from gpurnn.backends import cuda_memory as mem
+
+    current = types.SimpleNamespace(ptr=0)
+    fake = types.SimpleNamespace(cuda=types.SimpleNamespace(get_current_stream=lambda: current))
+    monkeypatch.setattr(mem, "cupy_module", lambda: fake)
+    monkeypatch.setattr(mem.cuda, "external_stream", lambda ptr: ("numba stream", ptr))
+    mem._numba_stream.cache_clear()
+    assert mem.launch_stream() == 0
+    current.ptr = 0x1234
+    assert mem.launch_stream() == ("numba stream", 0x1234)
+    mem._numba_stream.cache_clear()
+
+
+@pytest.mark.cuda
+def test_bptt_on_a_cupy_stream_equals_the_default_stream():
+    import cupy as cp
+
+    case = make_case(11, T=40, B=8, n=20, d=64, k=20, lengths=True, dtype=np.float32)
+    params = gpurnn.init_params(20, 64, 20, seed=3, dtype=np.float32).map(cp.asarray)
+    inputs, targets = cp.asarray(case.inputs), cp.asarray(case.targets)
+    want = gpurnn.bptt(params, inputs, targets, lengths=case.lengths, backend="cuda")
+    with cp.cuda.Stream(non_blocking=True):
+        got = gpurnn.bptt(params, inputs, targets, lengths=case.lengths, backend="cuda")
+        grads = [cp.asnumpy(g) for g in got.grads]
+    assert got.loss == want.loss
+    for a, b in zip(grads, want.grads):
+        np.testing.assert_array_equal(a, cp.asnumpy(b))
+
+
+@pytest.mark.cuda
+def test_more_rows_than_a_grids_y_holds():
+    """T·B = 600,000 rows: more than grid.y's 65,535 blocks × 8 (gather_rows) or × 16 (the
+    Numba GEMM) would hold; rows run along the grid's x."""
+    from gpurnn.backends.cuda import CUDABackend
+
+    be, rng = CUDABackend(gemm="numba"), _rng(12)
+    T, B, n, d, k = 6000, 100, 7, 8, 3
+    tokens = rng.integers(0, n, (T, B))
+    U, b = rng.normal(size=(n, d)).astype(np.float32), rng.normal(size=d).astype(np.float32)
+    XP = be.project_inputs(be.asarray(tokens), be.asarray(U), be.asarray(b), be.asarray(np.full(B, T)))
+    np.testing.assert_allclose(be.to_host(XP), U[tokens] + b, rtol=1e-6)
+    V = rng.normal(size=(d, k)).astype(np.float32)
+    Z = be.to_host(be.matmul(XP.reshape(T * B, d), be.asarray(V)))
+    np.testing.assert_allclose(Z, (U[tokens] + b).reshape(T * B, d) @ V, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.cuda
+def test_device_inputs_with_host_targets_and_no_lengths():
+    """lengths=None is made where the inputs live (no copy per call); host targets follow it."""
+    import cupy as cp
+
+    case = make_case(13, T=6, B=3, n=5, d=8, k=4, dtype=np.float32)
+    params = gpurnn.init_params(5, 8, 4, seed=1, dtype=np.float32)
+    want = gpurnn.bptt(params, case.inputs, case.targets, backend="cpu")
+    got = gpurnn.bptt(params.map(cp.asarray), cp.asarray(case.inputs), case.targets, backend="cuda")
+    assert got.loss == pytest.approx(want.loss, rel=1e-5)
+    assert relative_error(cp.asnumpy(got.grads.W), want.grads.W) < 1e-4

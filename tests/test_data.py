@@ -1,5 +1,7 @@
 """Data readers: vocabularies, char text, word lists, CoNLL-U, labelled sentences; malformed
 files raise errors naming the file and the line."""
+import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,8 @@ from gpurnn.data.words import STOP, docstring_words, encode_words, read_words, w
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"real data not present at {SHARED}")
+needs_conllu = pytest.mark.skipif(importlib.util.find_spec("conllu") is None,
+                                  reason="the conllu package is not installed (a bare GPU image)")
 
 CONLLU = "# sent_id = 1\n1\tThe\tthe\tDET\tDT\t_\t2\tdet\t_\t_\n2\tcat\tcat\tNOUN\tNN\t_\t0\troot\t_\t_\n\n"
 
@@ -79,12 +83,14 @@ def test_docstring_words_are_real_words():
     assert all(w.isalpha() and w.islower() for w in words)
 
 
+@needs_conllu
 def test_conllu_reads_words_and_upos(tmp_path):
     text = CONLLU.replace("1\tThe", "1-2\tThecat\t_\t_\t_\t_\t_\t_\t_\t_\n1\tThe")
     (sentence,) = read_conllu(write(tmp_path, "a.conllu", text))
     assert sentence.words == ["The", "cat"] and sentence.tags == ["DET", "NOUN"]
 
 
+@needs_conllu
 @pytest.mark.parametrize("bad, line, message", [
     ("2\tcat\tcat\n", 3, "expected 10 tab-separated"),
     ("x\tcat\tcat\tNOUN\tNN\t_\t0\troot\t_\t_\n", 3, "malformed CoNLL-U line"),
@@ -133,3 +139,12 @@ def test_real_files_read():
     s = read_files_per_label({"pos": SHARED / "rt-polarity.pos", "neg": SHARED / "rt-polarity.neg"})
     assert len(s) == 10662 and s[0].label == "pos" and s[-1].label == "neg"
     assert len(read_text(SHARED / "tinyshakespeare.txt")) == 1115394
+
+
+def test_conllu_is_imported_only_to_read_conllu(tmp_path, monkeypatch):
+    """The rest of gpurnn works without the conllu package (a bare GPU image); reading
+    CoNLL-U then says what to install."""
+    monkeypatch.setitem(sys.modules, "conllu", None)
+    monkeypatch.setitem(sys.modules, "conllu.exceptions", None)
+    with pytest.raises(ModuleNotFoundError, match=r"needs the conllu package \(pip install conllu\)"):
+        read_conllu(write(tmp_path, "a.conllu", CONLLU))

@@ -1,6 +1,7 @@
 """gpurnn.profiling_ranges: NVTX ranges as context managers and decorators."""
 import pytest
 
+from gpurnn import profiling_ranges
 from gpurnn.profiling_ranges import STAGES, nvtx_range
 
 
@@ -25,3 +26,17 @@ def test_other_names_and_colours():
 def test_bad_name(bad):
     with pytest.raises(TypeError, match="name"):
         nvtx_range(bad)
+
+
+def test_ranges_are_no_ops_without_the_nvtx_package(monkeypatch):
+    monkeypatch.setattr(profiling_ranges, "nvtx", None)
+    with nvtx_range("forward"):
+        inside = 1
+
+    @nvtx_range("optimizer step")
+    def step(x):
+        return x + inside
+
+    assert step(2) == 3
+    with pytest.raises(TypeError, match="name"):
+        nvtx_range("")

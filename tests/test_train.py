@@ -305,3 +305,14 @@ def test_evaluate_sentences_equals_the_bptt_loss(last):
     stats = trainer.evaluate(data)
     assert stats.count == sum(r.count for r in results) == (11 if last else sum(len(x) for x in xs))
     assert stats.loss == pytest.approx(sum(r.loss for r in results) / stats.count, rel=1e-6)
+
+
+def test_bad_ids_in_data_moved_to_a_gpu_stop_fit_before_its_first_step(backend):
+    """Data the trainer moves to a GPU is checked on the host first (its steps then skip the
+    checks that would wait for the device); on the CPU each step checks its own batch."""
+    ids = np.arange(41) % 5
+    ids[35] = 9                                     # stream 1, step 15: a target of chunk 2 (n = k = 5)
+    trainer = Trainer(init_params(5, 4, 5, seed=0), TrainConfig(backend=backend))
+    with pytest.raises(ValueError, match=r"targets must be < k = 5"):
+        trainer.fit(TokenStreams(ids, batch_size=2, seq_len=5), steps=4, progress=False)
+    assert trainer.step_count == (2 if backend == "cpu" else 0)

@@ -183,3 +183,23 @@ def test_bad_input_on_the_backend_is_caught_there(case, backend):
     kwargs = {**kwargs, **{key: be.asarray(kwargs[key]) for key in ("lengths", "s0") if key in kwargs}}
     with pytest.raises(error, match=rf"\b{argument}\b"):
         gpurnn.bptt(params.map(be.asarray), be.asarray(inputs), be.asarray(targets), backend=backend, **kwargs)
+
+
+@pytest.mark.parametrize("case", ["token id = n", "target = k", "lengths T+1", "W NaN"])
+def test_check_values_false_skips_only_the_device_value_checks(case, backend):
+    """check_values=False leaves the checks that would wait for the GPU (values of device arrays)
+    to the caller; host arrays, and every shape, are still checked."""
+    be = get_backend(backend)
+    _, change, error, argument = next(c for c in CASES if c[0] == case)
+    params, inputs, targets, kwargs = change(*problem())
+    with pytest.raises(error, match=rf"\b{argument}\b"):     # host arrays: checked all the same
+        gpurnn.bptt(params, inputs, targets, backend=backend, check_values=False, **kwargs)
+    if backend == "cpu":
+        return
+    from gpurnn.validation import check_call
+
+    kwargs = {**kwargs, **{key: be.asarray(kwargs[key]) for key in ("lengths", "s0") if key in kwargs}}
+    on_device = (params.map(be.asarray), be.asarray(inputs))
+    check_call(*on_device, targets=be.asarray(targets), need_targets=True, check_values=False, **kwargs)
+    with pytest.raises(ValueError, match=r"\btargets\b.*shape"):
+        check_call(*on_device, targets=be.asarray(targets[:1]), need_targets=True, check_values=False, **kwargs)

@@ -56,8 +56,9 @@ class Backend(Protocol):
         """dU (n,d) = Σ_t x_t^T Δ_t: a scatter-add of Δ's rows for token ids (rows past a
         sequence's length are skipped: their ids are not read), one GEMM for dense inputs."""
 
-    def sum_squares(self, A) -> float:
-        """Σ A², accumulated in float64 in a fixed order (deterministic)."""
+    def sum_squares(self, *arrays) -> float:
+        """Σ A² over every entry of every array, accumulated in float64 in a fixed order
+        (deterministic); one value read back from a device for all of them."""
 
     def scale(self, A, factor) -> Array:
         """A · factor, a new array."""

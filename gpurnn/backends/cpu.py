@@ -269,9 +269,9 @@ class CPUBackend:
             return dU
         return self.matmul(inputs.reshape(T * B, n), delta.reshape(T * B, d), trans_a=True)
 
-    def sum_squares(self, A):
-        flat = A.reshape(-1).astype(np.float64)
-        return float(flat @ flat)
+    def sum_squares(self, *arrays):
+        flats = [A.reshape(-1).astype(np.float64) for A in arrays]
+        return sum(float(flat @ flat) for flat in flats)
 
     def scale(self, A, factor):
         return A * A.dtype.type(factor)

@@ -20,12 +20,17 @@ Pick with `CUDABackend(gemm=...)` or the environment variable GPURNN_GEMM;
 The recurrences run as one persistent kernel each (`gpurnn.kernels.persistent_*`: the whole
 time loop in one launch, W kept on chip) wherever their plan fits the device, and as one
 fused kernel launch per step (`step_forward`, `step_backward`: the step-by-step reference
-path) otherwise, or with `CUDABackend(persistent=False)` / GPURNN_PERSISTENT=0.
+path) otherwise, or with `CUDABackend(persistent=False)` / GPURNN_PERSISTENT=0. A persistent
+kernel that cannot run on the card at hand (its compiled register count, the shared-memory
+opt-in, a cooperative grid's co-residency, the driver: `persistent_plan.launch_blocker`)
+never breaks a call: the step path runs instead, and a `PersistentFallbackWarning` says
+why, once per reason.
 """
 from __future__ import annotations
 
 import math
 import os
+import warnings
 
 import numpy as np
 
@@ -34,11 +39,12 @@ from gpurnn.kernels import persistent_backward as pb
 from gpurnn.kernels import persistent_forward as pf
 from gpurnn.kernels.device import LANES, THREADS, TILE, config
 from gpurnn.kernels.gemm import gemm
+from gpurnn.kernels.persistent_plan import PersistentUnavailable
 
 from . import cuda_memory as mem
 from .cuda_memory import DeviceMemoryError
 
-__all__ = ["CUDABackend", "DeviceMemoryError", "cuda_available", "gpu_present"]
+__all__ = ["CUDABackend", "DeviceMemoryError", "PersistentFallbackWarning", "cuda_available", "gpu_present"]
 
 # Tiny launches are deliberate here (small batches, tests); Numba's low-occupancy warning
 # would otherwise fire on them, and the test suite turns warnings into errors.
@@ -54,6 +60,13 @@ STEP_GEMM_MACS = 1 << 22
 gpu_present = mem.gpu_present
 
 
+class PersistentFallbackWarning(UserWarning):
+    """A persistent kernel could not run on this GPU; the step path ran instead."""
+
+
+_warned: set = set()     # the fallback reasons already warned about in this process
+
+
 def cuda_available() -> bool:
     """True where the backend runs: a real GPU with Numba and CuPy, or the simulator."""
     return mem.SIMULATOR or mem.gpu_present()
@@ -64,18 +77,19 @@ def _blocks(count, size):
 
 
 def _tiles(rows_, cols):
-    """Grid and block of the (TILE, TILE) tiled kernels for a (rows, cols) output."""
-    return (_blocks(cols, TILE), _blocks(rows_, TILE)), (TILE, TILE)
+    """Grid, block and stream of the (TILE, TILE) tiled kernels for a (rows, cols) output
+    (row tiles along the grid's x, which has room for any row count)."""
+    return (_blocks(rows_, TILE), _blocks(cols, TILE)), (TILE, TILE), mem.launch_stream()
 
 
 def _lanes(rows_, cols):
-    """Grid and block of the LANES-shaped elementwise kernels for a (rows, cols) output."""
-    return (_blocks(cols, LANES[0]), _blocks(rows_, LANES[1])), LANES
+    """Grid, block and stream of the LANES-shaped elementwise kernels for a (rows, cols) output."""
+    return (_blocks(rows_, LANES[1]), _blocks(cols, LANES[0])), LANES, mem.launch_stream()
 
 
 def _line(count):
-    """Grid and block of the 1-D kernels over `count` elements."""
-    return _blocks(count, THREADS), THREADS
+    """Grid, block and stream of the 1-D kernels over `count` elements."""
+    return _blocks(count, THREADS), THREADS, mem.launch_stream()
 
 
 class CUDABackend:
@@ -95,6 +109,7 @@ class CUDABackend:
         if step_product not in STEP_PRODUCTS:
             raise ValueError(f"step_product must be one of {STEP_PRODUCTS}, got {step_product!r}")
         self.step_product = step_product
+        self._unavailable = set()     # (direction, plan) of persistent kernels that cannot run here
 
     # arrays -------------------------------------------------------------------------
     def asarray(self, array, dtype=None):
@@ -123,9 +138,9 @@ class CUDABackend:
         S = mem.empty((T + 1, B, d), XP.dtype)
         views = [mem.kernel_view(a) for a in (S, XP, W, s0, lengths)]
         plan = pf.plan_forward(B, d, XP.dtype) if self.persistent else None
-        if plan is not None and plan.variant != "step":
-            Sv, XPv, Wv, s0v, Lv = views
-            pf.persistent_forward(XPv, Wv, s0v, Lv, activation, Sv, plan=plan)
+        Sv, XPv, Wv, s0v, Lv = views
+        if self._persistent("forward", plan, lambda: pf.persistent_forward(XPv, Wv, s0v, Lv, activation, Sv,
+                                                                            plan=plan, stream=mem.launch_stream())):
             return S
         fused = self._fused_steps(B, d)
         prod = mem.empty((B, d) if not fused else (1, 1), XP.dtype)
@@ -147,7 +162,7 @@ class CUDABackend:
         R, k = Z.shape
         dZ = mem.empty((R, k), Z.dtype)
         per_row = mem.empty((R, 2), np.float64)
-        softmax_xent.softmax_xent[R, softmax_xent.ROW_THREADS](
+        softmax_xent.softmax_xent[R, softmax_xent.ROW_THREADS, mem.launch_stream()](
             mem.kernel_view(Z), mem.kernel_view(targets), mem.kernel_view(dZ), mem.kernel_view(per_row))
         loss, count = mem.to_host(self.sum_rows(per_row))
         return float(loss), int(round(count)), dZ
@@ -159,10 +174,10 @@ class CUDABackend:
         delta = mem.empty((T, B, d), dtype)
         ds0 = mem.empty((1, B, d), dtype)
         plan = pb.plan_backward(B, d, dtype, truncate) if self.persistent else None
-        if plan is not None and plan.variant != "step":
-            view = (lambda a: None if a is None else mem.kernel_view(a))
-            pb.persistent_backward(view(G), view(g_last), view(S), view(W), view(lengths), activation, truncate,
-                                   view(delta), view(ds0.reshape(B, d)), plan=plan)
+        view = (lambda a: None if a is None else mem.kernel_view(a))
+        if self._persistent("backward", plan, lambda: pb.persistent_backward(
+                view(G), view(g_last), view(S), view(W), view(lengths), activation, truncate, view(delta),
+                view(ds0.reshape(B, d)), plan=plan, stream=mem.launch_stream())):
             return delta, ds0.reshape(B, d)
         has_G, has_last = G is not None, g_last is not None
         G = mem.empty((1, 1, 1), dtype) if G is None else G
@@ -202,9 +217,17 @@ class CUDABackend:
         return self._gemm(A, B, None, trans_a, trans_b)
 
     def sum_rows(self, A):
-        out = mem.empty((A.shape[1],), A.dtype)
-        reductions.sum_rows[_blocks(A.shape[1], LANES[0]), LANES](mem.kernel_view(A), mem.kernel_view(out))
-        return out
+        R, m = A.shape
+        chunks = reductions.row_chunks(R)
+        partial = mem.empty((chunks, m), A.dtype)
+        launch = reductions.sum_rows[(_blocks(m, LANES[0]), chunks), LANES, mem.launch_stream()]
+        launch(mem.kernel_view(A), mem.kernel_view(partial))
+        if chunks == 1:
+            return partial.reshape(m)
+        out = mem.empty((1, m), A.dtype)
+        reductions.sum_rows[_blocks(m, LANES[0]), LANES, mem.launch_stream()](mem.kernel_view(partial),
+                                                                              mem.kernel_view(out))
+        return out.reshape(m)
 
     def input_grad(self, inputs, delta, n, lengths):
         T, B, d = delta.shape
@@ -215,24 +238,36 @@ class CUDABackend:
         rows.bucket_keys[_line(T * B)](mem.kernel_view(inputs), mem.kernel_view(lengths), n,
                                                     mem.kernel_view(keys))
         xp = mem.array_library()
+        bound = rows.piece_bound(T * B, n)
 
         def sort(keys_):
+            """Rows sorted by token, each token's first place, its first piece, each piece's token."""
             order = xp.argsort(keys_)
-            return order, xp.searchsorted(keys_[order], xp.arange(n + 1) * (T * B))
+            offsets = xp.searchsorted(keys_[order], xp.arange(n + 1) * (T * B))
+            first, end = offsets[:-1], offsets[1:]
+            pieces = xp.where(end > first, (end - 1) // rows.PIECE - first // rows.PIECE + 1, 0)
+            base = xp.concatenate((xp.zeros(1, xp.int64), xp.cumsum(pieces)))
+            return order, offsets, base, xp.searchsorted(base, xp.arange(bound), side="right") - 1
 
-        order, offsets = mem.device_index_op(sort, keys)
+        order, offsets, base, piece_token = mem.device_index_op(sort, keys)
+        partial = mem.empty((bound, d), delta.dtype)
+        rows.bucket_pieces[(bound, _blocks(d, LANES[0])), LANES, mem.launch_stream()](
+            *(mem.kernel_view(a) for a in (order, offsets, base, piece_token, flat, partial)))
         dU = mem.empty((n, d), delta.dtype)
-        rows.bucket_sum[_lanes(n, d)](
-            *(mem.kernel_view(a) for a in (order, offsets, flat, dU)))
+        rows.bucket_total[_lanes(n, d)](*(mem.kernel_view(a) for a in (base, partial, dU)))
         return dU
 
     # clipping -----------------------------------------------------------------------
-    def sum_squares(self, A):
-        flat = A.reshape(int(np.prod(A.shape)))
-        blocks = min(_blocks(flat.shape[0], THREADS), reductions.MAX_BLOCKS)
-        partials = mem.empty((blocks,), np.float64)
-        reductions.sum_squares[blocks, THREADS](mem.kernel_view(flat), mem.kernel_view(partials))
-        return math.fsum(mem.to_host(partials).tolist())
+    def sum_squares(self, *arrays):
+        flats = [A.reshape(int(np.prod(A.shape))) for A in arrays]
+        counts = [min(_blocks(flat.shape[0], THREADS), reductions.MAX_BLOCKS) for flat in flats]
+        partials = mem.empty((sum(counts),), np.float64)      # each array's blocks, then the next's
+        start = 0
+        for flat, blocks in zip(flats, counts):
+            reductions.sum_squares[blocks, THREADS, mem.launch_stream()](
+                mem.kernel_view(flat), mem.kernel_view(partials[start:start + blocks]))
+            start += blocks
+        return math.fsum(mem.to_host(partials).tolist())     # exact: the order of the partials does not matter
 
     def scale(self, A, factor):
         return self._elementwise(elementwise.scale, A, factor)
@@ -241,6 +276,24 @@ class CUDABackend:
         return self._elementwise(elementwise.clamp, A, limit)
 
     # helpers ------------------------------------------------------------------------
+    def _persistent(self, direction, plan, launch):
+        """launch() the persistent kernel of `plan`; False where there is none or it cannot run
+        on this device (the step path then runs; a warning says why, once per reason)."""
+        if plan is None or plan.variant == "step" or (direction, plan) in self._unavailable:
+            return False
+        try:
+            launch()
+            return True
+        except PersistentUnavailable as why:
+            self._unavailable.add((direction, plan))
+            message = (f"the persistent {direction} kernel ({plan.variant}, {plan.threads} threads, "
+                       f"{plan.smem} bytes of shared memory) cannot run on this GPU: {why}; "
+                       f"the step-by-step kernels run instead")
+            if message not in _warned:
+                _warned.add(message)
+                warnings.warn(message, PersistentFallbackWarning, stacklevel=4)
+            return False
+
     def _elementwise(self, kernel, A, value):
         out = mem.empty(A.shape, A.dtype)
         N = int(np.prod(A.shape))

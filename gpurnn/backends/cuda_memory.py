@@ -98,9 +98,24 @@ def to_host(array):
 
 def kernel_view(array):
     """What a Numba kernel launch takes: CuPy arrays through their CUDA array interface, no
-    copy and no stream synchronisation (CuPy and Numba both launch on the default stream)."""
+    copy and no stream synchronisation (the backend's Numba launches go on CuPy's current
+    stream, `launch_stream`, so they are ordered with CuPy's own work)."""
     cp = cupy_module()
     return cuda.as_cuda_array(array, sync=False) if cp and isinstance(array, cp.ndarray) else array
+
+
+def launch_stream():
+    """The stream for the backend's Numba launches: CuPy's current stream, so a caller's
+    `with cupy.cuda.Stream():` orders them with CuPy's work on it (cuBLAS, copies, sorts);
+    0, the default stream, under the simulator and for CuPy's default stream."""
+    cp = cupy_module()
+    return _numba_stream(cp.cuda.get_current_stream().ptr) if cp else 0
+
+
+@functools.lru_cache(maxsize=16)
+def _numba_stream(ptr):
+    """Numba's handle on the CUDA stream `ptr` (not owned: never destroyed by Numba)."""
+    return cuda.external_stream(ptr) if ptr else 0
 
 
 def array_library():

@@ -1,4 +1,5 @@
-"""CoNLL-U files for part-of-speech tagging (UPOS), read with the `conllu` package.
+"""CoNLL-U files for part-of-speech tagging (UPOS), read with the `conllu` package (imported
+on first use, so the rest of gpurnn imports where it is missing, e.g. a GPU image).
 
 Multiword tokens (ids like 3-4) and empty nodes (ids like 5.1) are left out: each sentence
 is its syntactic words and their UPOS tags. A malformed line raises `DataError` naming the
@@ -7,9 +8,6 @@ file and the line.
 from __future__ import annotations
 
 from typing import NamedTuple
-
-import conllu
-from conllu.exceptions import ParseException
 
 from .errors import DataError, read_lines
 
@@ -44,6 +42,7 @@ def _parse_block(path, first: int, block: list[str]) -> list[TaggedSentence]:
         if not line.startswith("#") and len(line.split("\t")) != 10:
             raise DataError(path, first + offset, f"expected 10 tab-separated CoNLL-U columns, "
                                                   f"got {len(line.split(chr(9)))}: {line!r}")
+    conllu, ParseException = _conllu()
     try:
         token_lists = conllu.parse("\n".join(block) + "\n\n")
     except ParseException as e:
@@ -64,8 +63,20 @@ def _parse_block(path, first: int, block: list[str]) -> list[TaggedSentence]:
     return out
 
 
+def _conllu():
+    """The `conllu` module and its parse error, or a ModuleNotFoundError saying what to install."""
+    try:
+        import conllu
+        from conllu.exceptions import ParseException
+    except ModuleNotFoundError as error:
+        raise ModuleNotFoundError("reading CoNLL-U files needs the conllu package (pip install conllu)",
+                                  name="conllu") from error
+    return conllu, ParseException
+
+
 def _bad_line(block: list[str]) -> int:
     """Offset of the first line of `block` that `conllu` cannot parse alone (0 if none)."""
+    conllu, ParseException = _conllu()
     for offset, line in enumerate(block):
         try:
             conllu.parse(line + "\n\n")
