@@ -36,9 +36,11 @@ def test_measured_rate():
 
 def test_run_diagnose_writes_figures_and_numbers(tmp_path):
     lines = []
-    numbers = run_diagnose(tmp_path, T=6, hidden=4, length=10, steps=2, search=(10,), seeds=1,
-                           sequences=100, echo=lines.append)
+    numbers = run_diagnose(tmp_path, T=6, hidden=4, length=10, steps=2, search=(10,), seeds=1, run_seeds=2,
+                           min_solved=1, sequences=100, echo=lines.append, command="test")
     assert (tmp_path / "gradient-flow-lag.png").stat().st_size > 0
     assert (tmp_path / "gradient-flow-clipping.png").stat().st_size > 0
     assert json.loads((tmp_path / "gradient-flow.json").read_text()) == json.loads(json.dumps(numbers))
     assert len(numbers["lag_study"]) == 12 and all(line.startswith("metric ") for line in lines)
+    assert numbers["provenance"]["command"] == "test" and numbers["settings"]["min_solved"] == 1
+    assert len(numbers["clipping"]) == 4 and set(numbers["clipping_solved"]) == {"None", "1.0"}
