@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from ..batches import SentenceBatches, TokenStreams
-from ..data.text import char_vocab, read_text, split_text
+from ..data.text import encode_text, read_text, split_text
 from ..data.vocab import Vocab
 from ..data.words import docstring_words, encode_words, read_words, word_vocab
 from ..train import Trainer
@@ -31,8 +31,7 @@ class CharLM:
 
     def prepare(self, paths: list[str], valid: str | None, opts: Options) -> Prepared:
         text = "".join(read_text(p) for p in paths)
-        vocab = char_vocab(text)
-        ids = vocab.encode(text)
+        ids, vocab = encode_text(text)
         train_ids, valid_ids = (ids, vocab.encode(read_text(valid))) if valid else split_text(ids, opts.valid_fraction)
         streams = TokenStreams(train_ids, opts.batch_size, opts.seq_len)
         held = TokenStreams(valid_ids, opts.batch_size, opts.seq_len) if len(valid_ids) > opts.batch_size else None
