@@ -146,6 +146,7 @@ def run_diagnose(out_dir="docs/figures", *, T=60, hidden=32, length=20, lr=0.3, 
                                           "solved_by_length": {str(n): k for n, k in solved.items()},
                                           "runs": [_run_numbers(run) for run in made]})
     (out / "gradient-flow.json").write_text(json.dumps(numbers, indent=1) + "\n")
+    (out / "gradient-flow-tables.md").write_text("\n\n".join(markdown_tables(numbers).values()) + "\n")
     for name, rates in numbers["lag_rate_by_seed"].items():
         for seed, rate in enumerate(rates):
             echo(f"metric rate_{name}_seed{seed} {rate:.4f}")
@@ -155,6 +156,39 @@ def run_diagnose(out_dir="docs/figures", *, T=60, hidden=32, length=20, lr=0.3, 
     for s in numbers["longest_solved"]:
         echo(f"metric longest_solved_clip_{s['clip']} {s['longest']}")
     return numbers
+
+
+def markdown_tables(numbers: dict) -> dict[str, str]:
+    """docs/gradient-flow.md's provenance line and tables, rendered from gradient-flow.json's numbers
+    (tests/test_published.py checks that the page holds them verbatim)."""
+    p, cfg = numbers["provenance"], numbers["settings"]
+    seeds = ", ".join(str(i) for i in range(cfg["lag_seeds"]))
+    last = cfg["T"] - 1
+    lag = [f"| σ | ρ(W) | λ | γρ | γλ | rate, lags 1–20 (W seeds {seeds}) | geo-mean, lag 10 | lag {last} (one pair) "
+           f"| bound, lag {last} |", "|---|---|---|---|---|---|---|---|---|"]
+    for row in numbers["lag_study"]:
+        rates = numbers["lag_rate_by_seed"][f"{row['activation']}_rho{row['rho']:g}"]
+        lag.append(f"| {row['activation']} | {row['rho']:g} | {row['norm']:.2f} | {row['gamma_rho']:g} "
+                   f"| {row['gamma_lambda']:.3g} | {', '.join(f'{r:.3f}' for r in rates)} | {row['geomean_lag10']:.2e} "
+                   f"| {row[f'geomean_lag{last}']:.2e} | {row[f'bound_lag{last}']:.2e} |")
+    clip = [f"| seed | clipping | error on {cfg['sequences']:,} fresh sequences | max ‖g‖ | median ‖g‖ "
+            "| max loss (one batch) | final loss | max ‖W‖_F |", "|---|---|---|---|---|---|---|---|"]
+    for r in numbers["clipping"]:
+        setting = "none" if r["clip"] is None else f"‖g‖ ≤ {r['clip']:g}"
+        clip.append(f"| {r['seed']} | {setting} | {r['error']:.1%} | {r['max_norm']:.1f} | {r['median_norm']:.2g} "
+                    f"| {r['max_loss']:.2f} | {r['final_loss']:.2g} | {r['max_weight_norm']:.1f} |")
+    search = numbers["longest_solved"][0]["searched"]
+    longest = [f"| setting | {' | '.join(f'T = {n}' for n in search)} | longest solved "
+               f"(≥ {cfg['min_solved']} of {cfg['run_seeds']} seeds) |", "|---" * (len(search) + 2) + "|"]
+    for s in numbers["longest_solved"]:
+        setting = "no clipping" if s["clip"] is None else f"clip ‖g‖ ≤ {s['clip']:g}"
+        counts = [f"{s['solved_by_length'][str(n)]} of {cfg['run_seeds']}" if str(n) in s["solved_by_length"]
+                  else "not run" for n in search]
+        verdict = "none" if s["longest"] is None else f"T = {s['longest']}"
+        longest.append(f"| {setting} | {' | '.join(counts)} | {verdict} |")
+    return {"provenance": f"Numbers and figures of this page: `{p['command']}`, run {p['date'][:10]} at commit "
+                          f"{p['commit']}.",
+            "lag": "\n".join(lag), "clipping": "\n".join(clip), "longest_solved": "\n".join(longest)}
 
 
 def _curve_numbers(c) -> dict:
