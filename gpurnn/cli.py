@@ -17,6 +17,7 @@ from typing import List, Optional
 import typer
 
 from .diagnose import diagnose_command
+from .trained import checkpoint_file
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Train Elman RNNs with backpropagation through time on a GPU or the CPU.")
@@ -32,12 +33,7 @@ def main() -> None:
     """gpurnn: Elman RNNs trained by BPTT (Numba CUDA on NVIDIA GPUs, NumPy/Numba on the CPU)."""
 
 
-def checkpoint_path(path: Path) -> Path:
-    """A checkpoint file, or the best (else last) checkpoint of a run directory."""
-    if path.is_dir():
-        best = path / "best.safetensors"
-        return best if best.is_file() else path / "checkpoint.safetensors"
-    return path
+checkpoint_path = checkpoint_file      # a checkpoint file, or the best (else last) checkpoint of a run directory
 
 
 @contextlib.contextmanager

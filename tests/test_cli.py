@@ -137,10 +137,12 @@ def test_word_dropout_masks_some_words_and_replays_with_the_rng():
 
 @pytest.mark.slow
 def test_demo_runs_offline(tmp_path, capsys):
-    """`make demo` in miniature: stdlib docstring words, one epoch, completions printed."""
+    """`make demo` in miniature: stdlib docstring words, 20 steps, completions scored and printed."""
     from gpurnn.demo import PREFIXES, main
 
-    main(["--epochs", "1", "--hidden", "16", "--backend", "cpu", "--no-progress"], out=tmp_path / "demo")
+    main(["--steps", "20", "--hidden", "16", "--backend", "cpu", "--no-progress"], out=tmp_path / "demo")
     printed = capsys.readouterr().out
     assert all(f"\n{p}: " in printed for p in PREFIXES) and "metric loss_nats" in printed
+    scores = metrics_of(printed)
+    assert 0.5 < scores["baseline_top3_from_3"] < 1 and 0 <= scores["top3_from_3"] < scores["baseline_top3_from_3"]
     assert {"checkpoint.safetensors", "loss.png", "metrics.json"} <= {p.name for p in (tmp_path / "demo").iterdir()}
