@@ -20,8 +20,8 @@ from .cli import app
 
 OUT = "runs/demo"
 PREFIXES = ["pro", "con", "arg", "str", "def", "imp"]
-TRAIN = ["train", "--task", "autocomplete", "--data", "stdlib", "--hidden", "256", "--steps", "3000",
-         "--eval-every", "500", "--lr", "2e-3", "--backend", "auto", "--patience", "3"]
+TRAIN = ["train", "--task", "autocomplete", "--data", "stdlib", "--hidden", "256", "--steps", "8000",
+         "--eval-every", "1000", "--lr", "5e-3", "--schedule", "cosine", "--backend", "auto", "--patience", "3"]
 
 
 def main(argv: list[str] | None = None, out: str = OUT) -> None:
