@@ -13,7 +13,8 @@ from gpurnn.generate import Reader, beam_complete, class_probabilities, sample, 
 
 
 def test_import_gpurnn_stays_light():
-    code = "import sys, gpurnn; print(sorted({m.split('.')[0] for m in sys.modules} & {'matplotlib', 'typer', 'scipy'}))"
+    code = ("import sys, gpurnn; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'matplotlib', 'typer', 'scipy'}))")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
 
 

@@ -94,8 +94,8 @@ class Autocomplete:
         trainer = Trainer.load(checkpoint_path, backend=backend)
         metrics = _loss_metrics(trainer.evaluate(SentenceBatches(*encode_words(held, vocab), 256, shuffle=False)).loss)
         model = load(checkpoint_path, backend=backend)
-        metrics.update(completion_scores(lambda prefix, k: [w for w, _ in model.complete(prefix, k=k, beam=COMPLETION_BEAM)],
-                                         held))
+        metrics.update(completion_scores(
+            lambda prefix, k: [w for w, _ in model.complete(prefix, k=k, beam=COMPLETION_BEAM)], held))
         if train_words:
             baseline = completion_scores(frequency_completer(train_words), held)
             metrics.update({f"baseline_{name}": value for name, value in baseline.items()})
