@@ -87,7 +87,8 @@ class Autocomplete:
         """Loss per character (and `<stop>`) on the held-out running text of `paths` (all of it when
         they are not the training words), and its completions scored as a user feels them:
         top-1/top-3 from 2 and 3 typed letters and keystrokes saved, for the model (beam search)
-        and for the most frequent training words with the typed prefix (`baseline_...`)."""
+        and, when `paths` are the training words (the baseline needs their counts), for the most
+        frequent training words with the typed prefix (`baseline_...`)."""
         words = _word_source(paths)
         train_words, held = _split_words(words, meta["valid_fraction"]) if paths == meta.get("words") else ([], words)
         vocab = Vocab.from_json(meta["vocab"])
