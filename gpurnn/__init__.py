@@ -5,6 +5,15 @@ from .model import Params, init_params
 
 __all__ = [
     "BPTTResult", "ForwardResult", "NonFiniteGradientError", "Params", "bptt", "clip_grad_norm",
-    "clip_grad_value", "forward", "global_norm", "init_params",
+    "clip_grad_value", "forward", "global_norm", "init_params", "load",
 ]
 __version__ = "0.1.0"
+
+
+def load(path, *, backend: str = "cpu"):
+    """A trained model from a checkpoint file or run folder: parameters, settings, vocabulary,
+    with forward / sample / complete / tag / classify (`gpurnn.trained.TrainedModel`). Imported
+    on first use, so `import gpurnn` stays light."""
+    from .trained import load as load_trained
+
+    return load_trained(path, backend=backend)

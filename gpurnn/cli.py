@@ -20,6 +20,7 @@ from .cli_checks import DEBUG, OneLineErrors, choices, fail, finite
 from .diagnose import diagnose_command
 from .distributed import abort_job_on_error
 from .train_run import DEFAULTS, run_training, scored_split
+from .trained import checkpoint_file
 
 app = typer.Typer(cls=OneLineErrors, add_completion=False, no_args_is_help=True,
                   help="Train Elman RNNs with backpropagation through time on a GPU or the CPU.")
@@ -46,10 +47,8 @@ def main(debug: bool = typer.Option(False, "--debug", envvar="GPURNN_DEBUG",
 
 
 def checkpoint_path(path: Path) -> Path:
-    """A checkpoint file, or the best (else last) checkpoint of a run directory."""
-    if path.is_dir():
-        best = path / "best.safetensors"
-        path = best if best.is_file() else path / "checkpoint.safetensors"
+    """A checkpoint file, or the best (else last) checkpoint of a run directory; it must exist."""
+    path = checkpoint_file(path)
     if not path.is_file():
         raise fail(f"{path} does not exist; expected a checkpoint file or a run folder holding one", "CHECKPOINT")
     return path

@@ -7,9 +7,11 @@ It runs the three studies of `gpurnn.diagnostics.studies` on the CPU in float64 
                                 logistic / relu (rows) and ρ(W) = 0.5, 1, 1.5 and 3 (columns)
     gradient-flow-clipping.png  temporal order (2 symbols): loss, gradient norm before clipping and
                                 ‖W‖_F per SGD step, with and without global-norm clipping (same seed,
-                                same learning rate; the JSON has the same pair for `seeds` seeds,
+                                same learning rate; the JSON has the same pair for `run_seeds` seeds,
                                 and the lag study's rates for `seeds` random W)
-    gradient-flow.json          every number docs/gradient-flow.md quotes
+    gradient-flow.json          every number docs/gradient-flow.md quotes, with the command, date
+                                and commit that produced them (tests/test_published.py checks
+                                the page against it and recomputes the deterministic part)
 
 and prints `metric NAME VALUE` lines. Defaults take a few minutes on two CPU cores.
 """
@@ -23,9 +25,13 @@ import numpy as np
 import typer
 
 from .diagnostics.studies import lag_study, longest_solved, train_run
+from .provenance import provenance
 
 RHOS = (0.5, 1.0, 1.5, 3.0)
 SEARCH_LENGTHS = (10, 15, 20, 30, 40, 60)
+# The training studies' verdicts: 10 seeds each, and a length counts as solved when at least 8
+# of them solve it (one or two chaotic runs flipping cannot change the verdict).
+RUN_SEEDS, MIN_SOLVED = 10, 8
 
 
 def measured_rate(curve: np.ndarray, first=1, last=20) -> float:
@@ -102,30 +108,45 @@ def _smooth(values, window=25):
 
 
 def run_diagnose(out_dir="docs/figures", *, T=60, hidden=32, length=20, lr=0.3, clip=1.0, steps=1500,
-                 search=SEARCH_LENGTHS, seeds=3, sequences=10_000, echo=print) -> dict:
+                 search=SEARCH_LENGTHS, seeds=3, run_seeds=RUN_SEEDS, min_solved=MIN_SOLVED, sequences=10_000,
+                 echo=print, command="gpurnn diagnose") -> dict:
     """Run the studies, write the figures and gradient-flow.json into `out_dir`, return the numbers.
-    `sequences`: fresh sequences per final evaluation (the success criteria use 10,000)."""
+
+    seeds: random W per (σ, ρ) of the lag study; run_seeds: seeds of each training study (the
+    clipping pair and every length of the search); min_solved: the rule of the search, a length
+    is solved when at least that many of the run_seeds seeds solve it. sequences: fresh
+    sequences per final evaluation (the success criteria use 10,000). `command` is recorded
+    in the JSON's provenance with the date and the commit.
+    """
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     studies = [lag_study(rhos=RHOS, T=T, d=hidden, seed=seed) for seed in range(seeds)]
     curves = studies[0]
     lag_figure(curves, out / "gradient-flow-lag.png")
-    numbers = {"lag_study": [_curve_numbers(c) for c in curves],
+    numbers = {"provenance": provenance(command),
+               "settings": {"T": T, "hidden": hidden, "length": length, "lr": lr, "clip": clip, "steps": steps,
+                            "lag_seeds": seeds, "run_seeds": run_seeds, "min_solved": min_solved,
+                            "sequences": sequences},
+               "lag_study": [_curve_numbers(c) for c in curves],
                "lag_rate_by_seed": {f"{c.activation}_rho{c.rho:g}": [measured_rate(study[i].jacobian_geomean)
                                                                       for study in studies]
                                     for i, c in enumerate(curves)},
                "lag_violations_all_seeds": sum(c.violations for study in studies for c in study)}
     runs = [[train_run(length=length, clip=value, lr=lr, steps=steps, hidden=hidden, seed=seed, sequences=sequences)
-             for value in (None, clip)] for seed in range(seeds)]
+             for value in (None, clip)] for seed in range(run_seeds)]
     clipping_figure(runs[0], out / "gradient-flow-clipping.png")
     numbers["clipping"] = [_run_numbers(run) for pair in runs for run in pair]
+    numbers["clipping_solved"] = {str(value): sum(pair[i].evaluation.solved for pair in runs)
+                                  for i, value in enumerate((None, clip))}
     numbers["longest_solved"] = []
     for value in (None, clip):
-        best, made = longest_solved(search, range(seeds), clip=value, lr=lr, steps=steps, hidden=hidden,
-                                    check_every=100, sequences=sequences)
+        best, made, solved = longest_solved(search, range(run_seeds), min_solved=min_solved, clip=value, lr=lr,
+                                            steps=steps, hidden=hidden, check_every=100, sequences=sequences)
         numbers["longest_solved"].append({"clip": value, "searched": list(search), "longest": best,
+                                          "solved_by_length": {str(n): k for n, k in solved.items()},
                                           "runs": [_run_numbers(run) for run in made]})
     (out / "gradient-flow.json").write_text(json.dumps(numbers, indent=1) + "\n")
+    (out / "gradient-flow-tables.md").write_text("\n\n".join(markdown_tables(numbers).values()) + "\n")
     for name, rates in numbers["lag_rate_by_seed"].items():
         for seed, rate in enumerate(rates):
             echo(f"metric rate_{name}_seed{seed} {rate:.4f}")
@@ -135,6 +156,41 @@ def run_diagnose(out_dir="docs/figures", *, T=60, hidden=32, length=20, lr=0.3, 
     for s in numbers["longest_solved"]:
         echo(f"metric longest_solved_clip_{s['clip']} {s['longest']}")
     return numbers
+
+
+def markdown_tables(numbers: dict) -> dict[str, str]:
+    """docs/gradient-flow.md's provenance line and tables, rendered from gradient-flow.json's numbers
+    (tests/test_published.py checks that the page holds them verbatim)."""
+    p, cfg = numbers["provenance"], numbers["settings"]
+    seeds = ", ".join(str(i) for i in range(cfg["lag_seeds"]))
+    last = cfg["T"] - 1
+    mid = min(10, last)
+    lag = [f"| σ | ρ(W) | λ | γρ | γλ | rate, lags 1–20 (W seeds {seeds}) | geo-mean, lag {mid} "
+           f"| lag {last} (one pair) | bound, lag {last} |", "|---|---|---|---|---|---|---|---|---|"]
+    for row in numbers["lag_study"]:
+        rates = numbers["lag_rate_by_seed"][f"{row['activation']}_rho{row['rho']:g}"]
+        lag.append(f"| {row['activation']} | {row['rho']:g} | {row['norm']:.2f} | {row['gamma_rho']:g} "
+                   f"| {row['gamma_lambda']:.3g} | {', '.join(f'{r:.3f}' for r in rates)} "
+                   f"| {row[f'geomean_lag{mid}']:.2e} | {row[f'geomean_lag{last}']:.2e} "
+                   f"| {row[f'bound_lag{last}']:.2e} |")
+    clip = [f"| seed | clipping | error on {cfg['sequences']:,} fresh sequences | max ‖g‖ | median ‖g‖ "
+            "| max loss (one batch) | final loss | max ‖W‖_F |", "|---|---|---|---|---|---|---|---|"]
+    for r in numbers["clipping"]:
+        setting = "none" if r["clip"] is None else f"‖g‖ ≤ {r['clip']:g}"
+        clip.append(f"| {r['seed']} | {setting} | {r['error']:.1%} | {r['max_norm']:.1f} | {r['median_norm']:.2g} "
+                    f"| {r['max_loss']:.2f} | {r['final_loss']:.2g} | {r['max_weight_norm']:.1f} |")
+    search = numbers["longest_solved"][0]["searched"]
+    longest = [f"| setting | {' | '.join(f'T = {n}' for n in search)} | longest solved "
+               f"(≥ {cfg['min_solved']} of {cfg['run_seeds']} seeds) |", "|---" * (len(search) + 2) + "|"]
+    for s in numbers["longest_solved"]:
+        setting = "no clipping" if s["clip"] is None else f"clip ‖g‖ ≤ {s['clip']:g}"
+        counts = [f"{s['solved_by_length'][str(n)]} of {cfg['run_seeds']}" if str(n) in s["solved_by_length"]
+                  else "not run" for n in search]
+        verdict = "none" if s["longest"] is None else f"T = {s['longest']}"
+        longest.append(f"| {setting} | {' | '.join(counts)} | {verdict} |")
+    return {"provenance": f"Numbers and figures of this page: `{p['command']}`, run {p['date'][:10]} at commit "
+                          f"{p['commit']}.",
+            "lag": "\n".join(lag), "clipping": "\n".join(clip), "longest_solved": "\n".join(longest)}
 
 
 def _curve_numbers(c) -> dict:
@@ -166,7 +222,14 @@ def diagnose_command(
     lr: float = typer.Option(0.3, min=0.0, help="SGD learning rate of the clipping study"),
     clip: float = typer.Option(1.0, min=0.0, help="max ‖g‖ of the clipped runs"),
     length: int = typer.Option(20, min=10, help="temporal-order length of the clipping figure"),
+    seeds: int = typer.Option(RUN_SEEDS, min=1, help="seeds of each training study (clipping pair, length search)"),
+    min_solved: int = typer.Option(MIN_SOLVED, min=1, help="a length is solved when at least this many seeds solve it"),
 ) -> None:
     """Measure vanishing/exploding gradients (tanh, logistic, relu; ρ(W) = 0.5, 1, 1.5, 3) and the
     effect of norm clipping on temporal order; write the figures of docs/gradient-flow.md."""
-    run_diagnose(out, steps=steps, lr=lr, clip=clip, length=length, echo=typer.echo)
+    if min_solved > seeds:
+        raise typer.BadParameter(f"must be at most --seeds ({seeds}), got {min_solved}", param_hint="--min-solved")
+    command = f"gpurnn diagnose --out {out} --steps {steps} --lr {lr:g} --clip {clip:g} --length {length} " \
+              f"--seeds {seeds} --min-solved {min_solved}"
+    run_diagnose(out, steps=steps, lr=lr, clip=clip, length=length, run_seeds=seeds, min_solved=min_solved,
+                 echo=typer.echo, command=command)

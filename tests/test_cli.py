@@ -5,10 +5,13 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+import gpurnn
 from gpurnn.cli import app
+from gpurnn.data import fixed_split, read_files_per_label
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"real data not present at {SHARED}")
@@ -87,7 +90,12 @@ def test_polarity_slice_and_classify(tmp_path):
     out = tmp_path / "run"
     m = metrics_of(run("train", "--task", "classify", "--data", f"pos={pos}", "--data", f"neg={neg}", "--out", out,
                        "--hidden", "16", "--epochs", "2", "--backend", "cpu", "--no-progress"))
-    assert m["test/sentences"] == 60 and 0.0 <= m["test/accuracy"] <= 1.0 and "test/baseline_majority" in m
+    assert m["test/sentences"] == 60
+    model, sentences = gpurnn.load(out), read_files_per_label({"pos": pos, "neg": neg})
+    test = [sentences[i] for i in fixed_split(len(sentences), seed=0, test_fraction=0.1)[1]]
+    right = [next(iter(model.classify(s.words))) == s.label for s in test]    # scored again, one by one
+    assert m["test/accuracy"] == pytest.approx(np.mean(right), abs=1e-6)
+    assert m["test/baseline_majority"] == pytest.approx(np.mean([s.label == model.meta["majority"] for s in test]), abs=1e-6)
     again = tmp_path / "again"
     run("train", "--task", "classify", "--data", f"pos={pos}", "--data", f"neg={neg}", "--out", again,
         "--hidden", "16", "--epochs", "1", "--seed", "1", "--backend", "cpu", "--no-progress")
@@ -112,8 +120,6 @@ def test_malformed_files_name_file_and_line(tmp_path, task, name, text, where):
 
 
 def test_word_dropout_masks_some_words_and_replays_with_the_rng():
-    import numpy as np
-
     from gpurnn.batches import SentenceBatches
     from gpurnn.tasks.classify import WordDropout
 
@@ -131,10 +137,12 @@ def test_word_dropout_masks_some_words_and_replays_with_the_rng():
 
 @pytest.mark.slow
 def test_demo_runs_offline(tmp_path, capsys):
-    """`make demo` in miniature: stdlib docstring words, one epoch, completions printed."""
+    """`make demo` in miniature: stdlib docstring words, 20 steps, completions scored and printed."""
     from gpurnn.demo import PREFIXES, main
 
-    main(["--epochs", "1", "--hidden", "16", "--backend", "cpu", "--no-progress"], out=tmp_path / "demo")
+    main(["--steps", "20", "--hidden", "16", "--backend", "cpu", "--no-progress"], out=tmp_path / "demo")
     printed = capsys.readouterr().out
     assert all(f"\n{p}: " in printed for p in PREFIXES) and "metric valid/loss_nats" in printed
+    scores = metrics_of(printed)
+    assert 0.5 < scores["valid/baseline_top3_from_3"] < 1 and 0 <= scores["valid/top3_from_3"] < scores["valid/baseline_top3_from_3"]
     assert {"checkpoint.safetensors", "loss.png", "metrics.json"} <= {p.name for p in (tmp_path / "demo").iterdir()}

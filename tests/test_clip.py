@@ -64,6 +64,33 @@ def test_clip_grad_norm_is_idempotent(dtype, backend):
         np.testing.assert_allclose(b, a, rtol=RTOL[dtype], atol=0)
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])
+def test_small_gradients_are_left_alone_bit_for_bit(dtype, backend):
+    """Below the threshold (even just below) both clippings return every entry unchanged, and a
+    trainer step clipped at a large max_norm or value equals an unclipped one, bit for bit."""
+    from gpurnn.batches import Batch
+    from gpurnn.train import TrainConfig, Trainer
+
+    grads, host = grads_on(backend, dtype)
+    largest = max(float(np.abs(g).max()) for g in host)
+    for max_norm in (norm_of(host) * (1 + 1e-9), 1e30):
+        clipped, _ = gpurnn.clip_grad_norm(grads, max_norm)
+        for name, g in to_host(backend, clipped).items():
+            np.testing.assert_array_equal(g, getattr(host, name), err_msg=name)
+    for name, g in to_host(backend, gpurnn.clip_grad_value(grads, largest * (1 + 1e-6))).items():
+        np.testing.assert_array_equal(g, getattr(host, name), err_msg=name)
+    batch = Batch(np.array([[0, 1], [2, 3], [1, 0]]), np.array([[1, 2], [0, 1], [2, 0]]))
+    after = {}
+    for clip, extra in (("none", {}), ("norm", {"max_norm": 1e6}), ("value", {"clip_value": 1e6})):
+        trainer = Trainer(gpurnn.init_params(4, 5, 3, seed=2, dtype=dtype),
+                          TrainConfig(clip=clip, backend=backend, optimizer="sgd", lr=0.5, **extra))
+        trainer.step(batch)
+        after[clip] = trainer.host_params()
+    for clip in ("norm", "value"):
+        for name, p in after[clip].items():
+            np.testing.assert_array_equal(p, getattr(after["none"], name), err_msg=f"{clip} {name}")
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_clip_grad_norm_refuses_non_finite_gradients(bad, backend):
     _, host = grads_on(backend, np.float64)

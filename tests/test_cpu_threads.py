@@ -67,3 +67,17 @@ def test_stepwise_numpy_loops_equal_compiled_loops(monkeypatch, output, tokens):
                                    atol=1e-14, err_msg=name)
     np.testing.assert_allclose(stepwise.ds0, compiled.ds0, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(stepwise.s_last, compiled.s_last, rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "logistic"])
+def test_a_large_step_takes_the_stepwise_loops_and_matches_the_reference(activation):
+    """At a size that reaches `stepwise_blas` by itself (B·d² = 2²¹, nothing patched), the exact
+    loops match the per-term NumPy reference, lengths and s0 included."""
+    sizes = dict(T=4, B=8, n=5, d=512, k=4)
+    assert cpu_threads.stepwise_blas(sizes["B"], sizes["d"])
+    case = make_case(11, activation=activation, lengths=True, s0=True, **sizes)
+    got = gpurnn.bptt(case.params, case.inputs, case.targets, backend="cpu", **case.kwargs())
+    loss, grads, ds0 = reference_bptt(case)
+    assert relative_error(got.loss, loss) < 1e-12
+    assert max(relative_error(getattr(got.grads, f), grads[f]) for f in FIELDS) < 1e-10
+    assert relative_error(got.ds0, ds0) < 1e-10

@@ -11,7 +11,7 @@ import pytest
 
 import gpurnn
 from conftest import SIMULATOR
-from helpers import assert_close, make_case, relative_error
+from helpers import FIELDS, assert_close, make_case, reference_bptt, reference_forward, relative_error
 
 DTYPES = (np.float32, np.float64)
 
@@ -158,6 +158,26 @@ def test_step_path_matches_cpu_through_bptt(be, activation, step_product):
     assert_close(got.ds0, want.ds0, np.float64, "ds0")
 
 
+@pytest.mark.parametrize("step_product", ["fused", "gemm"])
+@pytest.mark.parametrize("output,truncate,dtype", [("last", None, np.float64), ("all", None, np.float32)])
+def test_step_kernels_match_the_per_term_reference(be, output, truncate, dtype, step_product):
+    """The step kernels in the modes the other step test leaves out (exact BPTT, output "last",
+    float32), against the independent per-term NumPy reference rather than the CPU backend;
+    the forward states against the reference's step by step."""
+    from gpurnn.backends.cuda import CUDABackend
+
+    case = make_case(12, lengths=True, s0=True, output=output, truncate=truncate, dtype=dtype)
+    step = CUDABackend(gemm="numba", persistent=False, step_product=step_product)
+    got = gpurnn.bptt(case.params, case.inputs, case.targets, **case.kwargs(), backend=step)
+    loss, grads, ds0 = reference_bptt(case)
+    assert_close(got.loss, loss, dtype, "loss")
+    for name in FIELDS:
+        assert_close(getattr(got.grads, name), grads[name], dtype, name)
+    assert_close(got.ds0, ds0, dtype, "ds0")
+    states = gpurnn.forward(case.params, case.inputs, **case.forward_kwargs(), backend=step).states
+    assert_close(states, reference_forward(case)[0][1:], dtype, "states")
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_device_resident_round_trip(be, backend, dtype):
     """Params on the device give results on the device, equal to the host run's."""
@@ -201,10 +221,28 @@ def test_out_of_memory_names_the_sizes(be):
 
 
 def test_auto_takes_cuda_only_on_a_real_gpu(backend):
-    from gpurnn.backends import get_backend
-    from gpurnn.backends.cuda import gpu_present
+    """What `auto` picks against facts about the machine, not the backend's own probe: an NVIDIA
+    device node, CuPy installed, and not the simulator (which `auto` must never take)."""
+    import glob
+    import importlib.util
 
-    assert get_backend("auto").name == ("cuda" if gpu_present() else "cpu")
+    from gpurnn.backends import get_backend
+
+    gpu_here = bool(glob.glob("/dev/nvidia[0-9]*")) and importlib.util.find_spec("cupy") is not None
+    assert get_backend("auto").name == ("cuda" if gpu_here and not SIMULATOR else "cpu")
+
+
+def test_auto_asks_for_a_real_gpu_and_cuda_takes_the_simulator(backend, monkeypatch):
+    import types
+
+    import gpurnn.backends as backends
+
+    gpu = types.SimpleNamespace(name="cuda", recurrence_forward=None)
+    monkeypatch.setattr(backends, "_cuda", lambda: gpu)
+    monkeypatch.setattr(backends, "cuda_usable", lambda simulator=True: simulator)    # only a simulator here
+    assert backends.get_backend("auto").name == "cpu" and backends.get_backend("cuda") is gpu
+    monkeypatch.setattr(backends, "cuda_usable", lambda simulator=True: True)         # a real GPU
+    assert backends.get_backend("auto") is gpu
 
 
 # --- a real GPU, realistic sizes -----------------------------------------------------------

@@ -2,6 +2,7 @@
 files raise errors naming the file and the line."""
 import importlib.util
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -76,10 +77,17 @@ def test_word_list_with_two_words_on_a_line(tmp_path):
         read_words(write(tmp_path, "w.txt", "cat\nhot dog\n"))
 
 
-def test_docstring_words_are_real_words():
+def test_docstring_words_are_running_text(tmp_path):
+    (tmp_path / "a.py").write_text('"""Return the value; the getValue of my_name.\n\nReturn it."""\n')
+    (tmp_path / "b.py").write_text('def f():\n    """The VALUE of the thing."""\n')
+    assert docstring_words(min_len=3, min_count=1, modules_dir=tmp_path) == [
+        "return", "the", "value", "the", "return", "the", "the", "thing"]
+    assert docstring_words(min_len=3, min_count=2, modules_dir=tmp_path) == ["return", "the", "the", "return",
+                                                                             "the", "the"]
     words = docstring_words()
-    assert len(words) > 1000
-    assert {"return", "function", "string"} <= set(words)
+    assert len(words) > 50_000 and len(set(words)) > 2000
+    assert Counter(words).most_common(1)[0][0] == "the"
+    assert {"return", "function", "string"} <= set(words) and "eturn" not in words
     assert all(w.isalpha() and w.islower() for w in words)
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from gpurnn.diagnose import measured_rate, run_diagnose
 from gpurnn.diagnostics import spectral_radius
-from gpurnn.diagnostics.studies import lag_study, recurrent_matrix, train_run
+from gpurnn.diagnostics.studies import lag_study, longest_solved, recurrent_matrix, train_run
 
 
 def test_recurrent_matrix_has_the_asked_spectral_radius():
@@ -22,9 +22,22 @@ def test_lag_study_respects_the_bound_and_vanishes_for_logistic():
 
 
 def test_train_run_logs_every_step_and_clips():
-    run = train_run(length=10, clip=0.5, steps=4, hidden=4, batch=3, sequences=50)
-    assert run.log.column("step").tolist() == [1, 2, 3, 4] and not run.diverged
-    assert np.isfinite(run.log.column("norm")).all() and 0 <= run.evaluation.error <= 1
+    """Clipped to ‖g‖ ≤ 1e-3, an SGD step of lr 0.3 moves θ (so ‖W‖_F) by at most 3e-4, while the
+    logged norms before clipping are far larger; without clipping the same run moves further."""
+    clipped = train_run(length=10, clip=1e-3, steps=4, hidden=4, batch=3, sequences=50)
+    free = train_run(length=10, clip=None, steps=4, hidden=4, batch=3, sequences=50)
+    assert clipped.log.column("step").tolist() == [1, 2, 3, 4] and not clipped.diverged
+    assert (clipped.log.column("norm") > 0.01).all() and 0 <= clipped.evaluation.error <= 1
+    start = np.linalg.norm(recurrent_matrix(4, 1.2, 0))
+    moves = np.abs(np.diff(np.concatenate(([start], clipped.weight_norm))))
+    assert moves.max() <= 0.3 * 1e-3 * (1 + 1e-9)
+    assert np.abs(free.weight_norm[-1] - start) > 10 * np.abs(clipped.weight_norm[-1] - start)
+    np.testing.assert_array_equal(free.log.column("norm")[0], clipped.log.column("norm")[0])   # same start
+
+
+def test_longest_solved_states_its_rule():
+    with pytest.raises(ValueError, match="min_solved must lie in \\[1, 2\\]"):
+        longest_solved((10,), seeds=(0, 1), min_solved=3)
 
 
 def test_measured_rate():
@@ -36,9 +49,12 @@ def test_measured_rate():
 
 def test_run_diagnose_writes_figures_and_numbers(tmp_path):
     lines = []
-    numbers = run_diagnose(tmp_path, T=6, hidden=4, length=10, steps=2, search=(10,), seeds=1,
-                           sequences=100, echo=lines.append)
+    numbers = run_diagnose(tmp_path, T=6, hidden=4, length=10, steps=2, search=(10,), seeds=1, run_seeds=2,
+                           min_solved=1, sequences=100, echo=lines.append, command="test")
     assert (tmp_path / "gradient-flow-lag.png").stat().st_size > 0
     assert (tmp_path / "gradient-flow-clipping.png").stat().st_size > 0
     assert json.loads((tmp_path / "gradient-flow.json").read_text()) == json.loads(json.dumps(numbers))
     assert len(numbers["lag_study"]) == 12 and all(line.startswith("metric ") for line in lines)
+    assert numbers["provenance"]["command"] == "test" and numbers["settings"]["min_solved"] == 1
+    assert len(numbers["clipping"]) == 4 and set(numbers["clipping_solved"]) == {"None", "1.0"}
+    assert (tmp_path / "gradient-flow-tables.md").read_text().count("\n| tanh | 0.5 |") == 1

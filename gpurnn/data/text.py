@@ -27,6 +27,15 @@ def char_vocab(text: str) -> Vocab:
     return Vocab.build(text, specials=(UNK,))
 
 
+def encode_text(text: str, vocab: Vocab | None = None) -> tuple[np.ndarray, Vocab]:
+    """(ids (N,) int64, vocab): the characters of `text` as ids over `vocab` (default: `char_vocab(text)`;
+    characters it lacks read as `<unk>`)."""
+    if not isinstance(text, str) or not text:
+        raise ValueError(f"text must be a non-empty str, got {text!r:.40}")
+    vocab = char_vocab(text) if vocab is None else vocab
+    return vocab.encode(text), vocab
+
+
 def split_text(ids: np.ndarray, valid_fraction: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
     """(train, valid): the first (1 − valid_fraction) of `ids` and the rest."""
     if not 0.0 <= valid_fraction < 1.0:

@@ -22,7 +22,7 @@ from .errors import DataError, read_lines
 from .vocab import UNK, Vocab
 
 STOP = "<stop>"
-_WORD = re.compile(r"[a-z]+")
+_WORD = re.compile(r"\b[A-Za-z][a-z]*\b")   # "Return" and "the"; not getValue, snake_case
 
 
 def read_words(path, encoding: str = "utf-8") -> list[str]:
@@ -58,12 +58,16 @@ def encode_words(words, vocab: Vocab) -> tuple[list[np.ndarray], list[np.ndarray
 
 @functools.cache
 def docstring_words(min_len: int = 3, max_len: int = 14, min_count: int = 2, modules_dir=None) -> list[str]:
-    """The distinct lower-case words (letters a-z only, `min_len`..`max_len` long, seen at least
-    `min_count` times) of the docstrings of the installed Python standard library's top-level
-    modules, sorted: real English words that every Python installation has, for the demo (no
-    download). Reads source files with `ast`, imports nothing."""
+    """The words of the docstrings of the installed Python standard library's top-level modules,
+    as they occur (running text: a word appears as often as it is written), lower-cased:
+    real English text that every Python installation has, for the demo (no download).
+
+    Modules in file-name order, docstrings in `ast.walk` order. A word is a run of letters
+    (capitalised or lower-case; identifiers such as camelCase, snake_case or ALL_CAPS are
+    left out), `min_len`..`max_len` long, kept when it occurs at least `min_count` times in
+    all. Reads source files with `ast`, imports nothing."""
     root = Path(modules_dir or sysconfig.get_paths()["stdlib"])
-    counts = Counter()
+    running = []
     for path in sorted(root.glob("*.py")):
         try:
             tree = ast.parse(path.read_bytes())
@@ -73,5 +77,6 @@ def docstring_words(min_len: int = 3, max_len: int = 14, min_count: int = 2, mod
             if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
                 doc = ast.get_docstring(node, clean=False)
                 if doc:
-                    counts.update(w for w in _WORD.findall(doc) if min_len <= len(w) <= max_len)
-    return sorted(w for w, n in counts.items() if n >= min_count)
+                    running.extend(w.lower() for w in _WORD.findall(doc) if min_len <= len(w) <= max_len)
+    counts = Counter(running)
+    return [w for w in running if counts[w] >= min_count]

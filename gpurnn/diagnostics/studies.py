@@ -7,7 +7,8 @@ train_run      plain SGD on a pathological task through `gpurnn.train.Trainer` (
                momentum 0, loss_norm "mean": the batch-mean gradient), with clip "norm" or "none",
                and a `GradientNormLog` callback (one row per step, norm before clipping); two runs
                with the same seed differ only in the clipping.
-longest_solved increasing lengths until one is not solved (by most seeds) within the step budget.
+longest_solved increasing lengths until one is not solved within the step budget by at least
+               `min_solved` of the seeds (the stated rule that makes the verdict stable).
 """
 from __future__ import annotations
 
@@ -93,18 +94,26 @@ def train_run(task_name="temporal-order-2", length=20, *, clip=None, lr=0.3, rho
     return TrainingRun(task_name, length, seed, clip, log, np.array(weight_norm), evaluation, diverged)
 
 
-def longest_solved(lengths, seeds=(0, 1, 2), **train_kwargs) -> tuple[int | None, list[TrainingRun]]:
+def longest_solved(lengths, seeds=(0, 1, 2), *, min_solved: int | None = None,
+                   **train_kwargs) -> tuple[int | None, list[TrainingRun], dict]:
     """Train at each length in increasing order, once per seed; a length counts as solved when
-    a majority of the seeds solve it, and the search stops at the first length that is not.
+    at least `min_solved` seeds (default: a majority) solve it, and the search stops at the
+    first length that is not.
 
-    Returns (the longest solved length or None, every run made). Unclipped SGD is chaotic (a
-    change in the order of a BLAS sum can flip one run), hence several seeds.
+    Returns (the longest solved length or None, every run made, {length: seeds that solved
+    it}). Unclipped SGD is chaotic (a change in the order of a BLAS sum can flip one run), so
+    a verdict needs many seeds and a rule with a margin (e.g. 8 of 10).
     """
-    runs, best = [], None
+    seeds = list(seeds)
+    need = len(seeds) // 2 + 1 if min_solved is None else min_solved
+    if not 1 <= need <= len(seeds):
+        raise ValueError(f"min_solved must lie in [1, {len(seeds)}] (the number of seeds), got {min_solved!r}")
+    runs, best, solved = [], None, {}
     for length in sorted(lengths):
         made = [train_run(length=length, seed=seed, **train_kwargs) for seed in seeds]
         runs.extend(made)
-        if 2 * sum(run.evaluation.solved for run in made) <= len(made):
+        solved[length] = sum(run.evaluation.solved for run in made)
+        if solved[length] < need:
             break
         best = length
-    return best, runs
+    return best, runs, solved

@@ -17,8 +17,8 @@ from collections import Counter
 
 import numpy as np
 
-from ..batches import SentenceBatches
 from ..checkpoint import load_checkpoint
+from ..data.batching import labelled_batches
 from ..data.sentences import fixed_split, read_files_per_label, read_label_column
 from ..data.vocab import Vocab
 from ..generate import pooled_probabilities
@@ -43,14 +43,6 @@ def split(sentences, seed: int, held_out: bool):
         return sentences, []
     train, test = fixed_split(len(sentences), seed=seed, test_fraction=TEST_FRACTION)
     return [sentences[i] for i in train], [sentences[i] for i in test]
-
-
-def encode(sentences, vocab: Vocab, labels: list[str], batch_size: int, pool: str, shuffle: bool):
-    """Batches of word ids (L,) with the label id per step (pool "mean") or per sentence ("last")."""
-    ids = [vocab.encode(s.words) for s in sentences]
-    y = [labels.index(s.label) for s in sentences]
-    targets = [np.full(len(x), c, np.int64) for x, c in zip(ids, y)] if pool == "mean" else y
-    return SentenceBatches(ids, targets, batch_size, shuffle=shuffle)
 
 
 class WordDropout:
@@ -95,8 +87,8 @@ class Classify:
         meta = {"task": self.name, "vocab": vocab.to_json(), "labels": labels, "pool": opts.pool,
                 "split_seed": SPLIT_SEED, "data": paths,
                 "majority": Counter(s.label for s in train).most_common(1)[0][0]}
-        valid_batches = encode(held, vocab, labels, 256, opts.pool, False) if held else None
-        train_batches = WordDropout(encode(train, vocab, labels, opts.batch_size, opts.pool, True),
+        valid_batches = labelled_batches(held, vocab, labels, 256, pool=opts.pool, shuffle=False) if held else None
+        train_batches = WordDropout(labelled_batches(train, vocab, labels, opts.batch_size, pool=opts.pool),
                                     opts.word_dropout, vocab.unk_id)
         return Prepared(train_batches, valid_batches,
                         len(vocab), len(labels), "all" if opts.pool == "mean" else "last", meta)
@@ -113,7 +105,7 @@ class Classify:
         vocab, labels = Vocab.from_json(meta["vocab"]), meta["labels"]
         sentences = read_sentences(paths)
         test = split(sentences, meta["split_seed"], held_out=True)[1] if paths == meta["data"] else sentences
-        batches = encode(test, vocab, labels, 256, "last", False)
+        batches = labelled_batches(test, vocab, labels, 256, shuffle=False)
         p = sum(np.concatenate([pooled_probabilities(logits, batch.lengths, m.meta["pool"])
                                 for batch, logits in logits_of(m.params, batches, m.activation, backend)])
                 for m in models) / len(models)

@@ -1,9 +1,11 @@
 """Language-model tasks: a character model of a text (`charlm`) and word autocompletion.
 
 charlm: the text's ids (N,) are split, last `valid_fraction` for validation, and read as B
-streams in chunks of `seq_len` (streaming BPTT). autocomplete: every word is a sequence
-`<stop> c_1..c_n` -> `c_1..c_n <stop>` (gpurnn.data.words); a seeded random
-`valid_fraction` of the words is held out.
+streams in chunks of `seq_len` (streaming BPTT). autocomplete: every word occurrence of a
+running text (a word appears as often as it is written) is a sequence `<stop> c_1..c_n` ->
+`c_1..c_n <stop>` (gpurnn.data.words); the last `valid_fraction` of the text is held out, and
+`evaluate` scores completions on it as a user feels them (gpurnn.tasks.completion) beside
+the most-frequent-word baseline.
 """
 from __future__ import annotations
 
@@ -13,13 +15,16 @@ import numpy as np
 
 from ..batches import SentenceBatches, TokenStreams
 from ..data.errors import DataError
-from ..data.text import char_vocab, read_text, split_text
+from ..data.text import encode_text, read_text, split_text
 from ..data.vocab import Vocab
 from ..data.words import docstring_words, encode_words, read_words, word_vocab
 from ..train import Trainer
+from ..trained import load
 from . import Options, Prepared
+from .completion import completion_scores, frequency_completer
 
 STDLIB = "stdlib"   # the word source for autocompletion that needs no file: Python's docstrings
+COMPLETION_BEAM = 8  # beam width of the completions `evaluate` scores (k = 3 of them)
 
 
 def _loss_metrics(loss: float) -> dict:
@@ -32,8 +37,7 @@ class CharLM:
 
     def prepare(self, paths: list[str], valid: str | None, opts: Options) -> Prepared:
         text = "".join(read_text(p) for p in paths)
-        vocab = char_vocab(text)
-        ids = vocab.encode(text)
+        ids, vocab = encode_text(text)
         train_ids, valid_ids = (ids, vocab.encode(read_text(valid))) if valid else split_text(ids, opts.valid_fraction)
         if len(train_ids) <= opts.batch_size:
             raise DataError(", ".join(paths), None, f"{len(train_ids)} characters to train on, fewer than batch_size + 1 "
@@ -58,15 +62,16 @@ class CharLM:
 
 
 def _word_source(paths: list[str]) -> list[str]:
+    """The running words of `paths` (one word per line, in order), or of the standard library's docstrings."""
     if paths == [STDLIB]:
         return docstring_words()
     return [w for p in paths for w in read_words(p)]
 
 
-def _split_words(words, fraction, seed):
-    order = np.random.default_rng(seed).permutation(len(words))
+def _split_words(words, fraction):
+    """(train, held out): the running text's first (1 − fraction) and its last `fraction`."""
     cut = len(words) - int(round(len(words) * fraction))
-    return [words[i] for i in order[:cut]], [words[i] for i in order[cut:]]
+    return words[:cut], words[cut:]
 
 
 class Autocomplete:
@@ -75,21 +80,28 @@ class Autocomplete:
 
     def prepare(self, paths: list[str], valid: str | None, opts: Options) -> Prepared:
         words = _word_source(paths)
-        train_words, valid_words = ((words, read_words(valid)) if valid
-                                    else _split_words(words, opts.valid_fraction, opts.seed))
+        train_words, valid_words = (words, read_words(valid)) if valid else _split_words(words, opts.valid_fraction)
         vocab = word_vocab(words)
         train = SentenceBatches(*encode_words(train_words, vocab), opts.batch_size)
         held = SentenceBatches(*encode_words(valid_words, vocab), 256, shuffle=False) if valid_words else None
-        meta = {"task": self.name, "vocab": vocab.to_json(), "valid_fraction": opts.valid_fraction,
-                "split_seed": opts.seed, "words": paths}
+        meta = {"task": self.name, "vocab": vocab.to_json(), "valid_fraction": opts.valid_fraction, "words": paths}
         return Prepared(train, held, len(vocab), len(vocab), "all", meta)
 
     def evaluate(self, checkpoint_path, paths: list[str], meta: dict, backend: str) -> dict:
-        """Loss per character (and `<stop>`) on the held-out words of `paths` (all of them
-        when they are not the training words)."""
+        """Loss per character (and `<stop>`) on the held-out running text of `paths` (all of it when
+        they are not the training words), and its completions scored as a user feels them:
+        top-1/top-3 from 2 and 3 typed letters and keystrokes saved, for the model (beam search)
+        and, when `paths` are the training words (the baseline needs their counts), for the most
+        frequent training words with the typed prefix (`baseline_...`)."""
         words = _word_source(paths)
-        if paths == meta.get("words"):
-            words = _split_words(words, meta["valid_fraction"], meta["split_seed"])[1]
+        train_words, held = _split_words(words, meta["valid_fraction"]) if paths == meta.get("words") else ([], words)
         vocab = Vocab.from_json(meta["vocab"])
         trainer = Trainer.load(checkpoint_path, backend=backend)
-        return _loss_metrics(trainer.evaluate(SentenceBatches(*encode_words(words, vocab), 256, shuffle=False)).loss)
+        metrics = _loss_metrics(trainer.evaluate(SentenceBatches(*encode_words(held, vocab), 256, shuffle=False)).loss)
+        model = load(checkpoint_path, backend=backend)
+        metrics.update(completion_scores(
+            lambda prefix, k: [w for w, _ in model.complete(prefix, k=k, beam=COMPLETION_BEAM)], held))
+        if train_words:
+            baseline = completion_scores(frequency_completer(train_words), held)
+            metrics.update({f"baseline_{name}": value for name, value in baseline.items()})
+        return metrics

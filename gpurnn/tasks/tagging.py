@@ -11,18 +11,12 @@ from collections import Counter, defaultdict
 
 import numpy as np
 
-from ..batches import SentenceBatches
 from ..checkpoint import load_checkpoint
+from ..data.batching import tagged_batches
 from ..data.conll import read_conllu
 from ..data.signatures import WordEncoder
 from ..data.vocab import Vocab
 from . import Options, Prepared, logits_of
-
-
-def encode(sentences, encoder: WordEncoder, tags: Vocab, batch_size: int, shuffle: bool) -> SentenceBatches:
-    """Sentences -> batches of word ids (L,) with tag ids (L,) as targets."""
-    return SentenceBatches([encoder.encode(s.words) for s in sentences], [tags.encode(s.tags) for s in sentences],
-                           batch_size, shuffle=shuffle)
 
 
 def most_frequent_tags(sentences) -> dict:
@@ -45,8 +39,8 @@ class Tag:
         sentences = [s for p in paths for s in read_conllu(p)]
         encoder = WordEncoder.build([s.words for s in sentences], opts.min_count)
         tags = Vocab.build((t for s in sentences for t in s.tags), specials=(), unk=None)
-        train = encode(sentences, encoder, tags, opts.batch_size, True)
-        held = encode(read_conllu(valid), encoder, tags, 256, False) if valid else None
+        train = tagged_batches(sentences, encoder, tags, opts.batch_size)
+        held = tagged_batches(read_conllu(valid), encoder, tags, 256, shuffle=False) if valid else None
         meta = {"task": self.name, "vocab": encoder.vocab.to_json(), "tags": tags.symbols,
                 "baseline_tags": most_frequent_tags(sentences)}
         return Prepared(train, held, len(encoder.vocab), len(tags), "all", meta)
@@ -58,7 +52,7 @@ class Tag:
         sentences = [s for p in paths for s in read_conllu(p)]
         table = meta["baseline_tags"]
         right = unseen_right = unseen = 0
-        batches = encode(sentences, encoder, tags, 256, False)
+        batches = tagged_batches(sentences, encoder, tags, 256, shuffle=False)
         order = iter(sentences)
         for batch, logits in logits_of(ckpt.params, batches, ckpt.activation, backend):
             predicted = logits.argmax(axis=2)
