@@ -1,0 +1,7 @@
+"""gpurnn inside PyTorch models: `RNN`, a drop-in `torch.nn.RNN` whose forward and backward are
+gpurnn's (with the lecture's truncation), and `gradient_flow`, the lecture's gradient
+diagnostics for a model trained in PyTorch. Needs the `[torch]` extra; `import gpurnn` never
+imports torch."""
+from .rnn import RNN
+
+__all__ = ["RNN"]
