@@ -2,6 +2,7 @@
 gpurnn's (with the lecture's truncation), and `gradient_flow`, the lecture's gradient
 diagnostics for a model trained in PyTorch. Needs the `[torch]` extra; `import gpurnn` never
 imports torch."""
+from .flow import gradient_flow
 from .rnn import RNN
 
-__all__ = ["RNN"]
+__all__ = ["RNN", "gradient_flow"]
