@@ -126,6 +126,8 @@ def test_same_parameters_and_initialisation_as_nn_rnn():
     for (name, a), b in zip(ours.state_dict().items(), reference.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
     reference.load_state_dict(ours.state_dict())     # and back
+    assert [[p.shape for p in w] for w in ours.all_weights] == [[p.shape for p in w] for w in reference.all_weights]
+    ours.flatten_parameters()                         # what code written for cuDNN calls: nothing to do
 
 
 def test_float32_unbatched_and_dropout_like_nn_rnn():
@@ -163,6 +165,14 @@ def test_float32_unbatched_and_dropout_like_nn_rnn():
 def test_bad_arguments_are_named(make, message):
     with pytest.raises((ValueError, TypeError), match=message):
         make()
+
+
+def test_double_backward_says_it_is_not_supported():
+    x = torch.randn(T, B, N, dtype=F64, requires_grad=True)
+    output, _ = gt.RNN(N, H, dtype=F64)(x)
+    (grad,) = torch.autograd.grad(output.sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable|does not require grad"):
+        grad.sum().backward()
 
 
 def test_dropout_on_one_layer_warns_as_nn_rnn():

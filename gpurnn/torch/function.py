@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from torch.autograd.function import once_differentiable
 
 from .. import recurrence
 
@@ -32,7 +33,7 @@ def to_tensor(array, device):
     return tensor.to(device)
 
 
-def backend_for(backend, device):
+def backend_name(backend, device):
     """The backend name for tensors on `device`: "auto" follows the device; CUDA tensors need "cuda"."""
     if backend == "auto":
         return "cuda" if device.type == "cuda" else "cpu"
@@ -44,12 +45,13 @@ def backend_for(backend, device):
 
 class Recurrence(torch.autograd.Function):
     """(x (T,B,n), U, W, b, s0 (B,d) or None, lengths (B,) int64 NumPy or None, activation,
-    truncate, backend) -> (states s_1..s_T (T,B,d), each sequence's last state (B,d))."""
+    truncate, backend) -> (states s_1..s_T (T,B,d), each sequence's last state (B,d)).
+    Its backward is not differentiable again (no double backward)."""
 
     @staticmethod
     def forward(ctx, x, U, W, b, s0, lengths, activation, truncate, backend):
         ctx.set_materialize_grads(False)
-        backend = backend_for(backend, x.device)
+        backend = backend_name(backend, x.device)
         S = recurrence.forward(to_array(x), to_array(U), to_array(W), to_array(b),
                                s0=None if s0 is None else to_array(s0), lengths=lengths, activation=activation,
                                backend=backend)
@@ -59,6 +61,7 @@ class Recurrence(torch.autograd.Function):
         return S[1:], S[-1].clone()
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_states, grad_last):
         if grad_states is None and grad_last is None:
             return (None,) * 9

@@ -74,13 +74,13 @@ class RNN(nn.Module):
         """(output, h_n) as nn.RNN: input (T,B,n) ((B,T,n) batch_first, (T,n) unbatched) or a
         PackedSequence; hx, h_n (num_layers·directions, B, hidden_size)."""
         packed = isinstance(input, PackedSequence)
+        self._check_input(input.data if packed else input)
         if packed:
             x, lengths = pad_packed_sequence(PackedSequence(input.data, input.batch_sizes))
             lengths = lengths.numpy().astype(np.int64)
             order, unorder = input.sorted_indices, input.unsorted_indices
             batched = True
         else:
-            self._check_input(input)
             batched = input.dim() == 3
             x = input if batched else input.unsqueeze(1)
             x = x.transpose(0, 1) if batched and self.batch_first else x
@@ -117,7 +117,18 @@ class RNN(nn.Module):
                 x = nn.functional.dropout(x, self.dropout, training=True)
         return x, torch.stack(last_states)
 
+    def flatten_parameters(self):
+        """nn.RNN's cuDNN weight packing has no counterpart here: nothing to do."""
+
+    @property
+    def all_weights(self):
+        """The parameters per layer and direction, as nn.RNN's `all_weights`."""
+        names = [n for n, _ in self.named_parameters()]
+        size = 4 if self.bias else 2
+        return [[getattr(self, n) for n in names[i:i + size]] for i in range(0, len(names), size)]
+
     def _check_input(self, input):
+        """A tensor (or a PackedSequence's data) of input_size features, the parameters' dtype and device."""
         if not isinstance(input, torch.Tensor):
             raise TypeError(f"input must be a torch.Tensor or a PackedSequence, got {type(input).__name__}")
         if input.dim() not in (2, 3):
@@ -125,13 +136,13 @@ class RNN(nn.Module):
                              f"2-D (unbatched), got shape {tuple(input.shape)}")
         if input.shape[-1] != self.input_size:
             raise ValueError(f"input.size(-1) must equal input_size = {self.input_size}, got {input.shape[-1]}")
+        weight = self.weight_hh_l0
+        if input.dtype != weight.dtype or input.device != weight.device:
+            raise TypeError(f"input must have the parameters' dtype {weight.dtype} on {weight.device}, "
+                            f"got {input.dtype} on {input.device}")
 
     def _initial_states(self, hx, x, batched, order):
         """hx as (layers·directions, B, hidden), in the packed batch order; None stays None."""
-        weight = self.weight_hh_l0
-        if x.dtype != weight.dtype or x.device != weight.device:
-            raise TypeError(f"input must have the parameters' dtype {weight.dtype} on {weight.device}, "
-                            f"got {x.dtype} on {x.device}")
         if hx is None:
             return None
         shape = (self.num_layers * (2 if self.bidirectional else 1), x.shape[1], self.hidden_size)
