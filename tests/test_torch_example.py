@@ -46,8 +46,8 @@ def test_trains_to_nn_rnn_numbers(example, corpus, capsys):
 
 
 def test_truncated_training_runs_and_differs(example, corpus):
-    exact = example.main(_args(corpus))
-    truncated = example.main(_args(corpus, "--truncate", "1"))
+    exact = example.main(_args(corpus, "--epochs", "1"))
+    truncated = example.main(_args(corpus, "--epochs", "1", "--truncate", "1"))
     assert np.isfinite(truncated[0]).all() and truncated[0][-1] < truncated[0][0]
     assert truncated[0][0] == exact[0][0] and truncated[0][1] != exact[0][1]   # same start, other gradients
 

@@ -58,7 +58,7 @@ class RNN(nn.Module):
 
     def reset_parameters(self):
         """Every parameter uniform in ±1/√hidden_size, drawn in nn.RNN's order."""
-        bound = 1.0 / math.sqrt(self.hidden_size) if self.hidden_size > 0 else 0
+        bound = 1.0 / math.sqrt(self.hidden_size)
         for weight in self.parameters():
             nn.init.uniform_(weight, -bound, bound)
 
