@@ -84,7 +84,7 @@ def check_call(params, inputs, *, lengths=None, s0=None, activation="tanh", outp
     dtype, n, d, k = check_params(params)
     tokens, T, B, lengths = _check_sequences(inputs, n, lengths)
     if s0 is not None:
-        _check_state(s0, "s0", (B, d))
+        _check_state(s0, "s0", "(B, d)", (B, d))
     problem = Problem(T, B, n, d, k, dtype, tokens, inputs, lengths, s0, act, output,
                       truncate=_effective_truncate(truncate, T))
     if need_targets:
@@ -108,13 +108,13 @@ def check_recurrence(inputs, U, W, b, *, s0=None, lengths=None, activation="tanh
         _check_finite(value, name)
     tokens, T, B, lengths = _check_sequences(inputs, n, lengths)
     if s0 is not None:
-        _check_state(s0, "s0", (B, d))
+        _check_state(s0, "s0", "(B, d)", (B, d))
     if S is not None:
-        _check_state(S, "S", (T + 1, B, d), dtype, finite=False)
+        _check_state(S, "S", "(T+1, B, d)", (T + 1, B, d), dtype, finite=False)
     if grad_states is not None:
-        _check_state(grad_states, "grad_states", (T, B, d), dtype, finite=False)
+        _check_state(grad_states, "grad_states", "(T, B, d)", (T, B, d), dtype, finite=False)
     if grad_last is not None:
-        _check_state(grad_last, "grad_last", (B, d), dtype, finite=False)
+        _check_state(grad_last, "grad_last", "(B, d)", (B, d), dtype, finite=False)
     return Problem(T, B, n, d, 0, dtype, tokens, inputs, lengths, s0, act, truncate=_effective_truncate(truncate, T))
 
 
@@ -137,9 +137,9 @@ def _check_sequences(inputs, n, lengths):
     return tokens, T, B, lengths
 
 
-def _check_state(value, name, shape, dtype=None, finite=True):
-    """An array of `shape` (and float `dtype` when given; finite unless finite=False)."""
-    names = {2: "(B, d)", 3: "(T+1, B, d)" if name == "S" else "(T, B, d)"}[len(shape)]
+def _check_state(value, name, names, shape, dtype=None, finite=True):
+    """An array of `shape` (spelled `names`, e.g. "(B, d)"), of `dtype` when given, finite unless
+    finite=False."""
     if not is_array(value):
         raise TypeError(f"{name} must be an array of shape {names} = {shape}, got {type(value).__name__}")
     if tuple(value.shape) != shape:
