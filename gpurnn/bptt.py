@@ -21,14 +21,16 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from . import recurrence
+from . import recurrence, stack
 from .backends import get_backend
 from .model import Params
 from .validation import Problem, check_call
 
 
 class ForwardResult(NamedTuple):
-    """states (T,B,d): s_1..s_T; logits (T,B,k): z_1..z_T; s_last (B,d): each sequence's final state."""
+    """states (T,B,D·d): the top layer's states h_1..h_T (s_1..s_T for one layer of one direction);
+    logits (T,B,k): z_1..z_T; s_last: each sequence's final state (B,d), or every cell's (cells,B,d)
+    for a stack, as torch's h_n (bw: the state after the first step)."""
 
     states: Any
     logits: Any
@@ -37,61 +39,79 @@ class ForwardResult(NamedTuple):
 
 @dataclasses.dataclass
 class BPTTResult:
-    """loss: summed cross-entropy (float); grads: ∂L/∂θ as `Params`; ds0 (B,d): ∂L/∂s0;
-    s_last (B,d): each sequence's final state; count: the number of loss terms."""
+    """loss: summed cross-entropy (float); grads: ∂L/∂θ as `Params`; ds0: ∂L/∂s0 (s0's shape);
+    s_last: as `ForwardResult.s_last`; count: the number of loss terms; dinputs (T,B,n): ∂L/∂inputs
+    for dense inputs (None for token ids)."""
 
     loss: float
     grads: Params
     ds0: Any
     s_last: Any
     count: int
+    dinputs: Any = None
 
 
 def forward(params: Params, inputs, *, lengths=None, s0=None, activation="tanh", backend="auto",
             check_values=True) -> ForwardResult:
     """Run the RNN over `inputs`: token ids (T,B) or floats (T,B,n); see the module docstring.
-    check_values=False skips the checks of values on the GPU (`gpurnn.validation`)."""
+    s0: (B,d), or (layers·directions,B,d) for a stack. check_values=False skips the checks of
+    values on the GPU (`gpurnn.validation`). No dropout: that is training's alone."""
     problem = check_call(params, inputs, lengths=lengths, s0=s0, activation=activation, check_values=check_values)
     be = get_backend(backend)
     run, P = _place(be, params, problem)
-    S = run.states(P.U, P.b, P.W)
-    T, B, d, k = problem.T, problem.B, problem.d, problem.k
-    logits = be.affine(S[1:].reshape(T * B, d), P.V, P.c).reshape(T, B, k)
-    return ForwardResult(run.out(S[1:]), run.out(logits), run.out(S[T]))
+    record = stack.forward(be, P, run.inputs, run.s0, run.lengths, problem.activation)
+    T, B, k = problem.T, problem.B, problem.k
+    H = record.top
+    logits = be.affine(H.reshape(T * B, H.shape[2]), P.V, P.c).reshape(T, B, k)
+    return ForwardResult(run.out(H), run.out(logits), run.out(stack.last_states(be, P, record)))
 
 
 def bptt(params: Params, inputs, targets, *, lengths=None, s0=None, activation="tanh", output="all",
-         truncate=None, backend="auto", check_values=True) -> BPTTResult:
+         truncate=None, dropout=0.0, dropout_seed=None, backend="auto", check_values=True) -> BPTTResult:
     """Loss and exact (or τ-truncated) gradients of the summed cross-entropy.
 
     output="all": targets (T,B), a negative target takes no loss at that step.
-    output="last": targets (B,), one loss at each sequence's last step (read from s_last).
-    truncate=τ keeps at most τ Jacobian factors ∂s_j/∂s_{j−1} per loss term; None is exact.
+    output="last": targets (B,), one loss at each sequence's last step (read from the top layer's
+    final states: fw after the last step, bw after the first).
+    truncate=τ keeps at most τ Jacobian factors ∂s_j/∂s_{j−1} per loss term, in every layer; None is exact.
+    dropout=p: inverted dropout on the states between layers (a stack's training), masks drawn
+    from `dropout_seed` (the same seed, the same masks).
     check_values=False skips the checks of values on the GPU, each of which waits for the device
     (`gpurnn.validation`): for arrays checked where they were made, as the trainer does.
     """
     problem = check_call(params, inputs, lengths=lengths, s0=s0, activation=activation, output=output,
                          targets=targets, truncate=truncate, need_targets=True, check_values=check_values)
+    check_dropout(dropout)
     be = get_backend(backend)
     run, P = _place(be, params, problem)
-    T, B, d = problem.T, problem.B, problem.d
-    S = run.states(P.U, P.b, P.W)
+    T, B = problem.T, problem.B
+    masks = stack.dropout_masks(P, T, B, dropout, dropout_seed)
+    record = stack.forward(be, P, run.inputs, run.s0, run.lengths, problem.activation, masks)
+    H = record.top
+    width = H.shape[2]
     targets = be.asarray(problem.targets)
     if output == "all":
-        visible = S[1:].reshape(T * B, d)        # rows that carry outputs: s_1..s_T
+        visible = H.reshape(T * B, width)        # rows that carry outputs: h_1..h_T
     else:
-        visible = S[T]                           # s_last (B,d)
+        visible = stack.top_last(be, P, record)  # (B, D·d)
     loss, count, dZ = be.softmax_xent(be.affine(visible, P.V, P.c), targets)
     dV = be.matmul(visible, dZ, trans_a=True)
     dc = be.sum_rows(dZ)
-    explicit = be.matmul(dZ, P.V, trans_b=True)  # ∂L/∂s from the outputs alone
-    G, g_last = (explicit.reshape(T, B, d), None) if output == "all" else (None, explicit)
-    back = recurrence.backprop(be, run.inputs, S, P.U, P.W, G, g_last, run.lengths, problem.activation,
-                               problem.truncate)
-    grads = Params(back.dU, back.dW, dV, back.db, dc).map(run.out)
-    return BPTTResult(loss, grads, run.out(back.ds0), run.out(S[T]), count)
+    explicit = be.matmul(dZ, P.V, trans_b=True)  # ∂L/∂h from the outputs alone
+    G, g_last = (explicit.reshape(T, B, width), None) if output == "all" else (None, explicit)
+    cell_grads, ds0, dX = stack.backward(be, P, record, G, g_last, run.lengths, problem.activation,
+                                         problem.truncate, input_grad=not problem.tokens)
+    named = {**cell_grads, **dict(zip(P.head_names(), (dV, dc)))}
+    grads = Params.from_items((name, run.out(named[name])) for name in P.names())
+    return BPTTResult(loss, grads, run.out(ds0), run.out(stack.last_states(be, P, record)), count,
+                      None if dX is None else run.out(dX))
+
+
+def check_dropout(dropout):
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
 
 
 def _place(be, params: Params, problem: Problem):
     """The call's arrays and the parameters moved to the backend once."""
-    return recurrence.Placement(be, problem, isinstance(params.W, np.ndarray)), params.map(be.asarray)
+    return recurrence.Placement(be, problem, isinstance(next(iter(params)), np.ndarray)), params.map(be.asarray)

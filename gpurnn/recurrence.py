@@ -97,7 +97,8 @@ class Placement:
         self.be, self.problem, self.on_host = be, problem, on_host
         self.inputs = be.asarray(problem.inputs, None if problem.tokens else dtype)
         self.lengths = be.asarray(problem.lengths)
-        self.s0 = be.zeros((problem.B, problem.d), dtype) if problem.s0 is None else be.asarray(problem.s0, dtype)
+        shape = (problem.B, problem.d) if problem.cells == 1 else (problem.cells, problem.B, problem.d)
+        self.s0 = be.zeros(shape, dtype) if problem.s0 is None else be.asarray(problem.s0, dtype)
 
     def states(self, U, b, W):
         """S (T+1,B,d) with S[0] = s0, from the backend's U, b, W."""

@@ -22,6 +22,11 @@ class Backend(Protocol):
 
     def zeros(self, shape, dtype) -> Array: ...
 
+    def array_op(self, fn, *arrays) -> Array:
+        """fn(xp, *arrays) -> one array, with xp the array library that runs it where the arrays
+        live (NumPy, CuPy; host copies under the CUDA simulator): the layer stack's glue
+        (reversal within lengths, concatenation, sums), never a hot loop."""
+
     def project_inputs(self, inputs, U, b, lengths) -> Array:
         """XP (T,B,d) = x_t U + b: a row gather of U for token ids (T,B), one GEMM over
         all T·B rows for dense inputs (T,B,n). Rows past a sequence's length are not read

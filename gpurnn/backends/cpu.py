@@ -205,6 +205,9 @@ class CPUBackend:
     def zeros(self, shape, dtype):
         return np.zeros(shape, dtype)
 
+    def array_op(self, fn, *arrays):
+        return fn(np, *arrays)
+
     def project_inputs(self, inputs, U, b, lengths):
         T, B = inputs.shape[:2]
         if inputs.ndim == 2:

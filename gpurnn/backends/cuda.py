@@ -121,6 +121,9 @@ class CUDABackend:
     def zeros(self, shape, dtype):
         return mem.zeros(shape, dtype)
 
+    def array_op(self, fn, *arrays):
+        return mem.device_index_op(lambda *a: (fn(mem.array_library(), *a),), *arrays)[0]
+
     # forward ------------------------------------------------------------------------
     def project_inputs(self, inputs, U, b, lengths):
         T, B = inputs.shape[:2]
