@@ -90,10 +90,11 @@ def bptt(params: Params, inputs, targets, *, lengths=None, s0=None, activation="
     H = record.top
     width = H.shape[2]
     targets = be.asarray(problem.targets)
+    s_last = stack.last_states(be, P, record)
     if output == "all":
         visible = H.reshape(T * B, width)        # rows that carry outputs: h_1..h_T
     else:
-        visible = stack.top_last(be, P, record)  # (B, D·d)
+        visible = stack.top_last(be, P, s_last)  # (B, D·d)
     loss, count, dZ = be.softmax_xent(be.affine(visible, P.V, P.c), targets)
     dV = be.matmul(visible, dZ, trans_a=True)
     dc = be.sum_rows(dZ)
@@ -103,13 +104,13 @@ def bptt(params: Params, inputs, targets, *, lengths=None, s0=None, activation="
                                          problem.truncate, input_grad=not problem.tokens)
     named = {**cell_grads, **dict(zip(P.head_names(), (dV, dc)))}
     grads = Params.from_items((name, run.out(named[name])) for name in P.names())
-    return BPTTResult(loss, grads, run.out(ds0), run.out(stack.last_states(be, P, record)), count,
+    return BPTTResult(loss, grads, run.out(ds0), run.out(s_last), count,
                       None if dX is None else run.out(dX))
 
 
-def check_dropout(dropout):
+def check_dropout(dropout, name="dropout"):
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-        raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
+        raise ValueError(f"{name} must be a number in [0, 1), got {dropout!r}")
 
 
 def _place(be, params: Params, problem: Problem):

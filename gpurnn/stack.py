@@ -76,10 +76,12 @@ def last_states(be, P: Params, record: StackRecord):
     return finals[0] if len(finals) == 1 else be.array_op(lambda xp, *f: xp.stack(f), *finals)
 
 
-def top_last(be, P: Params, record: StackRecord):
-    """The features an output="last" head reads (B,D·d): the top layer's final states, concatenated."""
-    top = [S[S.shape[0] - 1] for S in record.states[-P.directions:]]
-    return top[0] if len(top) == 1 else be.array_op(lambda xp, *f: xp.concatenate(f, axis=1), *top)
+def top_last(be, P: Params, s_last):
+    """The features an output="last" head reads (B,D·d) from `last_states`: the top layer's final
+    states, its directions concatenated."""
+    if P.n_cells == 1:
+        return s_last
+    return be.array_op(lambda xp, s: xp.concatenate(list(s[s.shape[0] - P.directions:]), axis=1), s_last)
 
 
 def backward(be, P: Params, record: StackRecord, G, g_last, lengths, activation, truncate, *, input_grad=False):

@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 from tqdm.auto import tqdm
 
+from . import stack
 from .backends import get_backend
 from .batches import Batch
 from .bptt import bptt, forward
@@ -83,7 +84,7 @@ class Trainer:
         self.rng = np.random.default_rng(config.seed)
         self.position = {"step": 0, "epoch": 0, "batch": 0, "rng": self.rng.bit_generator.state,
                          "best_loss": None, "best_step": None, "evals_since_best": 0}
-        self.carry = None                      # (B,d) streams' states after the last step
+        self.carry = None                      # streams' states after the last step: (B,d), (cells,B,d) for a stack
         self.last_eval: EvalStats | None = None
         self.stop_reason: str | None = None    # why the last `fit` ended (see `fit`)
         self._stop_request: str | None = None
@@ -111,7 +112,8 @@ class Trainer:
         s0 = self.carry if batch.carry else None
         with nvtx_range("bptt"):
             result = bptt(self.params, batch.inputs, batch.targets, lengths=batch.lengths, s0=s0,
-                          activation=cfg.activation, output=cfg.output, truncate=cfg.truncate, backend=self.backend,
+                          activation=cfg.activation, output=cfg.output, truncate=cfg.truncate, dropout=cfg.dropout,
+                          dropout_seed=(cfg.seed, self.step_count), backend=self.backend,
                           check_values=False)    # values: checked on the host (`_moved`), here on a GPU
         grads, loss_sum, count = result.grads, result.loss, result.count
         if self.reduce is not None:
@@ -288,7 +290,7 @@ class Trainer:
                                  backend=be, check_values=False)
                 carry = result.s_last
                 logits = (result.logits.reshape(-1, P.n_out) if cfg.output == "all"
-                          else be.affine(result.s_last, P.V, P.c))
+                          else be.affine(stack.top_last(be, P, result.s_last), P.V, P.c))
                 loss, n, _ = be.softmax_xent(logits, be.asarray(targets))
                 total, count = total + loss, count + n
         self.last_eval = stats = EvalStats(self.step_count, total / max(count, 1), count)
