@@ -24,7 +24,7 @@ import numpy as np
 from . import recurrence, stack
 from .backends import get_backend
 from .model import Params
-from .validation import Problem, check_call
+from .validation import Problem, check_call, check_params
 
 
 class ForwardResult(NamedTuple):
@@ -106,6 +106,17 @@ def bptt(params: Params, inputs, targets, *, lengths=None, s0=None, activation="
     grads = Params.from_items((name, run.out(named[name])) for name in P.names())
     return BPTTResult(loss, grads, run.out(ds0), run.out(s_last), count,
                       None if dX is None else run.out(dX))
+
+
+def final_logits(params: Params, s_last, *, backend="auto"):
+    """z (B,k): the logits output="last" reads, from `forward`'s s_last (the top layer's fw state
+    after each sequence's last step, bw state after its first); for one direction, the logits at
+    each sequence's last step."""
+    check_params(params)
+    be = get_backend(backend)
+    P = params.map(be.asarray)
+    z = be.affine(stack.top_last(be, P, be.asarray(s_last, P.dtype)), P.V, P.c)
+    return be.to_host(z) if isinstance(next(iter(params)), np.ndarray) else z
 
 
 def check_dropout(dropout, name="dropout"):
