@@ -1,6 +1,6 @@
 """Jacobians through time, their norms, the lecture's bound and the explicit ∂⁺s_k/∂W.
 
-Row-vector model (DESIGN.md): a_t = x_t U + s_{t−1} W + b, s_t = σ(a_t). As a column
+Row-vector model (docs/design.md): a_t = x_t U + s_{t−1} W + b, s_t = σ(a_t). As a column
 Jacobian (rows index s_t, columns index s_{t−1}),
 
     ∂s_t/∂s_{t−1} = diag(σ'(a_t)) Wᵀ,    ∂s_t/∂s_k = Π_{j=t}^{k+1} diag(σ'(a_j)) Wᵀ   (k ≤ t)
