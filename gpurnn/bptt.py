@@ -41,7 +41,7 @@ class ForwardResult(NamedTuple):
 class BPTTResult:
     """loss: summed cross-entropy (float); grads: ∂L/∂θ as `Params`; ds0: ∂L/∂s0 (s0's shape);
     s_last: as `ForwardResult.s_last`; count: the number of loss terms; dinputs (T,B,n): ∂L/∂inputs
-    for dense inputs (None for token ids)."""
+    for dense inputs when asked (`input_grad`), else None."""
 
     loss: float
     grads: Params
@@ -67,7 +67,8 @@ def forward(params: Params, inputs, *, lengths=None, s0=None, activation="tanh",
 
 
 def bptt(params: Params, inputs, targets, *, lengths=None, s0=None, activation="tanh", output="all",
-         truncate=None, dropout=0.0, dropout_seed=None, backend="auto", check_values=True) -> BPTTResult:
+         truncate=None, dropout=0.0, dropout_seed=None, input_grad=False, backend="auto",
+         check_values=True) -> BPTTResult:
     """Loss and exact (or τ-truncated) gradients of the summed cross-entropy.
 
     output="all": targets (T,B), a negative target takes no loss at that step.
@@ -76,6 +77,7 @@ def bptt(params: Params, inputs, targets, *, lengths=None, s0=None, activation="
     truncate=τ keeps at most τ Jacobian factors ∂s_j/∂s_{j−1} per loss term, in every layer; None is exact.
     dropout=p: inverted dropout on the states between layers (a stack's training), masks drawn
     from `dropout_seed` (the same seed, the same masks).
+    input_grad=True: also ∂L/∂inputs for dense inputs, in `dinputs` (one more product).
     check_values=False skips the checks of values on the GPU, each of which waits for the device
     (`gpurnn.validation`): for arrays checked where they were made, as the trainer does.
     """
@@ -101,7 +103,7 @@ def bptt(params: Params, inputs, targets, *, lengths=None, s0=None, activation="
     explicit = be.matmul(dZ, P.V, trans_b=True)  # ∂L/∂h from the outputs alone
     G, g_last = (explicit.reshape(T, B, width), None) if output == "all" else (None, explicit)
     cell_grads, ds0, dX = stack.backward(be, P, record, G, g_last, run.lengths, problem.activation,
-                                         problem.truncate, input_grad=not problem.tokens)
+                                         problem.truncate, input_grad=input_grad and not problem.tokens)
     named = {**cell_grads, **dict(zip(P.head_names(), (dV, dc)))}
     grads = Params.from_items((name, run.out(named[name])) for name in P.names())
     return BPTTResult(loss, grads, run.out(ds0), run.out(s_last), count,

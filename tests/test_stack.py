@@ -35,7 +35,8 @@ def test_golden_cases_cover_the_stack():
 @pytest.mark.parametrize("name", NAMES)
 def test_bptt_matches_torch(name, backend):
     g, params, kwargs = load(name)
-    r = gpurnn.bptt(params, g["inputs"], g["targets"], output=str(g["output"]), backend=backend, **kwargs)
+    r = gpurnn.bptt(params, g["inputs"], g["targets"], output=str(g["output"]), input_grad=True, backend=backend,
+                    **kwargs)
     np.testing.assert_allclose(r.loss, g["loss"], rtol=1e-12)
     for key, grad in r.grads.items():
         np.testing.assert_allclose(grad, g[f"grad.{key}"], rtol=1e-9, atol=1e-12, err_msg=key)
@@ -74,7 +75,8 @@ def test_finite_differences(output, dropout):
     params, x, y, lengths, s0 = small_problem()
     targets = y if output == "all" else y[0]
     kw = dict(lengths=lengths, activation="tanh", output=output, dropout=dropout, dropout_seed=7, backend="cpu")
-    r = gpurnn.bptt(params, x, targets, s0=s0, **kw)
+    r = gpurnn.bptt(params, x, targets, s0=s0, input_grad=True, **kw)
+    assert gpurnn.bptt(params, x, targets, s0=s0, **kw).dinputs is None       # only when asked
 
     def loss(params=params, x=x, s0=s0):
         return gpurnn.bptt(params, x, targets, s0=s0, **kw).loss
@@ -199,12 +201,12 @@ def test_directions_on_two_threads_give_the_same_result(monkeypatch):
 
     params, x, y, lengths, s0 = small_problem()
     kw = dict(lengths=lengths, s0=s0, backend="cpu", dropout=0.1, dropout_seed=2)
-    in_turn = gpurnn.bptt(params, x, y, **kw)
+    in_turn = gpurnn.bptt(params, x, y, input_grad=True, **kw)
     calls = []
     monkeypatch.setattr(cpu_threads, "MIN_CELL_WORK", 0)
     with ThreadPoolExecutor(2) as pool:
         monkeypatch.setattr(cpu_threads, "_cell_pool", lambda: calls.append(1) or pool)
-        together = gpurnn.bptt(params, x, y, **kw)
+        together = gpurnn.bptt(params, x, y, input_grad=True, **kw)
     assert len(calls) == 2 * 2 * 2                          # 2 layers × (forward, backward) × 2 directions
     np.testing.assert_array_equal(together.grads.flatten(), in_turn.grads.flatten())
     np.testing.assert_array_equal(together.dinputs, in_turn.dinputs)
