@@ -307,8 +307,9 @@ class Trainer:
                 raise ValueError("save needs a path (or a trainer with out_dir), got neither")
             path = self.out_dir / CHECKPOINT
         arrays = {f"optim.{key}": value for key, value in self.optimizer.state_dict().items()}
-        if self.carry is not None:
-            arrays["carry"] = self.carry if self.parallel is None else self.parallel.gather_rows(self.carry)
+        if self.carry is not None:       # the ranks' rows gathered: the batch axis is -2, (B,d) or (cells,B,d)
+            arrays["carry"] = self.carry if self.parallel is None else _swap_batch_first(
+                self.parallel.gather_rows(_swap_batch_first(to_host(self.carry))))
         if self.parallel is not None and not self.parallel.is_root:
             return path
         trainer = {**self.position, "optimizer_t": self.optimizer.t}
@@ -331,7 +332,8 @@ class Trainer:
         trainer.position.update(saved)
         if "carry" in ckpt.arrays:
             carry = ckpt.arrays["carry"]
-            trainer.carry = trainer.backend.asarray(carry if comm is None else trainer.parallel.local_rows(carry))
+            trainer.carry = trainer.backend.asarray(
+                carry if comm is None else _swap_batch_first(trainer.parallel.local_rows(_swap_batch_first(carry))))
         return trainer
 
     def host_params(self) -> Params:
@@ -352,3 +354,8 @@ class _Throughput:
             return tokens / max(seconds, 1e-9)
         self.tokens, self.seconds = self.tokens + tokens, self.seconds + seconds
         return self.tokens / max(self.seconds, 1e-9)
+
+
+def _swap_batch_first(states):
+    """Carried states (cells,B,d) as (B,cells,d) and back (the swap undoes itself); (B,d) as is."""
+    return None if states is None else states.swapaxes(0, -2)
