@@ -154,6 +154,12 @@ def test_the_parameter_tree():
         gpurnn.Params.from_items((k, v) for k, v in params.items() if k != "layers.1.bw.W")
     single = gpurnn.init_params(4, 3, 2, seed=0)
     assert single.names() == ["U", "W", "V", "b", "c"] and single.layers == 1 and not single.bidirectional
+    tokens = np.zeros((2, 1), np.int64)
+    wrong = gpurnn.Params.from_items((k, np.zeros((5, 3)) if k == "layers.1.fw.U" else v) for k, v in params.items())
+    with pytest.raises(ValueError, match=r"params.layers.1.fw.U must have shape \(6, 3\)"):
+        gpurnn.forward(wrong, tokens)
+    with pytest.raises(ValueError, match=r"s0 must be an array of shape \(layers·directions, B, d\) = \(4, 1, 3\)"):
+        gpurnn.forward(params, tokens, s0=np.zeros((1, 3)))
 
 
 def test_checkpoint_and_torch_state_dict_round_trip(tmp_path):
