@@ -14,7 +14,6 @@ direction) is the plain recurrence: no reversal, no copy.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any
 
 import numpy as np
@@ -54,24 +53,18 @@ def forward(be, P: Params, inputs, s0, lengths, activation, masks=None) -> Stack
     masks = [None if m is None else be.asarray(m) for m in masks or [None] * P.layers]
     record = StackRecord([], [], masks, None)
     x = inputs
-    T, B, d = int(inputs.shape[0]), int(inputs.shape[1]), P.hidden
-
-    def run(layer, direction, x):
-        """(the cell's inputs, S, its states in the layer's time) of one cell."""
-        cell = P.cell(layer, direction)
-        own = x if direction == "fw" else _reverse(be, x, lengths)
-        S = recurrence.states(be, own, cell.U, cell.b, cell.W, _cell_s0(P, s0, layer * P.directions
-                              + DIRECTIONS.index(direction)), lengths, activation)
-        return own, S, S[1:] if direction == "fw" else _reverse(be, S[1:], lengths)
-
     for layer in range(P.layers):
         if masks[layer] is not None:
             x = be.array_op(lambda xp, a, m: a * m, x, masks[layer])
-        cells = be.run_cells([functools.partial(run, layer, direction, x) for direction in DIRECTIONS[:P.directions]],
-                             T, B, d)
-        record.inputs += [own for own, _, _ in cells]
-        record.states += [S for _, S, _ in cells]
-        outputs = [out for _, _, out in cells]
+        outputs = []
+        for direction in DIRECTIONS[:P.directions]:
+            cell = P.cell(layer, direction)
+            own = x if direction == "fw" else _reverse(be, x, lengths)
+            S = recurrence.states(be, own, cell.U, cell.b, cell.W, _cell_s0(P, s0, len(record.states)), lengths,
+                                  activation)
+            record.inputs.append(own)
+            record.states.append(S)
+            outputs.append(S[1:] if direction == "fw" else _reverse(be, S[1:], lengths))
         x = outputs[0] if len(outputs) == 1 else be.array_op(lambda xp, *o: xp.concatenate(o, axis=2), *outputs)
     record.top = x
     return record
@@ -98,29 +91,22 @@ def backward(be, P: Params, record: StackRecord, G, g_last, lengths, activation,
     layer's final states) (or None); `input_grad`: return ∂L/∂inputs (dense inputs only)."""
     grads, ds0 = {}, [None] * P.n_cells
     D, d = P.directions, P.hidden
-    T, B = int(record.states[0].shape[0]) - 1, int(record.states[0].shape[1])
-
-    def run(layer, j, G, g_last, wants_dx):
-        """(recurrence grads, dX in the layer's time or None) of cell j of `layer`."""
-        direction, cell = DIRECTIONS[j], P.cell(layer, DIRECTIONS[j])
-        G_own = _part(be, G, j, d, D)
-        if G_own is not None and direction == "bw":
-            G_own = _reverse(be, G_own, lengths)
-        back = recurrence.backprop(be, record.inputs[layer * D + j], record.states[layer * D + j], cell.U, cell.W,
-                                   G_own, _part(be, g_last, j, d, D), lengths, activation, truncate,
-                                   input_grad=wants_dx)
-        dx = back.dX if direction == "fw" or not wants_dx else _reverse(be, back.dX, lengths)
-        return back, dx
-
     for layer in reversed(range(P.layers)):
         wants_dx = layer > 0 or input_grad
-        cells = be.run_cells([functools.partial(run, layer, j, G, g_last, wants_dx) for j in range(D)], T, B, d)
         dX = None
-        for j, (back, dx) in enumerate(cells):
-            grads.update({P.cell_name(layer, DIRECTIONS[j], f): g
-                          for f, g in zip(CELL_FIELDS, (back.dU, back.dW, back.db))})
-            ds0[layer * D + j] = back.ds0
+        for j, direction in enumerate(DIRECTIONS[:D]):
+            i = layer * D + j
+            cell = P.cell(layer, direction)
+            G_own = _part(be, G, j, d, D)
+            if G_own is not None and direction == "bw":
+                G_own = _reverse(be, G_own, lengths)
+            back = recurrence.backprop(be, record.inputs[i], record.states[i], cell.U, cell.W, G_own,
+                                       _part(be, g_last, j, d, D), lengths, activation, truncate,
+                                       input_grad=wants_dx)
+            grads.update({P.cell_name(layer, direction, f): g for f, g in zip(CELL_FIELDS, (back.dU, back.dW, back.db))})
+            ds0[i] = back.ds0
             if wants_dx:
+                dx = back.dX if direction == "fw" else _reverse(be, back.dX, lengths)
                 dX = dx if dX is None else be.array_op(lambda xp, a, b: a + b, dX, dx)
         if layer > 0 and record.masks[layer] is not None:
             dX = be.array_op(lambda xp, a, m: a * m, dX, record.masks[layer])

@@ -2,7 +2,6 @@
 tests/golden/make_stack_golden.py, and live where torch is installed), finite differences,
 dropout, padding, the parameter tree and the torch state dict round trip."""
 import pathlib
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -198,22 +197,3 @@ def test_reversal_within_lengths():
     np.testing.assert_array_equal(R[:, 1], [X[1, 1], X[0, 1], X[2, 1], X[3, 1]])
     np.testing.assert_array_equal(R[:, 2], X[:, 2])
     np.testing.assert_array_equal(stack._reverse(be, R, lengths), X)
-
-
-def test_directions_on_two_threads_give_the_same_result(monkeypatch):
-    """The CPU runs a layer's two directions at the same time (above `MIN_CELL_WORK`): bit for bit
-    what it computes in turn."""
-    from gpurnn.backends import cpu_threads
-
-    params, x, y, lengths, s0 = small_problem()
-    kw = dict(lengths=lengths, s0=s0, backend="cpu", dropout=0.1, dropout_seed=2)
-    in_turn = gpurnn.bptt(params, x, y, input_grad=True, **kw)
-    calls = []
-    monkeypatch.setattr(cpu_threads, "MIN_CELL_WORK", 0)
-    with ThreadPoolExecutor(2) as pool:
-        monkeypatch.setattr(cpu_threads, "_cell_pool", lambda: calls.append(1) or pool)
-        together = gpurnn.bptt(params, x, y, input_grad=True, **kw)
-    assert len(calls) == 2 * 2 * 2                          # 2 layers × (forward, backward) × 2 directions
-    np.testing.assert_array_equal(together.grads.flatten(), in_turn.grads.flatten())
-    np.testing.assert_array_equal(together.dinputs, in_turn.dinputs)
-    assert together.loss == in_turn.loss

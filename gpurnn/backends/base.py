@@ -27,10 +27,6 @@ class Backend(Protocol):
         live (NumPy, CuPy; host copies under the CUDA simulator): the layer stack's glue
         (reversal within lengths, concatenation, sums), never a hot loop."""
 
-    def run_cells(self, thunks, T, B, d) -> list:
-        """[thunk() for thunk in thunks] for independent cells (T steps, B sequences, d units each:
-        a layer's directions), at the same time where the backend gains by it (the CPU's cores)."""
-
     def project_inputs(self, inputs, U, b, lengths) -> Array:
         """XP (T,B,d) = x_t U + b: a row gather of U for token ids (T,B), one GEMM over
         all T·B rows for dense inputs (T,B,n). Rows past a sequence's length are not read

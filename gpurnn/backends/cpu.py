@@ -12,7 +12,7 @@ import numpy as np
 from numba import njit
 
 from .cpu_blas import activate, gemm, sigma_prime
-from .cpu_threads import run_sliced, run_together, stepwise_blas
+from .cpu_threads import run_sliced, stepwise_blas
 
 
 @njit(cache=True)
@@ -207,9 +207,6 @@ class CPUBackend:
 
     def array_op(self, fn, *arrays):
         return fn(np, *arrays)
-
-    def run_cells(self, thunks, T, B, d):
-        return run_together(thunks, T, B, d)
 
     def project_inputs(self, inputs, U, b, lengths):
         T, B = inputs.shape[:2]

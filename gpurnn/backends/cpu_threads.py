@@ -35,9 +35,6 @@ MIN_STEP_WORK = 1 << 21
 STEPWISE_WORK = 1 << 21
 # B·d² at most: OpenBLAS runs such a product on one thread by itself, so no limit is needed.
 SERIAL_BLAS_WORK = 1 << 18
-# T·B·d² multiply-adds per cell at least for `run_together`: below, the hand-off to threads and
-# the BLAS limit (about 0.2 ms a call) cost more than a second core saves.
-MIN_CELL_WORK = 1 << 22
 
 
 @functools.cache
@@ -64,25 +61,6 @@ def slices(B, d):
         return [slice(0, B)]
     edges = np.linspace(0, B, parts + 1).astype(np.int64)
     return [slice(int(lo), int(hi)) for lo, hi in zip(edges[:-1], edges[1:])]
-
-
-def run_together(thunks, T, B, d):
-    """[thunk() for thunk in thunks] for independent cells of T steps, B sequences and d units
-    (a layer's two directions): at the same time, one thread each with BLAS held at one thread,
-    when each cell's loops would run on one thread anyway (one slice, no stepwise GEMMs) and
-    hold MIN_CELL_WORK; else in turn (their own loops then use every core, or the threads'
-    hand-off would cost more than it saves)."""
-    if len(thunks) == 1 or T * B * d * d < MIN_CELL_WORK or len(slices(B, d)) > 1 or stepwise_blas(B, d):
-        return [thunk() for thunk in thunks]
-    with _blas().limit(limits=1):
-        futures = [_cell_pool().submit(thunk) for thunk in thunks]
-        return [future.result() for future in futures]
-
-
-@functools.cache
-def _cell_pool():
-    """The threads of `run_together`: not `_pool`'s, whose workers its cells' slices may wait on."""
-    return ThreadPoolExecutor(2, thread_name_prefix="gpurnn-cell")
 
 
 def stepwise_blas(B, d):

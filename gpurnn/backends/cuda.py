@@ -124,9 +124,6 @@ class CUDABackend:
     def array_op(self, fn, *arrays):
         return mem.device_index_op(lambda *a: (fn(mem.array_library(), *a),), *arrays)[0]
 
-    def run_cells(self, thunks, T, B, d):
-        return [thunk() for thunk in thunks]      # in turn, on the stream in order
-
     # forward ------------------------------------------------------------------------
     def project_inputs(self, inputs, U, b, lengths):
         T, B = inputs.shape[:2]
