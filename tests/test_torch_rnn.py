@@ -186,7 +186,8 @@ def test_import_gpurnn_does_not_import_torch():
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA build of torch (the [torch] pin is a CPU build)")
+@pytest.mark.skipif(not torch.cuda.is_available(),
+                    reason="needs a CUDA build of torch (the [torch] pin is a CPU build)")
 def test_cuda_tensors_stay_on_the_device_on_a_side_stream():
     reference, ours = _pair(2, True, backend="auto")
     reference, ours = reference.cuda(), ours.cuda()
