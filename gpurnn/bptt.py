@@ -9,8 +9,10 @@
               dW = S_prevᵀ Δ;  dU = Xᵀ Δ;  db = Σ Δ;  ds0 = Δ_0 Wᵀ
 
 Only the two recurrences run step by step (inside the backend); every other product is
-one GEMM over T·B rows. Results come back as NumPy arrays when the parameters are NumPy
-arrays, and stay on the device when they are the device backend's arrays.
+one GEMM over T·B rows. The recurrence's own part (states; Δ, dU, dW, db, ds0) is
+`gpurnn.recurrence`'s, shared with the PyTorch module. Results come back as NumPy arrays
+when the parameters are NumPy arrays, and stay on the device when they are the device
+backend's arrays.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from . import recurrence
 from .backends import get_backend
 from .model import Params
 from .validation import Problem, check_call
@@ -50,10 +53,10 @@ def forward(params: Params, inputs, *, lengths=None, s0=None, activation="tanh",
     check_values=False skips the checks of values on the GPU (`gpurnn.validation`)."""
     problem = check_call(params, inputs, lengths=lengths, s0=s0, activation=activation, check_values=check_values)
     be = get_backend(backend)
-    run = _Run(be, params, problem)
-    S = run.states()
+    run, P = _place(be, params, problem)
+    S = run.states(P.U, P.b, P.W)
     T, B, d, k = problem.T, problem.B, problem.d, problem.k
-    logits = be.affine(S[1:].reshape(T * B, d), run.P.V, run.P.c).reshape(T, B, k)
+    logits = be.affine(S[1:].reshape(T * B, d), P.V, P.c).reshape(T, B, k)
     return ForwardResult(run.out(S[1:]), run.out(logits), run.out(S[T]))
 
 
@@ -70,9 +73,9 @@ def bptt(params: Params, inputs, targets, *, lengths=None, s0=None, activation="
     problem = check_call(params, inputs, lengths=lengths, s0=s0, activation=activation, output=output,
                          targets=targets, truncate=truncate, need_targets=True, check_values=check_values)
     be = get_backend(backend)
-    run = _Run(be, params, problem)
-    P, T, B, d = run.P, problem.T, problem.B, problem.d
-    S = run.states()
+    run, P = _place(be, params, problem)
+    T, B, d = problem.T, problem.B, problem.d
+    S = run.states(P.U, P.b, P.W)
     targets = be.asarray(problem.targets)
     if output == "all":
         visible = S[1:].reshape(T * B, d)        # rows that carry outputs: s_1..s_T
@@ -83,31 +86,12 @@ def bptt(params: Params, inputs, targets, *, lengths=None, s0=None, activation="
     dc = be.sum_rows(dZ)
     explicit = be.matmul(dZ, P.V, trans_b=True)  # ∂L/∂s from the outputs alone
     G, g_last = (explicit.reshape(T, B, d), None) if output == "all" else (None, explicit)
-    delta, ds0 = be.recurrence_backward(G, g_last, S, P.W, run.lengths, problem.activation, problem.truncate)
-    flat_delta = delta.reshape(T * B, d)
-    dW = be.matmul(S[:-1].reshape(T * B, d), flat_delta, trans_a=True)
-    db = be.sum_rows(flat_delta)
-    dU = be.input_grad(run.inputs, delta, problem.n, run.lengths)
-    grads = Params(dU, dW, dV, db, dc).map(run.out)
-    return BPTTResult(loss, grads, run.out(ds0), run.out(S[T]), count)
+    back = recurrence.backprop(be, run.inputs, S, P.U, P.W, G, g_last, run.lengths, problem.activation,
+                               problem.truncate)
+    grads = Params(back.dU, back.dW, dV, back.db, dc).map(run.out)
+    return BPTTResult(loss, grads, run.out(back.ds0), run.out(S[T]), count)
 
 
-class _Run:
-    """One call's arrays moved to the backend once, and the way results go back."""
-
-    def __init__(self, be, params: Params, problem: Problem):
-        dtype = problem.dtype
-        self.be, self.problem = be, problem
-        self.on_host = isinstance(params.W, np.ndarray)
-        self.P = params.map(be.asarray)
-        self.inputs = be.asarray(problem.inputs, None if problem.tokens else dtype)
-        self.lengths = be.asarray(problem.lengths)
-        self.s0 = be.zeros((problem.B, problem.d), dtype) if problem.s0 is None else be.asarray(problem.s0, dtype)
-
-    def states(self):
-        """S (T+1,B,d) with S[0] = s0."""
-        XP = self.be.project_inputs(self.inputs, self.P.U, self.P.b, self.lengths)
-        return self.be.recurrence_forward(XP, self.P.W, self.s0, self.lengths, self.problem.activation)
-
-    def out(self, array):
-        return self.be.to_host(array) if self.on_host else array
+def _place(be, params: Params, problem: Problem):
+    """The call's arrays and the parameters moved to the backend once."""
+    return recurrence.Placement(be, problem, isinstance(params.W, np.ndarray)), params.map(be.asarray)

@@ -194,7 +194,8 @@ def markdown_tables(numbers: dict) -> dict[str, str]:
 
 
 def _curve_numbers(c) -> dict:
-    row = {key: value for key, value in dataclasses.asdict(c).items() if not isinstance(value, np.ndarray)}
+    row = {key: value for key, value in dataclasses.asdict(c).items()
+           if not isinstance(value, (np.ndarray, dict))}      # the arrays (and the profile's) go to figures
     row.update(gamma_rho=c.gamma * c.rho, gamma_lambda=c.gamma * c.norm,
                rate_lags_1_20=measured_rate(c.jacobian_geomean),
                rate_lags_1_59=measured_rate(c.jacobian_geomean, last=len(c.bound) - 1))

@@ -33,7 +33,7 @@ class Problem:
     B: int
     n: int
     d: int
-    k: int
+    k: int                # outputs (0 for the recurrence alone, `check_recurrence`)
     dtype: np.dtype
     tokens: bool          # inputs are token ids (T,B), else dense floats (T,B,n)
     inputs: object
@@ -50,15 +50,8 @@ def check_params(params, *, check_values=True) -> tuple[np.dtype, int, int, int]
     False and they are on the GPU)."""
     if not isinstance(params, Params):
         raise TypeError(f"params must be a gpurnn.Params, got {type(params).__name__}")
-    for name, value in params.items():
-        if not is_array(value):
-            raise TypeError(f"params.{name} must be an array, got {type(value).__name__}")
-    dtypes = {name: np.dtype(value.dtype) for name, value in params.items()}
-    if len(set(dtypes.values())) != 1:
-        raise ValueError(f"params must share one dtype, got {', '.join(f'{k}={v}' for k, v in dtypes.items())}")
-    dtype = dtypes["W"]
-    if dtype not in (np.float32, np.float64):
-        raise ValueError(f"params must be float32 or float64, got {dtype}")
+    named = {f"params.{name}": value for name, value in params.items()}
+    dtype = _check_weights(named, "params")
     n, d = _shape(params.U, "params.U", 2)
     k = _shape(params.V, "params.V", 2)[1]
     expected = {"U": (n, d), "W": (d, d), "V": (d, k), "b": (d,), "c": (k,)}
@@ -67,10 +60,24 @@ def check_params(params, *, check_values=True) -> tuple[np.dtype, int, int, int]
         if got != expected[name]:
             raise ValueError(f"params.{name} must have shape {expected[name]} (from U {(n, d)} and V's {k} "
                              f"columns), got {got}")
-    for name, value in params.items():
+    for name, value in named.items():
         if _wanted(value, check_values):
-            _check_finite(value, f"params.{name}")
+            _check_finite(value, name)
     return dtype, n, d, k
+
+
+def _check_weights(named, what) -> np.dtype:
+    """The one float dtype (float32 or float64) that every array in `named` shares."""
+    for name, value in named.items():
+        if not is_array(value):
+            raise TypeError(f"{name} must be an array, got {type(value).__name__}")
+    dtypes = {name: np.dtype(value.dtype) for name, value in named.items()}
+    if len(set(dtypes.values())) != 1:
+        raise ValueError(f"{what} must share one dtype, got {', '.join(f'{k}={v}' for k, v in dtypes.items())}")
+    dtype = next(iter(dtypes.values()))
+    if dtype not in (np.float32, np.float64):
+        raise ValueError(f"{what} must be float32 or float64, got {dtype}")
+    return dtype
 
 
 def check_call(params, inputs, *, lengths=None, s0=None, activation="tanh", output="all",
@@ -80,25 +87,74 @@ def check_call(params, inputs, *, lengths=None, s0=None, activation="tanh", outp
     act = activation_code(activation)
     if output not in OUTPUTS:
         raise ValueError(f"output must be 'all' or 'last', got {output!r}")
+    _check_truncate(truncate)
+    dtype, n, d, k = check_params(params, check_values=check_values)
+    tokens, T, B, lengths = _check_sequences(inputs, n, lengths, check_values)
+    if s0 is not None:
+        _check_state(s0, "s0", "(B, d)", (B, d), finite=_wanted(s0, check_values))
+    problem = Problem(T, B, n, d, k, dtype, tokens, inputs, lengths, s0, act, output,
+                      truncate=_effective_truncate(truncate, T))
+    if need_targets:
+        problem.targets = _loss_targets(targets, output, lengths, T, B, k, check_values)
+    return problem
+
+
+def check_recurrence(inputs, U, W, b, *, s0=None, lengths=None, activation="tanh", truncate=None, S=None,
+                     grad_states=None, grad_last=None) -> Problem:
+    """Check a `gpurnn.recurrence` call (b None for `backward`; S, grad_states and grad_last
+    only there) and return its `Problem` (k = 0: no output layer)."""
+    act = activation_code(activation)
+    _check_truncate(truncate)
+    named = {"U": U, "W": W} if b is None else {"U": U, "W": W, "b": b}
+    dtype = _check_weights(named, "U, W and b")
+    n, d = _shape(U, "U", 2)
+    expected = {"U": (n, d), "W": (d, d), "b": (d,)}
+    for name, value in named.items():
+        if tuple(value.shape) != expected[name]:
+            raise ValueError(f"{name} must have shape {expected[name]} (from U {(n, d)}), got {tuple(value.shape)}")
+        _check_finite(value, name)
+    tokens, T, B, lengths = _check_sequences(inputs, n, lengths)
+    if s0 is not None:
+        _check_state(s0, "s0", "(B, d)", (B, d))
+    if S is not None:
+        _check_state(S, "S", "(T+1, B, d)", (T + 1, B, d), dtype, finite=False)
+    if grad_states is not None:
+        _check_state(grad_states, "grad_states", "(T, B, d)", (T, B, d), dtype, finite=False)
+    if grad_last is not None:
+        _check_state(grad_last, "grad_last", "(B, d)", (B, d), dtype, finite=False)
+    return Problem(T, B, n, d, 0, dtype, tokens, inputs, lengths, s0, act, truncate=_effective_truncate(truncate, T))
+
+
+def _check_truncate(truncate):
     if truncate is not None and (not _is_int(truncate) or truncate < 0):
         raise ValueError(f"truncate must be None or an int >= 0, got {truncate!r}")
-    dtype, n, d, k = check_params(params, check_values=check_values)
+
+
+def _effective_truncate(truncate, T):
+    """None (exact) for τ ≥ T − 1: no loss term has more than T − 1 factors."""
+    return None if truncate is None or truncate >= T - 1 else int(truncate)
+
+
+def _check_sequences(inputs, n, lengths, check_values=True):
+    """(tokens, T, B, lengths (B,) int64 where the inputs live) of checked inputs and lengths."""
     tokens, T, B = _check_inputs(inputs, n, check_values)
     lengths = _check_lengths(lengths, T, B, array_module(inputs), check_values)
     if tokens and _wanted(inputs, check_values):
         _check_token_ids(inputs, lengths, n)
-    if s0 is not None:
-        if not is_array(s0):
-            raise TypeError(f"s0 must be an array of shape (B, d) = {(B, d)}, got {type(s0).__name__}")
-        if tuple(s0.shape) != (B, d):
-            raise ValueError(f"s0 must be an array of shape (B, d) = {(B, d)}, got {tuple(s0.shape)}")
-        if _wanted(s0, check_values):
-            _check_finite(s0, "s0")
-    problem = Problem(T, B, n, d, k, dtype, tokens, inputs, lengths, s0, act, output,
-                      truncate=None if truncate is None or truncate >= T - 1 else int(truncate))
-    if need_targets:
-        problem.targets = _loss_targets(targets, output, lengths, T, B, k, check_values)
-    return problem
+    return tokens, T, B, lengths
+
+
+def _check_state(value, name, names, shape, dtype=None, finite=True):
+    """An array of `shape` (spelled `names`, e.g. "(B, d)"), of `dtype` when given, finite unless
+    finite=False."""
+    if not is_array(value):
+        raise TypeError(f"{name} must be an array of shape {names} = {shape}, got {type(value).__name__}")
+    if tuple(value.shape) != shape:
+        raise ValueError(f"{name} must be an array of shape {names} = {shape}, got {tuple(value.shape)}")
+    if dtype is not None and np.dtype(value.dtype) != dtype:
+        raise ValueError(f"{name} must have the weights' dtype {dtype}, got {value.dtype}")
+    if finite:
+        _check_finite(value, name)
 
 
 def _wanted(array, check_values) -> bool:

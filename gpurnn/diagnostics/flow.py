@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import activations
 from .jacobians import jacobian_norms, lecture_bound, spectral_norm, spectral_radius
-from .profile import bound_violations, gradient_profile, summarize_by_lag
+from .profile import GradientProfile, bound_violations, gradient_profile, summarize_by_lag
 
 
 @dataclasses.dataclass
@@ -33,6 +33,7 @@ class GradientFlow:
     bound: np.ndarray            # (γλ)^ℓ
     radius_rate: np.ndarray      # (γρ)^ℓ: not a bound, the long-run rate of γ^ℓ ‖W^ℓ‖
     violations: int              # measured pairs (Jacobians and profile) above the bound
+    profile: GradientProfile     # the whole (T,T) matrix ‖∂L_t/∂s_k‖
 
 
 def measure_flow(params, inputs, targets, *, activation="tanh", s0=None, sequence=0, method="auto",
@@ -42,12 +43,17 @@ def measure_flow(params, inputs, targets, *, activation="tanh", s0=None, sequenc
     jac = jacobian_norms(params, inputs, activation=activation, s0=s0, sequence=sequence, method=method,
                          max_lag=max_lag, backend=backend)
     profile = gradient_profile(params, inputs, targets, activation=activation, s0=s0, backend=backend)
+    return assemble_flow(jac, profile, params.W, activation)
+
+
+def assemble_flow(jac, profile: GradientProfile, W, activation) -> GradientFlow:
+    """The `GradientFlow` of measured Jacobian norms (T,T), a loss-gradient profile and W."""
     T = jac.shape[0]
     gamma = activations.GAMMA[activations.activation_code(activation)]
-    rho = spectral_radius(params.W)
-    violations = (bound_violations(jac, params.W, activation)
-                  + bound_violations(profile.norms, params.W, activation, relative_to=np.diag(profile.norms)))
-    return GradientFlow(activation, rho, spectral_norm(params.W), gamma, summarize_by_lag(jac, "geomean"),
+    rho = spectral_radius(W)
+    violations = (bound_violations(jac, W, activation)
+                  + bound_violations(profile.norms, W, activation, relative_to=np.diag(profile.norms)))
+    return GradientFlow(activation, rho, spectral_norm(W), gamma, summarize_by_lag(jac, "geomean"),
                         summarize_by_lag(jac, "max"), profile.by_lag("geomean"),
-                        lecture_bound(params.W, activation, np.arange(T)), (gamma * rho) ** np.arange(T, dtype=float),
-                        violations)
+                        lecture_bound(W, activation, np.arange(T)), (gamma * rho) ** np.arange(T, dtype=float),
+                        violations, profile)

@@ -107,18 +107,24 @@ def jacobian_norms(params, inputs, *, activation="tanh", s0=None, sequence=0, me
     L = min(T−1, max_lag) lags, L batched steps), each norm by `batched_spectral_norm(method=…)`.
     """
     states, _, dsig, _ = run_states(params, inputs, activation=activation, s0=s0, backend=backend)
-    T, B, d = states.shape
+    B = states.shape[1]
     if not 0 <= sequence < B:
         raise ValueError(f"sequence must be in [0, B) = [0, {B}), got {sequence!r}")
+    xp = array_module(states)
+    return slope_jacobian_norms(dsig[:, sequence, :], xp.asarray(params.W, dtype=states.dtype), method=method,
+                                max_lag=max_lag)
+
+
+def slope_jacobian_norms(D, W, *, method="auto", max_lag=None) -> np.ndarray:
+    """`jacobian_norms` from one sequence's σ'(a_t) D (T,d) (t = 1..T) and W (d,d), NumPy or CuPy."""
+    T, d = D.shape
     if max_lag is not None and (isinstance(max_lag, bool) or not isinstance(max_lag, int) or max_lag < 0):
         raise ValueError(f"max_lag must be None or an int >= 0, got {max_lag!r}")
     last = T - 1 if max_lag is None else min(T - 1, max_lag)
-    xp = array_module(states)
-    W = xp.asarray(params.W, dtype=states.dtype)
-    D = dsig[:, sequence, :]                                  # (T,d): σ'(a_t) for t = 1..T
+    xp = array_module(D)
     norms = np.full((T, T), np.nan)
     np.fill_diagonal(norms, 1.0)
-    J = xp.broadcast_to(xp.eye(d, dtype=states.dtype), (T, d, d))
+    J = xp.broadcast_to(xp.eye(d, dtype=D.dtype), (T, d, d))
     for lag in range(1, last + 1):
         J = D[lag:, :, None] * xp.matmul(W.T, J[:T - lag])     # J[k0] = ∂s_{k0+lag+1}/∂s_{k0+1}
         values = batched_spectral_norm(J, method=method)

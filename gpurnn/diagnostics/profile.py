@@ -78,10 +78,18 @@ def gradient_profile(params, inputs, targets, *, activation="tanh", s0=None, bac
     T, B, d = states.shape
     k_out = logits.shape[2]
     V = xp.asarray(params.V, dtype=states.dtype)
-    W = xp.asarray(params.W, dtype=states.dtype)
     _, _, dZ = be.softmax_xent(logits.reshape(T * B, k_out), xp.asarray(problem.targets))
     explicit = be.matmul(dZ, V, trans_b=True).reshape(T, B, d)   # ∂L_t/∂s_t
-    chains = xp.zeros((T, B, d), states.dtype)                    # chains[t] = ∂L_t/∂s_k at step k
+    return chain_profile(explicit, dsig, xp.asarray(params.W, dtype=states.dtype), keep_vectors=keep_vectors)
+
+
+def chain_profile(explicit, dsig, W, *, keep_vectors=False) -> GradientProfile:
+    """‖∂L_t/∂s_k‖ from the explicit terms ∂L_t/∂s_t (T,B,d), σ'(a_t) (T,B,d) and W (d,d), all
+    NumPy or all CuPy arrays of one dtype (see the module docstring)."""
+    xp = array_module(explicit)
+    be = get_backend("cpu" if xp is np else "cuda")
+    T, B, d = explicit.shape
+    chains = xp.zeros((T, B, d), explicit.dtype)                  # chains[t] = ∂L_t/∂s_k at step k
     norms = np.full((T, T), np.nan)
     vectors = np.zeros((T, T, B, d)) if keep_vectors else None
     for k in range(T - 1, -1, -1):

@@ -1,0 +1,107 @@
+"""The recurrence alone, one layer and one direction: states forward, gradients backward.
+
+    forward   XP = x U + b (all T·B rows at once)
+              S[t+1] = σ(XP[t] + S[t] W)           (a finished sequence keeps its state)
+    backward  G_t = ∂L/∂s_t given for each step, each counted as a loss term at step t
+              (plus ∂L/∂s_last at each sequence's last step)
+              Δ_t = (G_t + Δ_{t+1} Wᵀ) ⊙ σ'(a_t)    exact, or at most τ factors per loss term
+              dW = S_prevᵀ Δ;  dU = Xᵀ Δ;  db = Σ Δ;  ds0 = Δ_0 Wᵀ;  dX = Δ Uᵀ
+
+This is the split cuDNN's API makes (states forward; data and weight gradients backward):
+`gpurnn.bptt` runs it around its output layer, `gpurnn.torch.RNN` once per layer and direction.
+`states`/`backprop` take the backend's own arrays; `forward`/`backward` are the checked public
+calls, whose results are NumPy arrays for NumPy weights and stay on the device for CuPy ones.
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from .arrays import array_module
+from .backends import get_backend
+from .validation import Problem, check_recurrence
+
+
+class RecurrenceGrads(NamedTuple):
+    """dX (T,B,n): ∂L/∂x (None for token ids or when not asked); ds0 (B,d); dU (n,d); dW (d,d); db (d,)."""
+
+    dX: Any
+    ds0: Any
+    dU: Any
+    dW: Any
+    db: Any
+
+
+def states(be, inputs, U, b, W, s0, lengths, activation):
+    """S (T+1,B,d) with S[0] = s0 on backend `be` (its arrays; activation as its code)."""
+    XP = be.project_inputs(inputs, U, b, lengths)
+    return be.recurrence_forward(XP, W, s0, lengths, activation)
+
+
+def backprop(be, inputs, S, U, W, G, g_last, lengths, activation, truncate, *, input_grad=False) -> RecurrenceGrads:
+    """Gradients from G (T,B,d) (0 past each length, or None) and g_last (B,d) (or None) on
+    backend `be`; n = U's rows. dX only when `input_grad` (dense inputs)."""
+    T, B, d = S.shape[0] - 1, S.shape[1], S.shape[2]
+    n = U.shape[0]
+    delta, ds0 = be.recurrence_backward(G, g_last, S, W, lengths, activation, truncate)
+    flat = delta.reshape(T * B, d)
+    dW = be.matmul(S[:-1].reshape(T * B, d), flat, trans_a=True)
+    db = be.sum_rows(flat)
+    dU = be.input_grad(inputs, delta, n, lengths)
+    dX = be.matmul(flat, U, trans_b=True).reshape(T, B, n) if input_grad else None
+    return RecurrenceGrads(dX, ds0, dU, dW, db)
+
+
+def forward(inputs, U, W, b, *, s0=None, lengths=None, activation="tanh", backend="auto"):
+    """S (T+1,B,d): S[0] = s0 (zeros when None), S[t] = s_t; a sequence past its length keeps its
+    state, so S[T] holds each sequence's last state. inputs: floats (T,B,n) or token ids (T,B)."""
+    problem = check_recurrence(inputs, U, W, b, s0=s0, lengths=lengths, activation=activation)
+    run = Placement(get_backend(backend), problem, isinstance(W, np.ndarray))
+    be = run.be
+    return run.out(run.states(be.asarray(U), be.asarray(b), be.asarray(W)))
+
+
+def backward(inputs, U, W, S, *, grad_states=None, grad_last=None, lengths=None, activation="tanh", truncate=None,
+             input_grad=True, backend="auto") -> RecurrenceGrads:
+    """∂L/∂(x, s0, U, W, b) from grad_states (T,B,d) = ∂L/∂s_t (ignored past each length) and
+    grad_last (B,d) = ∂L/∂s_last; S (T+1,B,d) from `forward`. `truncate=τ` keeps at most τ
+    Jacobian factors per loss term (as `gpurnn.bptt`); None is exact."""
+    problem = check_recurrence(inputs, U, W, None, lengths=lengths, activation=activation, truncate=truncate,
+                               S=S, grad_states=grad_states, grad_last=grad_last)
+    be = get_backend(backend)
+    run = Placement(be, problem, isinstance(W, np.ndarray))
+    G = None if grad_states is None else be.asarray(_zero_past_lengths(grad_states, problem), problem.dtype)
+    g_last = None if grad_last is None else be.asarray(grad_last, problem.dtype)
+    grads = backprop(be, run.inputs, be.asarray(S, problem.dtype), be.asarray(U, problem.dtype),
+                     be.asarray(W, problem.dtype), G, g_last, run.lengths, problem.activation, problem.truncate,
+                     input_grad=input_grad and not problem.tokens)
+    return RecurrenceGrads(*(None if g is None else run.out(g) for g in grads))
+
+
+def _zero_past_lengths(G, problem: Problem):
+    """G with the rows past each sequence's length set to 0 (G itself when every sequence is full)."""
+    if int(np.min(problem.lengths)) == problem.T:
+        return G
+    xp = array_module(G)
+    active = xp.arange(problem.T)[:, None] < xp.asarray(problem.lengths)[None, :]
+    return xp.where(active[:, :, None], G, 0)
+
+
+class Placement:
+    """One call's inputs, lengths and s0 moved to the backend once, and the way results go back
+    (to the host when the caller's weights are NumPy arrays)."""
+
+    def __init__(self, be, problem: Problem, on_host: bool):
+        dtype = problem.dtype
+        self.be, self.problem, self.on_host = be, problem, on_host
+        self.inputs = be.asarray(problem.inputs, None if problem.tokens else dtype)
+        self.lengths = be.asarray(problem.lengths)
+        self.s0 = be.zeros((problem.B, problem.d), dtype) if problem.s0 is None else be.asarray(problem.s0, dtype)
+
+    def states(self, U, b, W):
+        """S (T+1,B,d) with S[0] = s0, from the backend's U, b, W."""
+        return states(self.be, self.inputs, U, b, W, self.s0, self.lengths, self.problem.activation)
+
+    def out(self, array):
+        return self.be.to_host(array) if self.on_host else array

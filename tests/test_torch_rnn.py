@@ -1,0 +1,202 @@
+"""gpurnn.torch.RNN against torch.nn.RNN: outputs, h_n and every gradient in float64, on both
+backends (tiny sizes: the CUDA backend runs under the simulator), gradcheck, truncation against
+gpurnn.bptt, nn.RNN's parameters and errors; and `import gpurnn` without torch."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="gpurnn.torch needs the [torch] extra (part of [test])")
+from torch import nn  # noqa: E402
+from torch.nn.utils.rnn import pack_padded_sequence  # noqa: E402
+
+import gpurnn  # noqa: E402
+import gpurnn.torch as gt  # noqa: E402
+from gpurnn.torch_io import from_torch_state_dict  # noqa: E402
+
+F64 = torch.float64
+T, B, N, H = 5, 3, 3, 4
+LENGTHS = torch.tensor([3, 5, 2])
+
+# (num_layers, bidirectional, packed, batch_first, hx given, nonlinearity): every option, both ways
+CASES = [
+    (1, False, False, False, False, "tanh"),
+    (1, True, True, False, True, "relu"),
+    (2, True, True, True, True, "tanh"),
+    (3, False, True, False, False, "relu"),
+    (3, True, False, True, True, "tanh"),
+]
+
+
+def _pair(num_layers=1, bidirectional=False, batch_first=False, nonlinearity="tanh", backend="cpu", **options):
+    """An nn.RNN and a gpurnn.torch.RNN with its weights."""
+    reference = nn.RNN(N, H, num_layers, nonlinearity=nonlinearity, batch_first=batch_first,
+                       bidirectional=bidirectional, dtype=F64)
+    ours = gt.RNN(N, H, num_layers, nonlinearity=nonlinearity, batch_first=batch_first,
+                  bidirectional=bidirectional, dtype=F64, backend=backend, **options)
+    ours.load_state_dict(reference.state_dict())
+    return reference, ours
+
+
+def _run(module, x, h0, packed, batch_first):
+    """Output, h_n and the gradients of a loss that weighs every output and h_n differently."""
+    x = x.clone().requires_grad_()
+    h0 = None if h0 is None else h0.clone().requires_grad_()
+    given = pack_padded_sequence(x, LENGTHS, batch_first=batch_first, enforce_sorted=False) if packed else x
+    output, h_n = module(given, h0)
+    data = output.data if packed else output
+    weights = torch.arange(data.numel(), dtype=F64).reshape(data.shape).sin()
+    ((data * weights).sum() + (h_n ** 3).sum()).backward()
+    grads = [x.grad] + ([] if h0 is None else [h0.grad]) + [p.grad for p in module.parameters()]
+    return [data.detach(), h_n.detach()] + grads
+
+
+@pytest.mark.parametrize("num_layers,bidirectional,packed,batch_first,hx,nonlinearity", CASES)
+def test_equals_nn_rnn(backend, num_layers, bidirectional, packed, batch_first, hx, nonlinearity):
+    torch.manual_seed(num_layers)
+    reference, ours = _pair(num_layers, bidirectional, batch_first, nonlinearity, backend)
+    x = torch.randn((B, T, N) if batch_first else (T, B, N), dtype=F64)
+    h0 = torch.randn(num_layers * (2 if bidirectional else 1), B, H, dtype=F64) if hx else None
+    expected, got = _run(reference, x, h0, packed, batch_first), _run(ours, x, h0, packed, batch_first)
+    assert len(got) == len(expected) == 2 + 1 + hx + 4 * num_layers * (2 if bidirectional else 1)
+    for name, a, b in zip(["output", "h_n", "x"] + ["h0"] * hx + [n for n, _ in ours.named_parameters()],
+                          got, expected):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10, msg=name)
+
+
+def test_gradcheck_logistic_bidirectional_packed():
+    """nn.RNN has no logistic: finite differences are the reference (tiny sizes)."""
+    torch.manual_seed(0)
+    module = gt.RNN(2, 2, 2, nonlinearity="logistic", bidirectional=True, dtype=F64, backend="cpu")
+    names = [name for name, _ in module.named_parameters()]
+    lengths = torch.tensor([3, 1])
+
+    def run(x, h0, *params):
+        packed = pack_padded_sequence(x, lengths, enforce_sorted=False)
+        output, h_n = torch.func.functional_call(module, dict(zip(names, params)), (packed, h0))
+        return output.data, h_n
+
+    x = torch.randn(3, 2, 2, dtype=F64, requires_grad=True)
+    h0 = torch.randn(4, 2, 2, dtype=F64, requires_grad=True)
+    params = [p.detach().clone().requires_grad_() for p in module.parameters()]
+    assert torch.autograd.gradcheck(run, (x, h0, *params), eps=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_truncation_equals_gpurnn_bptt(backend, packed):
+    """A 1-layer model + linear head with truncate=τ gets gpurnn.bptt's τ-truncated gradients."""
+    torch.manual_seed(3)
+    tau, k = 1, 3
+    rnn = gt.RNN(N, H, truncate=tau, dtype=F64, backend=backend)
+    head = nn.Linear(H, k, dtype=F64)
+    x = torch.randn(T, B, N, dtype=F64)
+    h0 = torch.randn(1, B, H, dtype=F64, requires_grad=True)
+    targets = torch.randint(0, k, (T, B))
+    if packed:
+        output, _ = rnn(pack_padded_sequence(x, LENGTHS, enforce_sorted=False), h0)
+        flat_targets = pack_padded_sequence(targets, LENGTHS, enforce_sorted=False).data
+        loss = nn.functional.cross_entropy(head(output.data), flat_targets, reduction="sum")
+    else:
+        output, _ = rnn(x, h0)
+        loss = nn.functional.cross_entropy(head(output).reshape(-1, k), targets.reshape(-1), reduction="sum")
+    loss.backward()
+    state = {f"rnn.{n}": p.detach() for n, p in rnn.named_parameters()}
+    state.update({f"linear.{n}": p.detach() for n, p in head.named_parameters()})
+    params = from_torch_state_dict(state)
+    kwargs = dict(lengths=LENGTHS.numpy() if packed else None, s0=h0[0].detach().numpy(), backend="cpu")
+    result = gpurnn.bptt(params, x.numpy(), targets.numpy(), truncate=tau, **kwargs)
+    exact = gpurnn.bptt(params, x.numpy(), targets.numpy(), **kwargs)
+    np.testing.assert_allclose(loss.item(), result.loss, rtol=1e-12)
+    got = {"U": rnn.weight_ih_l0.grad.T, "W": rnn.weight_hh_l0.grad.T, "b": rnn.bias_ih_l0.grad,
+           "V": head.weight.grad.T, "c": head.bias.grad, "s0": h0.grad[0]}
+    expected = dict(result.grads.items(), s0=result.ds0)
+    for name, value in got.items():
+        np.testing.assert_allclose(value.numpy(), expected[name], rtol=1e-10, atol=1e-12, err_msg=name)
+    np.testing.assert_array_equal(rnn.bias_hh_l0.grad.numpy(), rnn.bias_ih_l0.grad.numpy())
+    assert not np.allclose(result.grads.W, exact.grads.W)     # the truncation changed something
+
+
+def test_same_parameters_and_initialisation_as_nn_rnn():
+    torch.manual_seed(7)
+    reference = nn.RNN(N, H, 2, bidirectional=True, bias=False)
+    torch.manual_seed(7)
+    ours = gt.RNN(N, H, 2, bidirectional=True, bias=False)
+    assert [(n, p.shape) for n, p in ours.named_parameters()] == [(n, p.shape) for n, p in reference.named_parameters()]
+    for (name, a), b in zip(ours.state_dict().items(), reference.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+    reference.load_state_dict(ours.state_dict())     # and back
+    assert [[p.shape for p in w] for w in ours.all_weights] == [[p.shape for p in w] for w in reference.all_weights]
+    ours.flatten_parameters()                         # what code written for cuDNN calls: nothing to do
+
+
+def test_float32_unbatched_and_dropout_like_nn_rnn():
+    torch.manual_seed(0)
+    reference = nn.RNN(N, H, 3, dropout=0.5)
+    ours = gt.RNN(N, H, 3, dropout=0.5)
+    ours.load_state_dict(reference.state_dict())
+    x = torch.randn(T, N)
+    for module in (reference, ours):          # eval first: no dropout
+        module.eval()
+    expected, got = reference(x), ours(x)
+    assert got[0].shape == (T, H) and got[1].shape == (3, H) and got[0].dtype == torch.float32
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    for module in (reference, ours):
+        module.train()
+    torch.manual_seed(1)
+    expected = reference(x)[0]
+    torch.manual_seed(1)
+    got = ours(x)[0]
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)     # the same masks, between layers
+    assert not torch.allclose(got, ours.eval()(x)[0])
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda: gt.RNN(0, 4), "input_size must be a positive int"),
+    (lambda: gt.RNN(3, 4, nonlinearity="gelu"), "nonlinearity must be one of"),
+    (lambda: gt.RNN(3, 4, 2, dropout=1.5), r"dropout must be a number in \[0, 1\]"),
+    (lambda: gt.RNN(3, 4, truncate=-1), "truncate must be None or an int >= 0"),
+    (lambda: gt.RNN(3, 4, backend="tpu"), "backend must be one of"),
+    (lambda: gt.RNN(3, 4)(torch.zeros(2, 1, 5)), r"input.size\(-1\) must equal input_size = 3, got 5"),
+    (lambda: gt.RNN(3, 4)(torch.zeros(2, 1, 3), torch.zeros(2, 1, 4)), r"hx must have shape .* = \(1, 1, 4\)"),
+    (lambda: gt.RNN(3, 4)(torch.zeros(2, 1, 3, dtype=F64)), "input must have the parameters' dtype torch.float32"),
+])
+def test_bad_arguments_are_named(make, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        make()
+
+
+def test_double_backward_says_it_is_not_supported():
+    x = torch.randn(T, B, N, dtype=F64, requires_grad=True)
+    output, _ = gt.RNN(N, H, dtype=F64)(x)
+    (grad,) = torch.autograd.grad(output.sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable|does not require grad"):
+        grad.sum().backward()
+
+
+def test_dropout_on_one_layer_warns_as_nn_rnn():
+    with pytest.warns(UserWarning, match="non-zero dropout expects num_layers greater than 1"):
+        gt.RNN(3, 4, dropout=0.2)
+
+
+def test_import_gpurnn_does_not_import_torch():
+    code = "import sys, gpurnn, gpurnn.recurrence, gpurnn.diagnostics; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(),
+                    reason="needs a CUDA build of torch (the [torch] pin is a CPU build)")
+def test_cuda_tensors_stay_on_the_device_on_a_side_stream():
+    reference, ours = _pair(2, True, backend="auto")
+    reference, ours = reference.cuda(), ours.cuda()
+    x = torch.randn(T, B, N, dtype=F64, device="cuda")
+    h0 = torch.randn(4, B, H, dtype=F64, device="cuda")
+    side = torch.cuda.Stream()
+    with torch.cuda.stream(side):
+        expected, got = _run(reference, x, h0, True, False), _run(ours, x, h0, True, False)
+    torch.cuda.synchronize()
+    for a, b in zip(got, expected):
+        assert a.device.type == "cuda"
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
