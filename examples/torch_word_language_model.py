@@ -90,7 +90,7 @@ def repackage_hidden(h):
     return h.detach()
 
 
-def evaluate(model, data_source, args, ntokens):
+def evaluate(model, data_source, args):
     model.eval()
     total_loss, hidden = 0.0, model.init_hidden(args.eval_batch_size)
     with torch.no_grad():
@@ -167,14 +167,14 @@ def main(argv=None):
     lr, best_val_loss, losses, val_losses = args.lr, None, [], []
     for epoch in range(1, args.epochs + 1):
         train_epoch(model, train_data, args, lr, epoch, losses)
-        val_loss = evaluate(model, val_data, args, ntokens)
+        val_loss = evaluate(model, val_data, args)
         val_losses.append(val_loss)
         print(f"| end of epoch {epoch:3d} | valid loss {val_loss:5.2f} | valid ppl {math.exp(val_loss):8.2f}")
         if best_val_loss is None or val_loss < best_val_loss:
             best_val_loss = val_loss
         else:
             lr /= 4.0
-    test_loss = evaluate(model, test_data, args, ntokens)
+    test_loss = evaluate(model, test_data, args)
     print(f"| end of training | test loss {test_loss:5.2f} | test ppl {math.exp(test_loss):8.2f}")
     return losses, val_losses, test_loss
 

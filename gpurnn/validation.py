@@ -122,7 +122,7 @@ def check_recurrence(inputs, U, W, b, *, s0=None, lengths=None, activation="tanh
         if tuple(value.shape) != expected[name]:
             raise ValueError(f"{name} must have shape {expected[name]} (from U {(n, d)}), got {tuple(value.shape)}")
         _check_finite(value, name)
-    tokens, T, B, lengths = _check_sequences(inputs, n, lengths, True)
+    tokens, T, B, lengths = _check_sequences(inputs, n, lengths)
     if s0 is not None:
         _check_state(s0, "s0", "(B, d)", (B, d))
     if S is not None:
@@ -144,8 +144,8 @@ def _effective_truncate(truncate, T):
     return None if truncate is None or truncate >= T - 1 else int(truncate)
 
 
-def _check_sequences(inputs, n, lengths, check_values):
-    """(tokens, T, B, lengths as int64 (B,)) of checked inputs and lengths."""
+def _check_sequences(inputs, n, lengths, check_values=True):
+    """(tokens, T, B, lengths (B,) int64 where the inputs live) of checked inputs and lengths."""
     tokens, T, B = _check_inputs(inputs, n, check_values)
     lengths = _check_lengths(lengths, T, B, array_module(inputs), check_values)
     if tokens and _wanted(inputs, check_values):

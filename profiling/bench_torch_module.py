@@ -2,8 +2,9 @@
 
     .venv/bin/python profiling/bench_torch_module.py [--threads 1] [--rounds 3] [--repeats 10]
 
-One process (both are torch modules), float32, tanh; --threads sets torch's threads and the BLAS
-libraries' (threadpoolctl: NumPy's and SciPy's OpenBLAS, which gpurnn's CPU backend calls) alike.
+One process (both are torch modules), float32, tanh; --threads sets torch's threads and the
+BLAS libraries' (threadpoolctl: NumPy's and SciPy's OpenBLAS, which gpurnn's CPU backend
+calls) alike.
 Two thread pools in one process each spin while the other works: on a machine with more
 runnable threads than cores that measures the contention, not the code (RESULTS.md). A call is: zero the gradients, module(x, h0),
 loss = Σ output ⊙ R + Σ h_n (R a fixed random tensor, so every output carries a gradient),

@@ -183,3 +183,20 @@ def test_dropout_on_one_layer_warns_as_nn_rnn():
 def test_import_gpurnn_does_not_import_torch():
     code = "import sys, gpurnn, gpurnn.recurrence, gpurnn.diagnostics; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(),
+                    reason="needs a CUDA build of torch (the [torch] pin is a CPU build)")
+def test_cuda_tensors_stay_on_the_device_on_a_side_stream():
+    reference, ours = _pair(2, True, backend="auto")
+    reference, ours = reference.cuda(), ours.cuda()
+    x = torch.randn(T, B, N, dtype=F64, device="cuda")
+    h0 = torch.randn(4, B, H, dtype=F64, device="cuda")
+    side = torch.cuda.Stream()
+    with torch.cuda.stream(side):
+        expected, got = _run(reference, x, h0, True, False), _run(ours, x, h0, True, False)
+    torch.cuda.synchronize()
+    for a, b in zip(got, expected):
+        assert a.device.type == "cuda"
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)

@@ -2,8 +2,12 @@
 
 Forward runs `gpurnn.recurrence.forward`, backward `gpurnn.recurrence.backward`, on the tensors'
 own memory: CPU tensors cross as NumPy views (`Tensor.numpy()`, `torch.from_numpy`), CUDA
-tensors as CuPy arrays through DLPack, whose exchange orders the work against torch's current
-stream (the consumer's stream waits on the producer's) in both directions. Weights follow
+tensors as CuPy arrays through DLPack and stay on their device. gpurnn's kernels and CuPy's
+products run on CuPy's current stream (the default one); DLPack's exchange makes each consumer
+wait for the producer (`__dlpack__(stream=...)`): gpurnn's stream for torch's current stream's
+work on the way in, torch's current stream for gpurnn's on the way out, so a module called
+under `torch.cuda.stream(s)` is ordered with `s`. (Not yet run on a GPU: the task that wrote
+this had none; the CPU and the CUDA simulator paths are tested.) Weights follow
 gpurnn's row layout: U (n,d) = weight_ihᵀ, W (d,d) = weight_hhᵀ, b (d,) = bias_ih + bias_hh
 (views and sums made in torch by the caller, so autograd routes their gradients).
 """
