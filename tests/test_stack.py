@@ -197,3 +197,17 @@ def test_reversal_within_lengths():
     np.testing.assert_array_equal(R[:, 1], [X[1, 1], X[0, 1], X[2, 1], X[3, 1]])
     np.testing.assert_array_equal(R[:, 2], X[:, 2])
     np.testing.assert_array_equal(stack._reverse(be, R, lengths), X)
+
+
+def test_final_logits_are_what_output_last_reads():
+    params, x, y, lengths, s0 = small_problem()
+    out = gpurnn.forward(params, x, lengths=lengths, s0=s0)
+    z = gpurnn.final_logits(params, out.s_last)
+    r = gpurnn.bptt(params, x, y[0], lengths=lengths, s0=s0, output="last")
+    shifted = z - z.max(axis=1, keepdims=True)
+    loss = -(shifted[np.arange(3), y[0]] - np.log(np.exp(shifted).sum(axis=1))).sum()
+    assert r.loss == pytest.approx(loss, rel=1e-12)
+    one = gpurnn.init_params(3, 3, 2, seed=0, dtype="float64")             # one direction: the last step's logits
+    single = gpurnn.forward(one, x, lengths=lengths)
+    np.testing.assert_allclose(gpurnn.final_logits(one, single.s_last)[:2],
+                               single.logits[lengths[:2] - 1, np.arange(2)], rtol=1e-12)
