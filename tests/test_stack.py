@@ -211,3 +211,36 @@ def test_final_logits_are_what_output_last_reads():
     single = gpurnn.forward(one, x, lengths=lengths)
     np.testing.assert_allclose(gpurnn.final_logits(one, single.s_last)[:2],
                                single.logits[lengths[:2] - 1, np.arange(2)], rtol=1e-12)
+
+
+def test_the_trainer_runs_stacks_on_the_backend(backend, tmp_path):
+    """Streaming BPTT through a 2-layer stack with dropout (carried states (cells,B,d)), resumed from
+    its checkpoint as if never stopped, and a bidirectional classifier evaluated: the backend's
+    numbers are the CPU's."""
+    from gpurnn.batches import SentenceBatches, TokenStreams
+    from gpurnn.train import TrainConfig, Trainer
+
+    ids = np.random.default_rng(0).integers(0, 5, 200)
+    rng = np.random.default_rng(1)
+    xs = [rng.integers(0, 5, rng.integers(1, 6)) for _ in range(9)]
+    ys = [int(2 in x) for x in xs]
+    runs = {}
+    for name in dict.fromkeys(["cpu", backend]):
+        config = TrainConfig(backend=name, optimizer="sgd", lr=0.1, dropout=0.3, seed=4)
+        trainer = Trainer(gpurnn.init_params(5, 4, 5, layers=2, seed=0, dtype="float64"), config,
+                          out_dir=tmp_path / name)
+        trainer.fit(TokenStreams(ids, 2, 6), steps=2, progress=False)
+        trainer.save()
+        resumed = Trainer.load(tmp_path / name / "checkpoint.safetensors")
+        assert resumed.carry.shape == (2, 2, 4)
+        resumed.fit(TokenStreams(ids, 2, 6), steps=3, progress=False)
+        if name == "cpu":              # resumed = uninterrupted: the same carried states, the same masks
+            whole = Trainer(gpurnn.init_params(5, 4, 5, layers=2, seed=0, dtype="float64"), config)
+            whole.fit(TokenStreams(ids, 2, 6), steps=3, progress=False)
+            np.testing.assert_array_equal(whole.host_params().flatten(), resumed.host_params().flatten())
+        classifier = Trainer(gpurnn.init_params(5, 4, 2, bidirectional=True, seed=1, dtype="float64"),
+                             TrainConfig(backend=name, output="last"))
+        runs[name] = (resumed.host_params(), classifier.evaluate(SentenceBatches(xs, ys, 4, shuffle=False)).loss)
+    np.testing.assert_allclose(runs[backend][0].flatten(), runs["cpu"][0].flatten(), rtol=1e-10, atol=1e-12)
+    assert runs[backend][1] == pytest.approx(runs["cpu"][1], rel=1e-10)
+    assert runs["cpu"][0].names()[0] == "layers.0.fw.U"
