@@ -244,3 +244,11 @@ def test_the_trainer_runs_stacks_on_the_backend(backend, tmp_path):
     np.testing.assert_allclose(runs[backend][0].flatten(), runs["cpu"][0].flatten(), rtol=1e-10, atol=1e-12)
     assert runs[backend][1] == pytest.approx(runs["cpu"][1], rel=1e-10)
     assert runs["cpu"][0].names()[0] == "layers.0.fw.U"
+
+
+def test_the_diagnostics_refuse_a_stack():
+    from gpurnn import diagnostics
+
+    params, x, y, *_ = small_problem()
+    with pytest.raises(ValueError, match="one layer of one direction"):
+        diagnostics.gradient_profile(params, x, y)

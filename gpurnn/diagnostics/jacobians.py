@@ -42,7 +42,11 @@ def sigma_prime_states(states, activation) -> object:
 
 
 def run_states(params, inputs, *, activation="tanh", s0=None, backend="auto"):
-    """(states (T,B,d) = s_1..s_T, s0 (B,d), σ'(a_t) (T,B,d), logits (T,B,k)) on params' backend."""
+    """(states (T,B,d) = s_1..s_T, s0 (B,d), σ'(a_t) (T,B,d), logits (T,B,k)) on params' backend.
+    The diagnostics study one recurrence: `params` of one layer and one direction."""
+    if getattr(params, "n_cells", 1) != 1:
+        raise ValueError(f"params must have one layer of one direction (the diagnostics study one recurrence), "
+                         f"got {params.layers} layers of {params.directions} directions")
     result = forward(params, inputs, s0=s0, activation=activation, backend=backend)
     xp = array_module(result.states)
     start = xp.zeros(result.s_last.shape, result.states.dtype) if s0 is None else xp.asarray(s0)
