@@ -104,8 +104,7 @@ def bptt(params: Params, inputs, targets, *, lengths=None, s0=None, activation="
     G, g_last = (explicit.reshape(T, B, width), None) if output == "all" else (None, explicit)
     cell_grads, ds0, dX = stack.backward(be, P, record, G, g_last, run.lengths, problem.activation,
                                          problem.truncate, input_grad=input_grad and not problem.tokens)
-    named = {**cell_grads, **dict(zip(P.head_names(), (dV, dc)))}
-    grads = Params.from_items((name, run.out(named[name])) for name in P.names())
+    grads = P.like({**cell_grads, **dict(zip(P.head_names(), (dV, dc)))}).map(run.out)
     return BPTTResult(loss, grads, run.out(ds0), run.out(s_last), count,
                       None if dX is None else run.out(dX))
 

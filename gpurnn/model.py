@@ -70,9 +70,20 @@ class Params:
         if set(arrays) != set(expected):
             raise ValueError(f"params names must be those of a {layers}-layer {directions}-direction stack; "
                              f"missing {sorted(set(expected) - set(arrays))}, unknown {sorted(set(arrays) - set(expected))}")
-        object.__setattr__(self, "_arrays", {name: arrays[name] for name in expected})
+        self._take({name: arrays[name] for name in expected}, layers, directions)
+
+    def _take(self, arrays: dict, layers: int, directions: int):
+        """Hold `arrays`, already in the tree's order for this structure (unchecked)."""
+        object.__setattr__(self, "_arrays", arrays)
         object.__setattr__(self, "layers", layers)
         object.__setattr__(self, "directions", directions)
+
+    def like(self, arrays: dict) -> "Params":
+        """A tree of this one's structure holding arrays[name] for each of its names (gradients of
+        these parameters, say)."""
+        params = Params.__new__(Params)
+        params._take({name: arrays[name] for name in self._arrays}, self.layers, self.directions)
+        return params
 
     # one way to iterate, map, flatten and count
     def items(self) -> Iterator[tuple[str, Any]]:
@@ -89,7 +100,7 @@ class Params:
 
     def map(self, fn: Callable[..., Any], *others: "Params") -> "Params":
         """A new tree with fn(array, *(other's array of the same name)) for each array."""
-        return Params.from_items((name, fn(a, *(other[name] for other in others))) for name, a in self.items())
+        return self.like({name: fn(a, *(other[name] for other in others)) for name, a in self.items()})
 
     def flatten(self):
         """All arrays raveled into one 1-D array (in the tree's order, on the arrays' device)."""
@@ -99,11 +110,11 @@ class Params:
 
     def unflatten(self, flat) -> "Params":
         """A tree shaped like this one whose arrays are views of consecutive pieces of `flat`."""
-        pieces, start = [], 0
+        pieces, start = {}, 0
         for name, a in self.items():
-            pieces.append((name, flat[start:start + a.size].reshape(a.shape)))
+            pieces[name] = flat[start:start + a.size].reshape(a.shape)
             start += a.size
-        return Params.from_items(pieces)
+        return self.like(pieces)
 
     @property
     def size(self) -> int:
@@ -122,7 +133,10 @@ class Params:
 
     def cell(self, layer: int, direction: str = "fw") -> Cell:
         """Layer `layer`'s arrays in `direction` ("fw" or "bw")."""
-        return Cell(*(self._arrays[self.cell_name(layer, direction, f)] for f in CELL_FIELDS))
+        if self.layers == 1 and self.directions == 1:
+            return Cell(self._arrays["U"], self._arrays["W"], self._arrays["b"])
+        prefix = f"layers.{layer}.{direction}."
+        return Cell(self._arrays[prefix + "U"], self._arrays[prefix + "W"], self._arrays[prefix + "b"])
 
     def cells(self) -> Iterator[tuple[int, str, Cell]]:
         """(layer, direction, cell) bottom-up, fw before bw within a layer."""
