@@ -4,6 +4,11 @@
               S[t+1] = σ(XP[t] + S[t] W)              the recurrence (sequential)
               Z = S V + c (all rows at once)
     loss      L = Σ_{t with a target} −log softmax(z_t)[target_t]
+    pooled    output "mean" | "max": one loss per sequence read from P (B,d), a pool over its real
+              states s_1..s_L (L = its length ≥ 1): P = (1/L) Σ_t s_t, or P[j] = max_t s_t[j]
+              (the first t on ties); Z = P V + c, and ∂L/∂s_t explicit = dP / L (mean), dP on
+              the argmax entries (max), 0 past L. Each step's share is a loss term at step t
+              for truncation: it keeps the paths back to step t−τ.
     backward  dZ = ŷ − onehot;  dV = Sᵀ dZ;  dc = Σ dZ;  G = dZ Vᵀ = ∂L_t/∂s_t
               Δ_t = (G_t + Δ_{t+1} Wᵀ) ⊙ σ'(a_t)     the recurrence backward (sequential)
               dW = S_prevᵀ Δ;  dU = Xᵀ Δ;  db = Σ Δ;  ds0 = Δ_0 Wᵀ
@@ -55,12 +60,28 @@ def forward(params: Params, inputs, *, lengths=None, s0=None, activation="tanh",
     return ForwardResult(run.out(S[1:]), run.out(logits), run.out(S[T]))
 
 
+def output_logits(params: Params, inputs, *, lengths=None, s0=None, activation="tanh", output="all",
+                  backend="auto"):
+    """(logits, s_last (B,d)) of the loss layout `output`: logits (T,B,k) for "all", (B,k) read
+    from s_last ("last") or from the pool over each sequence's real states ("mean", "max")."""
+    problem = check_call(params, inputs, lengths=lengths, s0=s0, activation=activation, output=output)
+    be = get_backend(backend)
+    run = _Run(be, params, problem)
+    S = run.states()
+    logits = be.affine(run.visible(S)[0], run.P.V, run.P.c)
+    if output == "all":
+        logits = logits.reshape(problem.T, problem.B, problem.k)
+    return run.out(logits), run.out(S[problem.T])
+
+
 def bptt(params: Params, inputs, targets, *, lengths=None, s0=None, activation="tanh", output="all",
          truncate=None, backend="auto") -> BPTTResult:
     """Loss and exact (or τ-truncated) gradients of the summed cross-entropy.
 
     output="all": targets (T,B), a negative target takes no loss at that step.
     output="last": targets (B,), one loss at each sequence's last step (read from s_last).
+    output="mean" | "max": targets (B,), one loss per sequence read from the pool of its real
+    states (lengths must be ≥ 1).
     truncate=τ keeps at most τ Jacobian factors ∂s_j/∂s_{j−1} per loss term; None is exact.
     """
     problem = check_call(params, inputs, lengths=lengths, s0=s0, activation=activation, output=output,
@@ -70,15 +91,12 @@ def bptt(params: Params, inputs, targets, *, lengths=None, s0=None, activation="
     P, T, B, d = run.P, problem.T, problem.B, problem.d
     S = run.states()
     targets = be.asarray(problem.targets)
-    if output == "all":
-        visible = S[1:].reshape(T * B, d)        # rows that carry outputs: s_1..s_T
-    else:
-        visible = S[T]                           # s_last (B,d)
+    visible, argmax = run.visible(S)
     loss, count, dZ = be.softmax_xent(be.affine(visible, P.V, P.c), targets)
     dV = be.matmul(visible, dZ, trans_a=True)
     dc = be.sum_rows(dZ)
-    explicit = be.matmul(dZ, P.V, trans_b=True)  # ∂L/∂s from the outputs alone
-    G, g_last = (explicit.reshape(T, B, d), None) if output == "all" else (None, explicit)
+    explicit = be.matmul(dZ, P.V, trans_b=True)  # ∂L/∂(visible rows) from the outputs alone
+    G, g_last = run.state_grads(explicit, argmax)
     delta, ds0 = be.recurrence_backward(G, g_last, S, P.W, run.lengths, problem.activation, problem.truncate)
     flat_delta = delta.reshape(T * B, d)
     dW = be.matmul(S[:-1].reshape(T * B, d), flat_delta, trans_a=True)
@@ -104,6 +122,26 @@ class _Run:
         """S (T+1,B,d) with S[0] = s0."""
         XP = self.be.project_inputs(self.inputs, self.P.U, self.P.b, self.lengths)
         return self.be.recurrence_forward(XP, self.P.W, self.s0, self.lengths, self.problem.activation)
+
+    def visible(self, S):
+        """(rows the outputs read, argmax): s_1..s_T (T·B,d) for "all", s_last (B,d) for
+        "last", the pool (B,d) for "mean" and "max"; argmax (B,d) int64 for "max", else None."""
+        p = self.problem
+        if p.output == "all":
+            return S[1:].reshape(p.T * p.B, p.d), None
+        if p.output == "last":
+            return S[p.T], None
+        return self.be.pool_states(S, self.lengths, p.output)
+
+    def state_grads(self, explicit, argmax):
+        """(G (T,B,d) or None, g_last (B,d) or None) for `recurrence_backward` from `explicit`,
+        ∂L/∂(the rows `visible` returned)."""
+        p = self.problem
+        if p.output == "all":
+            return explicit.reshape(p.T, p.B, p.d), None
+        if p.output == "last":
+            return None, explicit
+        return self.be.unpool_grad(explicit, self.lengths, argmax, p.output, p.T), None
 
     def out(self, array):
         return self.be.to_host(array) if self.on_host else array
