@@ -1,7 +1,7 @@
 """The `gpurnn` command line: train, use and evaluate Elman RNNs (`gpurnn --help`).
 
-    gpurnn train --task charlm|autocomplete|tag|classify --data PATH... --out DIR
-    gpurnn sample | complete | tag | classify  CHECKPOINT ...
+    gpurnn train --task charlm|autocomplete|tag|classify|sequences --data PATH... --out DIR
+    gpurnn sample | complete | tag | classify | predict  CHECKPOINT ...
     gpurnn eval CHECKPOINT --data PATH...        ends with lines `metric NAME VALUE`
 
 (and `diagnose`, registered by `gpurnn.diagnose`). A CHECKPOINT is a `.safetensors` file or
@@ -23,7 +23,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 
 # Per-task defaults: (hidden, lr, batch_size, epochs); charlm trains by steps (see `train`).
 DEFAULTS = {"charlm": (256, 2e-3, 32, 1), "autocomplete": (128, 5e-3, 32, 10), "tag": (128, 2e-3, 32, 5),
-            "classify": (64, 1e-3, 32, 5)}
+            "classify": (64, 1e-3, 32, 5), "sequences": (64, 2e-3, 16, 100)}
 Backend = typer.Option("auto", help="auto | cpu | cuda")
 
 
@@ -54,9 +54,10 @@ def data_errors():
 
 @app.command()
 def train(
-    task: str = typer.Option(..., help="charlm | autocomplete | tag | classify"),
+    task: str = typer.Option(..., help="charlm | autocomplete | tag | classify | sequences"),
     data: List[str] = typer.Option(..., help="training data: a text (charlm), a word list or 'stdlib' "
-                                   "(autocomplete), CoNLL-U (tag), LABEL=PATH items or a LABEL<TAB>TEXT file (classify)"),
+                                   "(autocomplete), CoNLL-U (tag), LABEL=PATH items or a LABEL<TAB>TEXT file (classify), "
+                                   "a .ts or .npz file of labelled measurement sequences (sequences)"),
     valid: Optional[str] = typer.Option(None, help="validation file (default: held out from --data)"),
     test: List[str] = typer.Option([], help="evaluate on these files at the end (default: the part held out "
                                    "from --data, or --valid for tag)"),
@@ -64,7 +65,8 @@ def train(
     hidden: Optional[int] = typer.Option(None, help="hidden units d (task default)"),
     activation: str = typer.Option("tanh", help="tanh | logistic | relu"),
     recurrent_init: str = typer.Option("uniform", help="W at the start: uniform (±1/sqrt(d), as torch) | identity "
-                                       "(W = I, the IRNN of Le et al. 2015, with relu: the state starts as a running sum)"),
+                                       "(W = I, the IRNN of Le et al. 2015, with relu: the state starts as a running sum) "
+                                       "| orthogonal (random orthogonal W, Saxe et al. 2014: for long sequences)"),
     optimizer: str = typer.Option("adam", help="sgd | adagrad | rmsprop | adam"),
     lr: Optional[float] = typer.Option(None, help="learning rate (task default)"),
     schedule: str = typer.Option("constant", help="constant | step | cosine"),
@@ -79,7 +81,8 @@ def train(
     patience: int = typer.Option(2, help="stop after this many evaluations without a lower validation loss and "
                                  "score the best model (0: train to the end and score the last)"),
     min_count: int = typer.Option(2, help="tag/classify: rarer words get unknown-word ids"),
-    pool: str = typer.Option("mean", help="classify: mean (label at every step) | last"),
+    pool: str = typer.Option("mean", help="classify: mean (label at every step) | last; sequences: last | mean | "
+                             "max, the output read from that pool of the states over each sequence's real steps"),
     word_dropout: float = typer.Option(0.25, help="classify: chance a training word reads as unknown"),
     valid_fraction: float = typer.Option(0.1, help="held out for validation when --valid is not given"),
     seed: int = typer.Option(0, help="seed of the initial weights, data order and splits"),
@@ -88,9 +91,8 @@ def train(
     progress: bool = typer.Option(True, help="show a progress bar"),
 ) -> None:
     """Train a model on one of the four tasks; `--out` gets the checkpoint, metrics.json, loss.png."""
-    import numpy as np
 
-    from .model import init_params
+    from .model import RECURRENT_INITS, init_params
     from .report import History, plot_loss, print_metrics, write_metrics
     from .tasks import Options, get_task
     from .train import TrainConfig, Trainer
@@ -105,17 +107,16 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     if resume:
         trainer = Trainer.load(out / "checkpoint.safetensors", backend=backend, callbacks=[history], out_dir=out)
-        if trainer.meta.get("vocab") != prepared.meta["vocab"]:
+        if trainer.meta.get("vocab") != prepared.meta.get("vocab"):
             raise typer.BadParameter("--data gives another vocabulary than the checkpoint's", param_hint="--data")
     else:
         config = TrainConfig(activation=activation, optimizer=optimizer, lr=lr or d_lr, schedule=schedule, clip=clip,
                              max_norm=max_norm, truncate=truncate, output=prepared.output, seed=seed,
                              backend=backend, eval_every=eval_every, patience=patience)
-        params = init_params(prepared.n_in, hidden or d_hidden, prepared.n_out, seed=seed)
-        if recurrent_init == "identity":
-            params.W[...] = np.eye(params.hidden, dtype=params.dtype)
-        elif recurrent_init != "uniform":
-            raise typer.BadParameter(f"must be uniform or identity, got {recurrent_init!r}", param_hint="--recurrent-init")
+        if recurrent_init not in RECURRENT_INITS:
+            raise typer.BadParameter(f"must be one of {', '.join(RECURRENT_INITS)}, got {recurrent_init!r}",
+                                     param_hint="--recurrent-init")
+        params = init_params(prepared.n_in, hidden or d_hidden, prepared.n_out, seed=seed, recurrent=recurrent_init)
         trainer = Trainer(params, config, callbacks=[history], meta=prepared.meta, out_dir=out)
     typer.echo(f"{task}: {prepared.n_in} inputs, hidden {trainer.params.hidden}, {prepared.n_out} outputs, "
                f"{len(prepared.train)} batches per epoch, backend {trainer.backend.name}")
@@ -221,6 +222,23 @@ def classify_command(checkpoint: Path, sentence: str = typer.Argument(..., help=
     p = class_probabilities(reader, reader.vocab.encode(sentence.lower().split()), pool=meta["pool"])
     for i in p.argsort()[::-1]:
         typer.echo(f"{meta['labels'][i]} {p[i]:.4f}")
+
+
+@app.command()
+def predict(checkpoint: Path = typer.Argument(..., help="a sequences model: checkpoint file or run directory"),
+            data: Path = typer.Argument(..., help="a .ts or .npz file of sequences (labels, if any, are ignored)"),
+            backend: str = Backend) -> None:
+    """The most probable class of every sequence of a file, one per line, in file order."""
+    from .checkpoint import load_checkpoint
+    from .tasks import get_task
+
+    path = checkpoint_path(checkpoint)
+    if load_checkpoint(path).meta.get("task") != "sequences":
+        raise typer.BadParameter("this is not a sequences model", param_hint="CHECKPOINT")
+    with data_errors():
+        labels = get_task("sequences").predict(path, data, backend)
+    for label in labels:
+        typer.echo(label)
 
 
 app.command("diagnose")(diagnose_command)

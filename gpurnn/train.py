@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from .backends import get_backend
 from .batches import Batch
-from .bptt import bptt, forward
+from .bptt import bptt, output_logits
 from .checkpoint import load_checkpoint, save_checkpoint, to_host
 from .clip import NonFiniteGradientError, clip_grad_norm, clip_grad_value, global_norm
 from .model import Params
@@ -228,11 +228,9 @@ class Trainer:
                 s0 = carry if batch.carry else None
                 targets = check_call(P, batch.inputs, lengths=batch.lengths, s0=s0, activation=cfg.activation,
                                      output=cfg.output, targets=batch.targets, need_targets=True).targets
-                result = forward(P, batch.inputs, lengths=batch.lengths, s0=s0, activation=cfg.activation,
-                                 backend=be)
-                carry = result.s_last
-                logits = (result.logits.reshape(-1, P.n_out) if cfg.output == "all"
-                          else be.affine(result.s_last, P.V, P.c))
+                logits, carry = output_logits(P, batch.inputs, lengths=batch.lengths, s0=s0,
+                                              activation=cfg.activation, output=cfg.output, backend=be)
+                logits = logits.reshape(-1, P.n_out)
                 loss, n, _ = be.softmax_xent(logits, be.asarray(targets))
                 total, count = total + loss, count + n
         stats = EvalStats(self.step_count, total / max(count, 1), count)
