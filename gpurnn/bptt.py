@@ -74,6 +74,26 @@ def output_logits(params: Params, inputs, *, lengths=None, s0=None, activation="
     return run.out(logits), run.out(S[problem.T])
 
 
+def explicit_state_grads(params: Params, inputs, targets, *, s0=None, activation="tanh", output="all",
+                         backend="auto"):
+    """G (T,B,d): ∂L_t/∂s_t through the output layer alone (no path through later states) for
+    every output layout, all T steps real: the loss at each step ("all"), at step T ("last"),
+    each step's share of the pool ("mean", "max"). What `recurrence_backward` starts from,
+    for the diagnostics' gradient profiles."""
+    problem = check_call(params, inputs, s0=s0, activation=activation, output=output, targets=targets,
+                         need_targets=True)
+    be = get_backend(backend)
+    run = _Run(be, params, problem)
+    S = run.states()
+    visible, argmax = run.visible(S)
+    _, _, dZ = be.softmax_xent(be.affine(visible, run.P.V, run.P.c), be.asarray(problem.targets))
+    G, g_last = run.state_grads(be.matmul(dZ, run.P.V, trans_b=True), argmax)
+    if g_last is not None:
+        G = be.zeros((problem.T, problem.B, problem.d), problem.dtype)
+        G[problem.T - 1] = g_last
+    return run.out(G)
+
+
 def bptt(params: Params, inputs, targets, *, lengths=None, s0=None, activation="tanh", output="all",
          truncate=None, backend="auto") -> BPTTResult:
     """Loss and exact (or τ-truncated) gradients of the summed cross-entropy.

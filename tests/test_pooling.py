@@ -109,3 +109,20 @@ def test_recurrent_initialisations():
     with pytest.raises(ValueError, match="recurrent must be one of"):
         gpurnn.init_params(3, 8, 2, recurrent="xavier")
     assert dataclasses.is_dataclass(orth)
+
+
+@pytest.mark.parametrize("output", ["last", "mean", "max"])
+def test_gradient_profile_of_a_pooled_model_adds_up_to_bptt(output):
+    """Σ_t ∂L_t/∂s_k is ∂L/∂s_k: times σ'(a_k) and summed over steps and sequences it is bptt's db;
+    `totals` holds its norm per step."""
+    from gpurnn.diagnostics import gradient_profile, sigma_prime_states
+
+    case = make_case(34, tokens=False, output=output, s0=True)
+    profile = gradient_profile(case.params, case.inputs, case.targets, s0=case.s0, output=output,
+                               keep_vectors=True, backend="cpu")
+    per_step = np.nansum(profile.vectors, axis=0)                     # (T,B,d): ∂L/∂s_k
+    np.testing.assert_allclose(profile.totals, np.sqrt((per_step ** 2).sum(axis=(1, 2))), rtol=1e-12)
+    states = gpurnn.forward(case.params, case.inputs, s0=case.s0).states
+    db = (per_step * sigma_prime_states(states, "tanh")).sum(axis=(0, 1))
+    r = gpurnn.bptt(case.params, case.inputs, case.targets, s0=case.s0, output=output, backend="cpu")
+    assert_close(db, r.grads.b, np.float64, "db")
