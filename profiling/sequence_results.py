@@ -9,10 +9,12 @@ For JapaneseVowels and BasicMotions (the UEA archive's `.ts` files) it measures
              uniform initialisation (tanh, hidden 64, Adam 2e-3, 100 epochs), seeds 0, 1, 2
     model    the model docs/results.md reports (MODELS below), seeds 0, 1, 2
 
-each gpurnn run through the command line (the exact commands are printed and saved), then
-the gradient reaching each step of the BasicMotions models (`gradient_profile(...).totals`,
-‖∂L/∂s_{T−ℓ}‖ by lag ℓ from the end, on the training file at the trained weights), and
-prints a markdown table; `OUT/results.json` keeps every number.
+each gpurnn run through the command line (the exact commands are printed and saved); on
+BasicMotions also the plain model with one change at a time (ABLATION: which choice closes the
+gap), and the gradient reaching each step of the plain and the reported model
+(`gradient_profile(...).totals`: ‖∂L/∂s_{T−ℓ}‖ / max_k ‖∂L/∂s_k‖ by lag ℓ from the end, over
+the training file, at the initial and at the trained weights). It prints markdown tables;
+`OUT/results.json` keeps every number.
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ from dtw_baseline import nearest_neighbour_accuracy  # noqa: E402
 from gpurnn.checkpoint import load_checkpoint  # noqa: E402
 from gpurnn.data.measurements import Standardizer, read_measurements  # noqa: E402
 from gpurnn.diagnostics import gradient_profile  # noqa: E402
+from gpurnn.model import init_params  # noqa: E402
 
 SEEDS = (0, 1, 2)
 COMMON = ("--patience", "0", "--backend", "cpu", "--no-progress")
@@ -40,7 +43,12 @@ MODELS = {
     "JapaneseVowels": ("--pool", "last", "--activation", "relu", "--recurrent-init", "identity", "--hidden", "128"),
     "BasicMotions": ("--pool", "max"),
 }
-LAGS = (0, 1, 5, 10, 25, 50, 75, 99)
+ABLATION = {"orthogonal W": ("--pool", "last", "--recurrent-init", "orthogonal"),
+            "clip at 1": ("--pool", "last", "--max-norm", "1"),
+            "relu, W = I": ("--pool", "last", "--activation", "relu", "--recurrent-init", "identity"),
+            "mean pool": ("--pool", "mean"),
+            "max pool": ("--pool", "max")}
+LAGS = (0, 1, 5, 10, 25, 50, 99)
 
 
 def train(data: Path, name: str, flags, seed: int, out: Path):
@@ -55,18 +63,23 @@ def train(data: Path, name: str, flags, seed: int, out: Path):
 
 
 def gradient_by_lag(run: Path, train_file: Path) -> dict:
-    """‖∂L/∂s_{T−ℓ}‖ / max_k ‖∂L/∂s_k‖ at LAGS, over the training file's sequences (float64)."""
+    """{"initial" | "trained": {ℓ: ‖∂L/∂s_{T−ℓ}‖ / max_k ‖∂L/∂s_k‖}} at LAGS over the training
+    file's sequences (float64), at the run's initial weights (uniform W, drawn again from its
+    seed) and at its trained weights."""
     ckpt = load_checkpoint(run / "checkpoint.safetensors")
     meta = ckpt.meta
     data = read_measurements(train_file)
     scaler = Standardizer.from_json(meta["standardize"])
     inputs = np.stack([scaler(x, np.float64) for x in data.series], axis=1)     # equal lengths: (T,B,n)
     targets = np.array([meta["classes"].index(label) for label in data.labels])
-    params = ckpt.params.map(lambda a: a.astype(np.float64))
-    totals = gradient_profile(params, inputs, targets, activation=ckpt.activation, output=meta["pool"],
-                              backend="cpu").totals
-    T = len(totals)
-    return {lag: float(totals[T - 1 - lag] / totals.max()) for lag in LAGS if lag < T}
+    P = ckpt.params
+    initial = init_params(P.n_in, P.hidden, P.n_out, seed=ckpt.config["seed"], dtype="float64")
+    out = {}
+    for when, params in (("initial", initial), ("trained", P.map(lambda a: a.astype(np.float64)))):
+        totals = gradient_profile(params, inputs, targets, activation=ckpt.activation, output=meta["pool"],
+                                  backend="cpu").totals
+        out[when] = {lag: float(totals[-1 - lag] / totals.max()) for lag in LAGS if lag < len(totals)}
+    return out
 
 
 def main():
@@ -85,6 +98,11 @@ def main():
         if name == "BasicMotions":
             row["gradient_by_lag"] = {kind: gradient_by_lag(args.out / f"{name}-{kind}-s0", train_file)
                                       for kind in ("plain", "model")}
+            row["ablation"] = {}
+            for change, flags in ABLATION.items():
+                tag = re.sub(r"\W+", "-", change).strip("-")
+                accuracy = [train(args.data, name, flags, seed, args.out / f"{name}-{tag}-s{seed}")[0] for seed in SEEDS]
+                row["ablation"][change] = {"flags": " ".join(flags), "accuracy": accuracy}
         results[name] = row
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps({"date": started, **results}, indent=1))
@@ -94,8 +112,17 @@ def main():
         cells = [f"{np.mean(row[k]['accuracy']):.1%} ({', '.join(f'{a:.1%}' for a in row[k]['accuracy'])})"
                  for k in ("plain", "model")]
         print(f"| {name} | {row['dtw']:.1%} | {cells[0]} | {cells[1]} |")
-    for kind, by_lag in results["BasicMotions"]["gradient_by_lag"].items():
-        print(f"BasicMotions {kind}: ‖∂L/∂s_(T−ℓ)‖ / max " + ", ".join(f"ℓ={k}: {v:.2g}" for k, v in by_lag.items()))
+    bm = results["BasicMotions"]
+    print("\n| BasicMotions, one change to the plain model | flags | accuracy (seeds 0, 1, 2) | mean |")
+    print("| --- | --- | --- | --- |")
+    for change, r in bm["ablation"].items():
+        print(f"| {change} | `{r['flags']}` | {', '.join(f'{a:.1%}' for a in r['accuracy'])} | "
+              f"{np.mean(r['accuracy']):.1%} |")
+    print("\n| ‖∂L/∂s_(T−ℓ)‖ / max_k, BasicMotions train, seed 0 | " + " | ".join(f"ℓ={k}" for k in LAGS) + " |")
+    print("| --- " * (len(LAGS) + 1) + "|")
+    for kind, by_when in bm["gradient_by_lag"].items():
+        for when, by_lag in by_when.items():
+            print(f"| {kind}, {when} | " + " | ".join(f"{v:.2g}" for v in by_lag.values()) + " |")
     for name, row in results.items():
         print(f"{name} model, seed 0: {row['model']['commands'][0]}")
 
