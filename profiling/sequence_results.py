@@ -40,7 +40,8 @@ SEEDS = (0, 1, 2)
 COMMON = ("--patience", "0", "--backend", "cpu", "--no-progress")
 PLAIN = ("--pool", "last")
 MODELS = {
-    "JapaneseVowels": ("--pool", "last", "--activation", "relu", "--recurrent-init", "identity", "--hidden", "128"),
+    "JapaneseVowels": ("--pool", "last", "--activation", "logistic", "--recurrent-init", "orthogonal", "--hidden", "128",
+                       "--lr", "5e-3"),
     "BasicMotions": ("--pool", "max"),
 }
 ABLATION = {"orthogonal W": ("--pool", "last", "--recurrent-init", "orthogonal"),
