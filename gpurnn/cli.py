@@ -90,8 +90,7 @@ def train(
     resume: bool = typer.Option(False, help="continue the run in --out from its checkpoint"),
     progress: bool = typer.Option(True, help="show a progress bar"),
 ) -> None:
-    """Train a model on one of the four tasks; `--out` gets the checkpoint, metrics.json, loss.png."""
-
+    """Train a model on one of the five tasks; `--out` gets the checkpoint, metrics.json, loss.png."""
     from .model import RECURRENT_INITS, init_params
     from .report import History, plot_loss, print_metrics, write_metrics
     from .tasks import Options, get_task
