@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from .backends import get_backend
 from .batches import Batch
-from .bptt import bptt, forward
+from .bptt import bptt, output_logits
 from .checkpoint import load_checkpoint, save_checkpoint, to_host
 from .clip import NonFiniteGradientError, clip_grad_norm, clip_grad_value, global_norm
 from .distributed import DataParallel
@@ -284,11 +284,10 @@ class Trainer:
                 targets = check_call(P, batch.inputs, lengths=batch.lengths, s0=s0, activation=cfg.activation,
                                      output=cfg.output, targets=batch.targets, need_targets=True,
                                      check_values=False).targets
-                result = forward(P, batch.inputs, lengths=batch.lengths, s0=s0, activation=cfg.activation,
-                                 backend=be, check_values=False)
-                carry = result.s_last
-                logits = (result.logits.reshape(-1, P.n_out) if cfg.output == "all"
-                          else be.affine(result.s_last, P.V, P.c))
+                logits, carry = output_logits(P, batch.inputs, lengths=batch.lengths, s0=s0,
+                                              activation=cfg.activation, output=cfg.output, backend=be,
+                                              check_values=False)
+                logits = logits.reshape(-1, P.n_out)
                 loss, n, _ = be.softmax_xent(logits, be.asarray(targets))
                 total, count = total + loss, count + n
         self.last_eval = stats = EvalStats(self.step_count, total / max(count, 1), count)

@@ -31,6 +31,16 @@ class Backend(Protocol):
         """S (T+1,B,d): S[0] = s0, S[t+1] = σ(XP[t] + S[t] W) while t < lengths[b], else
         S[t+1][b] = S[t][b] (a finished sequence keeps its state)."""
 
+    def pool_states(self, S, lengths, mode) -> tuple[Array, Array]:
+        """The pool over each sequence's real states S[1..L] (L = lengths[b] ≥ 1), S (T+1,B,d):
+        mode "mean" -> (P (B,d) = Σ_t S[t] / L, None); "max" -> (P (B,d) with P[b,j] = max_t
+        S[t,b,j], argmax (B,d) int64: the 0-based index t−1 of the state s_t holding that max, the
+        first on ties)."""
+
+    def unpool_grad(self, dP, lengths, argmax, mode, T) -> Array:
+        """G (T,B,d) = ∂L/∂s_t explicit from dP (B,d) = ∂L/∂P: dP[b] / L for t < L ("mean"),
+        dP[b,j] at G[argmax[b,j], b, j] ("max"), 0 everywhere else."""
+
     def affine(self, X, V, c) -> Array:
         """X (R,d) V + c -> (R,k)."""
 
