@@ -1,11 +1,11 @@
 """gpurnn: Elman RNNs trained by backpropagation through time, on NVIDIA GPUs or the CPU."""
-from .bptt import BPTTResult, ForwardResult, bptt, final_logits, forward
+from .bptt import BPTTResult, ForwardResult, bptt, forward, output_logits
 from .clip import NonFiniteGradientError, clip_grad_norm, clip_grad_value, global_norm
 from .model import Params, init_params
 
 __all__ = [
     "BPTTResult", "ForwardResult", "NonFiniteGradientError", "Params", "bptt", "clip_grad_norm",
-    "clip_grad_value", "final_logits", "forward", "global_norm", "init_params", "load",
+    "clip_grad_value", "forward", "global_norm", "init_params", "load", "output_logits",
 ]
 __version__ = "0.1.0"
 

@@ -1,7 +1,8 @@
 """Checkpoints: one safetensors file holding the arrays and, in its header, JSON metadata.
 
     arrays    "params.<name>" for each array of the `Params` tree ("params.U" … "params.c" for one
-              layer, "params.layers.1.bw.W", "params.head.V" … for a stack), plus any others the caller names (the trainer adds
+              layer, "params.layers.1.bw.W", "params.head.V" … for a stack), plus any others
+              the caller names (the trainer adds
               "optim.<slot>.<param>" and "carry", the streams' states)
     metadata  header key "gpurnn": JSON of {"format", "version", **meta} (the trainer stores
               step, epoch, RNG state, configuration, optimizer, vocabulary and any user facts)
@@ -69,7 +70,8 @@ def save_checkpoint(path, params: Params, *, arrays: dict | None = None, meta: d
     tensors = {f"{PARAMS}{name}": to_host(value) for name, value in params.items()}
     for name, value in (arrays or {}).items():
         if name.startswith(PARAMS):
-            raise ValueError(f"arrays must not use a name starting {PARAMS!r} such as {name!r} (reserved for the parameters)")
+            raise ValueError(f"arrays must not use a name starting {PARAMS!r} such as {name!r} "
+                             "(reserved for the parameters)")
         tensors[name] = to_host(value)
     header = {"format": FORMAT, "version": VERSION, **(meta or {})}
     try:

@@ -1,7 +1,7 @@
 """The `gpurnn` command line: train, use and evaluate Elman RNNs (`gpurnn --help`).
 
-    gpurnn train --task charlm|autocomplete|tag|classify --data PATH... --out DIR
-    gpurnn sample | complete | tag | classify  CHECKPOINT ...
+    gpurnn train --task charlm|autocomplete|tag|classify|sequences --data PATH... --out DIR
+    gpurnn sample | complete | tag | classify | predict  CHECKPOINT ...
     gpurnn eval CHECKPOINT --data PATH...        ends with lines `metric SPLIT/NAME VALUE`
 
 (and `diagnose`, registered by `gpurnn.diagnose`). A CHECKPOINT is a `.safetensors` file or
@@ -18,6 +18,7 @@ import typer
 
 from .cli_checks import DEBUG, OneLineErrors, choices, fail, finite
 from .diagnose import diagnose_command
+from .model import RECURRENT_INITS
 from .distributed import abort_job_on_error
 from .train_run import DEFAULTS, run_training, scored_split
 from .trained import checkpoint_file
@@ -27,11 +28,11 @@ app = typer.Typer(cls=OneLineErrors, add_completion=False, no_args_is_help=True,
 
 Task = choices("Task", DEFAULTS)
 Activation = choices("Activation", ("tanh", "logistic", "relu"))
-Init = choices("Init", ("uniform", "identity"))
+Init = choices("Init", RECURRENT_INITS)
 Optimizer = choices("Optimizer", ("sgd", "adagrad", "rmsprop", "adam"))
 Schedule = choices("Schedule", ("constant", "step", "cosine"))
 Clip = choices("Clip", ("norm", "value", "none"))
-Pool = choices("Pool", ("mean", "last"))
+Pool = choices("Pool", ("mean", "last", "max"))
 BackendName = choices("BackendName", ("auto", "cpu", "cuda"))
 Backend = typer.Option("auto", help="where to compute")
 CpuBackend = typer.Option("cpu", help="where to compute")
@@ -63,6 +64,8 @@ def load_model(checkpoint: Path, tasks: tuple):
     ckpt = load_checkpoint(path)
     if ckpt.meta.get("task") not in tasks:
         raise fail(f"{path} holds a {ckpt.meta.get('task')!r} model; expected one of {', '.join(tasks)}", "CHECKPOINT")
+    if ckpt.meta["task"] == "sequences":          # measurements: no vocabulary
+        return path, ckpt
     try:
         size = len(Vocab.from_json(ckpt.meta["vocab"]))
     except (KeyError, TypeError, ValueError):
@@ -79,7 +82,8 @@ def train(
     ctx: typer.Context,
     task: Task = typer.Option(..., help="what to train"),
     data: List[str] = typer.Option(..., help="training data: a text (charlm), a word list or 'stdlib' "
-                                   "(autocomplete), CoNLL-U (tag), LABEL=PATH items or a LABEL<TAB>TEXT file (classify)"),
+                                   "(autocomplete), CoNLL-U (tag), LABEL=PATH items or a LABEL<TAB>TEXT file (classify), "
+                                   "a .ts or .npz file of labelled measurement sequences (sequences)"),
     more_data: Optional[List[str]] = MORE_DATA,
     valid: Optional[str] = typer.Option(None, help="validation file (default: held out from --data)"),
     test: List[str] = typer.Option([], help="evaluate on these files at the end (default: the part held out "
@@ -95,7 +99,8 @@ def train(
                                   help="inverted dropout on the states between layers while training (--layers >= 2)"),
     activation: Activation = typer.Option("tanh", help="σ"),
     recurrent_init: Init = typer.Option("uniform", help="W at the start: uniform (±1/sqrt(d), as torch) | identity "
-                                        "(W = I, the IRNN of Le et al. 2015, with relu: the state starts as a running sum)"),
+                                        "(W = I, the IRNN of Le et al. 2015, with relu: the state starts as a running sum) "
+                                        "| orthogonal (random orthogonal W, Saxe et al. 2014: for long sequences)"),
     optimizer: Optimizer = typer.Option("adam"),
     lr: Optional[float] = typer.Option(None, parser=finite(0, low_open=True), help="learning rate (task default)"),
     schedule: Schedule = typer.Option("constant", help="learning-rate schedule"),
@@ -112,7 +117,8 @@ def train(
     patience: int = typer.Option(2, min=0, help="stop after this many evaluations without a lower validation loss "
                                  "and score the best model (0: train to the end and score the last)"),
     min_count: int = typer.Option(2, min=1, help="tag/classify: rarer words get unknown-word ids"),
-    pool: Pool = typer.Option("mean", help="classify: mean (label at every step) | last"),
+    pool: Pool = typer.Option("mean", help="classify: mean (label at every step) | last; sequences: last | mean "
+                              "| max, the output read from that pool of the states over each sequence's real steps"),
     word_dropout: float = typer.Option(0.25, parser=finite(0, 1, high_open=True),
                                        help="classify: chance a training word reads as unknown"),
     valid_fraction: float = typer.Option(0.1, parser=finite(0, 1, high_open=True),
@@ -123,7 +129,7 @@ def train(
     tensorboard: bool = typer.Option(False, help="also write TensorBoard event files to --out/tensorboard "
                                      "(needs the [tensorboard] extra)"),
 ) -> None:
-    """Train a model on one of the four tasks; `--out` gets the checkpoint, metrics and loss.png.
+    """Train a model on one of the five tasks; `--out` gets the checkpoint, metrics and loss.png.
     Ctrl-C (SIGINT) or SIGTERM ends the step in progress and saves; `--resume` continues.
     Under `mpiexec -n N` (or srun), N ranks train data-parallel, each on --batch-size sequences of a
     global batch of N × --batch-size (docs/distributed.md)."""
@@ -225,6 +231,18 @@ def classify_command(checkpoint: Path, sentence: str = typer.Argument(..., help=
     p = class_probabilities(reader, reader.vocab.encode(words), pool=meta["pool"])
     for i in p.argsort()[::-1]:
         typer.echo(f"{meta['labels'][i]} {p[i]:.4f}")
+
+
+@app.command()
+def predict(checkpoint: Path = typer.Argument(..., help="a sequences model: checkpoint file or run directory"),
+            data: Path = typer.Argument(..., help="a .ts or .npz file of sequences (labels, if any, are ignored)"),
+            backend: BackendName = CpuBackend) -> None:
+    """The most probable class of every sequence of a file, one per line, in file order."""
+    from .tasks import get_task
+
+    path, _ = load_model(checkpoint, ("sequences",))
+    for label in get_task("sequences").predict(path, data, backend.value):
+        typer.echo(label)
 
 
 app.command("diagnose")(diagnose_command)

@@ -139,7 +139,7 @@ def tag(reader: Reader, ids: np.ndarray, tags: list[str]) -> tuple[list[str], np
 
 def pooled_probabilities(logits: np.ndarray, lengths: np.ndarray, pool: str, final=None) -> np.ndarray:
     """p(class) (B,k) from logits (T,B,k): the softmax at each sequence's last step
-    (pool="last"; of `final` (B,k) when given, `gpurnn.final_logits`, which a bidirectional
+    (pool="last"; of `final` (B,k) when given, `gpurnn.bptt.final_logits`, which a bidirectional
     model needs), or the mean over its steps of each step's softmax (pool="mean", for models
     trained with the label at every step)."""
     if pool == "last" and final is not None:

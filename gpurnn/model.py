@@ -69,7 +69,8 @@ class Params:
         expected = tree_names(layers, directions)
         if set(arrays) != set(expected):
             raise ValueError(f"params names must be those of a {layers}-layer {directions}-direction stack; "
-                             f"missing {sorted(set(expected) - set(arrays))}, unknown {sorted(set(arrays) - set(expected))}")
+                             f"missing {sorted(set(expected) - set(arrays))}, "
+                             f"unknown {sorted(set(arrays) - set(expected))}")
         self._take({name: arrays[name] for name in expected}, layers, directions)
 
     def _take(self, arrays: dict, layers: int, directions: int):
@@ -167,7 +168,8 @@ class Params:
             return arrays[name]
         if name in CELL_FIELDS:
             raise AttributeError(f"params.{name} names a single-layer model's array; this model has "
-                                 f"{self.layers} layers and {self.directions} directions: use params.cell(layer, direction).{name}")
+                                 f"{self.layers} layers and {self.directions} directions: "
+                                 f"use params.cell(layer, direction).{name}")
         raise AttributeError(name)
 
     def __setattr__(self, name, value):
@@ -212,8 +214,12 @@ def _structure(names) -> tuple[int, int]:
     return max(layers, 1), max(directions, 1)
 
 
+RECURRENT_INITS = ("uniform", "identity", "orthogonal")
+
+
 def init_params(n_in: int, hidden: int, n_out: int, *, layers: int = 1, bidirectional: bool = False, seed: int = 0,
-                dtype="float32", scale: float | None = None, recurrent_scale: float | None = None) -> Params:
+                dtype="float32", scale: float | None = None, recurrent_scale: float | None = None,
+                recurrent: str = "uniform") -> Params:
     """Random parameters, as `torch.nn.RNN` and `nn.Linear` draw them by default.
 
     Every weight is uniform in ±1/sqrt(hidden), the bound `torch.nn.RNN` uses for U and W
@@ -223,6 +229,12 @@ def init_params(n_in: int, hidden: int, n_out: int, *, layers: int = 1, bidirect
     `layers` stacked layers, each with a backward direction too when `bidirectional`; layer
     ℓ > 0 reads D·d inputs (D = 2 directions or 1). Draws: each cell's U then W, bottom-up, fw
     before bw, then V (a single layer draws U, W, V as it always has).
+
+    `recurrent` chooses every cell's W for long sequences: "identity" (W = I, the IRNN of Le et
+    al. 2015: with relu the state starts as a running sum) or "orthogonal" (a random orthogonal
+    W, Saxe et al. 2014, Keras' default: every singular value 1, so ‖s_{t−1} W‖ = ‖s_{t−1}‖
+    and only σ' shrinks a gradient going back), drawn after V cell by cell. U and V are the
+    same draws whatever W is.
     """
     for name, value in (("n_in", n_in), ("hidden", hidden), ("n_out", n_out), ("layers", layers)):
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
@@ -232,6 +244,8 @@ def init_params(n_in: int, hidden: int, n_out: int, *, layers: int = 1, bidirect
     dtype = np.dtype(dtype)
     if dtype not in (np.float32, np.float64):
         raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+    if recurrent not in RECURRENT_INITS:
+        raise ValueError(f"recurrent must be one of {RECURRENT_INITS}, got {recurrent!r}")
     rng = np.random.default_rng(seed)
     bound = 1.0 / np.sqrt(hidden) if scale is None else scale
     w_bound = 1.0 / np.sqrt(hidden) if recurrent_scale is None else recurrent_scale
@@ -245,9 +259,22 @@ def init_params(n_in: int, hidden: int, n_out: int, *, layers: int = 1, bidirect
                                             np.zeros(hidden, dtype))
     V = rng.uniform(-bound, bound, (directions * hidden, n_out)).astype(dtype)
     c = np.zeros(n_out, dtype)
+    for key, cell in arrays.items():
+        if recurrent == "identity":
+            arrays[key] = cell._replace(W=np.eye(hidden, dtype=dtype))
+        elif recurrent == "orthogonal":
+            arrays[key] = cell._replace(W=random_orthogonal(hidden, rng).astype(dtype))
     if layers == 1 and directions == 1:
         U, W, b = arrays[0, "fw"]
         return Params(U, W, V, b, c)
     named = {f"layers.{layer}.{direction}.{field}": value
              for (layer, direction), cell in arrays.items() for field, value in zip(CELL_FIELDS, cell)}
     return Params.from_items({**named, "head.V": V, "head.c": c})
+
+
+def random_orthogonal(d: int, rng: np.random.Generator) -> np.ndarray:
+    """A (d,d) orthogonal matrix drawn uniformly (Haar measure): the Q of a Gaussian matrix's
+    QR, its columns' signs fixed by R's diagonal so the distribution does not depend on
+    LAPACK's sign convention (Mezzadri 2007)."""
+    q, r = np.linalg.qr(rng.standard_normal((d, d)))
+    return q * np.sign(np.diag(r))

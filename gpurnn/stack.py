@@ -103,7 +103,8 @@ def backward(be, P: Params, record: StackRecord, G, g_last, lengths, activation,
             back = recurrence.backprop(be, record.inputs[i], record.states[i], cell.U, cell.W, G_own,
                                        _part(be, g_last, j, d, D), lengths, activation, truncate,
                                        input_grad=wants_dx)
-            grads.update({P.cell_name(layer, direction, f): g for f, g in zip(CELL_FIELDS, (back.dU, back.dW, back.db))})
+            grads.update({P.cell_name(layer, direction, f): g
+                          for f, g in zip(CELL_FIELDS, (back.dU, back.dW, back.db))})
             ds0[i] = back.ds0
             if wants_dx:
                 dx = back.dX if direction == "fw" else _reverse(be, back.dX, lengths)

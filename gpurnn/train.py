@@ -24,10 +24,9 @@ from typing import Any, Callable, Iterable
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import stack
 from .backends import get_backend
 from .batches import Batch
-from .bptt import bptt, forward
+from .bptt import bptt, output_logits
 from .checkpoint import load_checkpoint, save_checkpoint, to_host
 from .clip import NonFiniteGradientError, clip_grad_norm, clip_grad_value, global_norm
 from .distributed import DataParallel
@@ -286,11 +285,10 @@ class Trainer:
                 targets = check_call(P, batch.inputs, lengths=batch.lengths, s0=s0, activation=cfg.activation,
                                      output=cfg.output, targets=batch.targets, need_targets=True,
                                      check_values=False).targets
-                result = forward(P, batch.inputs, lengths=batch.lengths, s0=s0, activation=cfg.activation,
-                                 backend=be, check_values=False)
-                carry = result.s_last
-                logits = (result.logits.reshape(-1, P.n_out) if cfg.output == "all"
-                          else be.affine(stack.top_last(be, P, result.s_last), P.V, P.c))
+                logits, carry = output_logits(P, batch.inputs, lengths=batch.lengths, s0=s0,
+                                              activation=cfg.activation, output=cfg.output, backend=be,
+                                              check_values=False)
+                logits = logits.reshape(-1, P.n_out)
                 loss, n, _ = be.softmax_xent(logits, be.asarray(targets))
                 total, count = total + loss, count + n
         self.last_eval = stats = EvalStats(self.step_count, total / max(count, 1), count)

@@ -8,6 +8,7 @@ from .activations import activation_code
 from .bptt import check_dropout
 from .clip import NonFiniteGradientError
 from .optim import OPTIMIZERS, SCHEDULES
+from .validation import OUTPUTS
 
 __all__ = ["EvalStats", "StepStats", "TrainConfig", "TrainingDiverged", "check_config"]
 
@@ -32,6 +33,7 @@ class TrainConfig:
     truncate: int | None = None       # per-loss truncation τ (None: exact BPTT within each batch/chunk)
     dropout: float = 0.0              # a stack's inverted dropout between layers (masks seeded by seed and step)
     output: str = "all"               # all: a loss per step (LM, tagging) | last: one per sequence (classify)
+                                      # | mean, max: one per sequence, read from a pool of its states
     loss_norm: str = "mean"           # mean: update with sum/count (per target) | sum
     seed: int = 0                     # data order (and init when the trainer draws params)
     backend: str = "auto"             # auto | cpu | cuda
@@ -74,7 +76,7 @@ def check_config(config: TrainConfig) -> None:
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a gpurnn.train.TrainConfig, got {type(config).__name__}")
     choices = {"optimizer": tuple(OPTIMIZERS), "schedule": SCHEDULES, "clip": ("norm", "value", "none"),
-               "output": ("all", "last"), "loss_norm": ("mean", "sum")}
+               "output": OUTPUTS, "loss_norm": ("mean", "sum")}
     for name, allowed in choices.items():
         if getattr(config, name) not in allowed:
             raise ValueError(f"config.{name} must be one of {allowed}, got {getattr(config, name)!r}")

@@ -30,7 +30,7 @@ from .train import BEST, CHECKPOINT
 
 # Per-task defaults: (hidden, lr, batch_size, epochs).
 DEFAULTS = {"charlm": (256, 2e-3, 32, 1), "autocomplete": (128, 5e-3, 32, 10), "tag": (128, 2e-3, 32, 5),
-            "classify": (64, 1e-3, 32, 5)}
+            "classify": (64, 1e-3, 32, 5), "sequences": (64, 2e-3, 16, 100)}
 # What the model and its data are: a resumed run keeps them (--batch-size too: the position
 # in the epoch and the streams' states belong to it).
 FIXED = ("task", "hidden", "layers", "bidirectional", "dropout", "activation", "recurrent_init", "optimizer",
@@ -194,14 +194,12 @@ def _train_in(folder: RunFolder, task, prepared, settings: dict, o: dict, saved,
 def _trainer(prepared, settings: dict, model: dict, backend: str, saved, callbacks, out, echo, comm):
     """A new trainer for `settings`, or the run's own (`saved`) with the ADJUSTABLE settings applied;
     `settings` and the `model`'s shape go into its checkpoints' meta."""
-    import numpy as np
-
     from .model import init_params
     from .train import TrainConfig, Trainer
 
     if saved is not None:
         trainer = Trainer.load(out / CHECKPOINT, backend=backend, callbacks=callbacks, out_dir=out, comm=comm)
-        if trainer.meta.get("vocab") != prepared.meta["vocab"]:
+        if trainer.meta.get("vocab") != prepared.meta.get("vocab"):
             raise RunFolderError(f"--data gives another vocabulary than the run's in {out}: resume with its data")
         for name in ADJUSTABLE:
             if getattr(trainer.config, name) != settings[name]:
@@ -214,10 +212,8 @@ def _trainer(prepared, settings: dict, model: dict, backend: str, saved, callbac
                                                      "truncate", "dropout", "seed", "eval_every", "patience",
                                                      "checkpoint_every")})
     params = init_params(prepared.n_in, settings["hidden"], prepared.n_out, layers=settings["layers"],
-                         bidirectional=settings["bidirectional"], seed=settings["seed"])
-    if settings["recurrent_init"] == "identity":
-        for _, _, cell in params.cells():
-            cell.W[...] = np.eye(params.hidden, dtype=params.dtype)
+                         bidirectional=settings["bidirectional"], seed=settings["seed"],
+                         recurrent=settings["recurrent_init"])
     return Trainer(params, config, callbacks=callbacks, meta={**prepared.meta, "settings": settings, "model": model},
                    out_dir=out, comm=comm)
 
@@ -258,7 +254,7 @@ def _why_stopped(trainer, settings: dict) -> str:
 # with --valid). charlm and autocomplete then score the part they held out for validation,
 # which they train on when --valid is given; classify scores its fixed test split.
 HELD_OUT_SPLIT = {"charlm": ("valid", "train"), "autocomplete": ("valid", "train"), "classify": ("test", "test"),
-                  "tag": ("train", "train")}
+                  "tag": ("train", "train"), "sequences": ("valid", "train")}
 
 
 def scored_split(meta: dict, paths: list) -> str:

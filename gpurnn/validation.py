@@ -18,15 +18,16 @@ from .activations import activation_code
 from .arrays import array_module, is_array
 from .model import CELL_FIELDS, Params
 
-OUTPUTS = ("all", "last")
+OUTPUTS = ("all", "last", "mean", "max")
+POOLS = ("mean", "max")   # outputs read from a pool over each sequence's real states s_1..s_L
 
 
 @dataclasses.dataclass
 class Problem:
     """One checked call: sizes, the normalised arguments and the loss targets.
 
-    `targets` is flat `(T·B,)` for output "all" and `(B,)` for "last", with −1 wherever
-    no loss is taken (a negative target, or a step past the sequence's length).
+    `targets` is flat `(T·B,)` for output "all" and `(B,)` for "last", "mean" and "max",
+    with −1 wherever no loss is taken (a negative target, or a step past the sequence's length).
     """
 
     T: int
@@ -73,6 +74,13 @@ def check_params(params, *, check_values=True) -> tuple[np.dtype, int, int, int]
     return dtype, n, d, k
 
 
+def check_one_recurrence(params) -> None:
+    """What studies one recurrence (the diagnostics) asks: params of one layer of one direction."""
+    if isinstance(params, Params) and params.n_cells != 1:
+        raise ValueError(f"params must have one layer of one direction (the diagnostics study one recurrence), "
+                         f"got {params.layers} layers of {params.directions} directions")
+
+
 def _check_weights(named, what) -> np.dtype:
     """The one float dtype (float32 or float64) that every array in `named` shares."""
     for name, value in named.items():
@@ -93,10 +101,13 @@ def check_call(params, inputs, *, lengths=None, s0=None, activation="tanh", outp
     docstring for `check_values`)."""
     act = activation_code(activation)
     if output not in OUTPUTS:
-        raise ValueError(f"output must be 'all' or 'last', got {output!r}")
+        raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
     _check_truncate(truncate)
     dtype, n, d, k = check_params(params, check_values=check_values)
     tokens, T, B, lengths = _check_sequences(inputs, n, lengths, check_values)
+    if output in POOLS and _wanted(lengths, check_values) and int(lengths.min()) < 1:
+        raise ValueError(f"lengths must be >= 1 for output={output!r} (a pool over no steps is undefined), "
+                         f"got a 0 at sequence {int(lengths.argmin())}")
     cells = params.n_cells
     if s0 is not None:
         names, shape = ("(B, d)", (B, d)) if cells == 1 else ("(layers·directions, B, d)", (cells, B, d))
@@ -232,7 +243,7 @@ def _loss_targets(targets, output, lengths, T, B, k, check_values):
         targets = np.asarray(targets)
     if np.dtype(targets.dtype).kind not in "iu":
         raise TypeError(f"targets must be int class ids, got dtype {targets.dtype}")
-    shape = (T, B) if output == "all" else (B,)
+    shape = (T, B) if output == "all" else (B,)   # last, mean, max: one per sequence
     if tuple(targets.shape) != shape:
         raise ValueError(f"targets for output={output!r} must have shape {shape}, got {tuple(targets.shape)}")
     if _wanted(targets, check_values) and int(targets.max()) >= k:
@@ -240,7 +251,7 @@ def _loss_targets(targets, output, lengths, T, B, k, check_values):
                          f"got a maximum of {int(targets.max())}")
     xp = array_module(targets if isinstance(lengths, np.ndarray) else lengths)   # host targets go where lengths are
     targets = xp.asarray(targets).astype(xp.int64)
-    if output == "last":
+    if output != "all":
         return xp.where(targets >= 0, targets, -1)
     active = xp.arange(T)[:, None] < xp.asarray(lengths)[None, :]
     return xp.where(active & (targets >= 0), targets, -1).reshape(T * B)

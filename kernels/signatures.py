@@ -6,7 +6,7 @@ the caller's integer dtype (int64 listed; int32 compiles the same way).
 """
 from numba import boolean, float32, float64, int64
 
-from . import elementwise, gemm, reductions, rows, softmax_xent, step_backward, step_forward
+from . import elementwise, gemm, pooling, reductions, rows, softmax_xent, step_backward, step_forward
 
 HOT = ("step_forward", "step_backward", "gemm", "softmax_xent", "sum_rows")   # run every step or on every row
 
@@ -36,4 +36,6 @@ def launched(dtype):
         "bucket_keys": (rows.bucket_keys, (i2, i1, int64, i1)),
         "bucket_pieces": (rows.bucket_pieces, (i1, i1, i1, i1, v2, v2)),
         "bucket_total": (rows.bucket_total, (i1, v2, v2)),
+        "pool_states": (pooling.pool_states, (v3, i1, int64, v2, i2)),
+        "unpool_grad": (pooling.unpool_grad, (v2, i1, i2, int64, v3)),
     }

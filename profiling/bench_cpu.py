@@ -2,9 +2,9 @@
 
     .venv/bin/python profiling/bench_cpu.py --out profiling/results_cpu.json
 
-Each side runs in its own process (torch from $TORCH_PYTHON, default .venv with the [torch] extra; gpurnn from .venv) on the
-same weights and inputs, written once to a temporary .npz per row; both get 2 threads
-(--threads).
+Each side runs in its own process (torch from $TORCH_PYTHON, default .venv with the [torch]
+extra; gpurnn from .venv) on the same weights and inputs, written once to a temporary .npz
+per row; both get 2 threads (--threads).
 A worker times `repeats` calls after `warmup` untimed ones (Numba compiles there) and
 reports the loss too, so the orchestrator checks that both sides computed the same thing.
 Rounds alternate torch and gpurnn processes; the table shows medians over all samples.

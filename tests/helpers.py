@@ -8,7 +8,10 @@ Jacobian factors: for the loss L_t read from s_t,
     ∂L_t/∂θ ≈ Σ_{k=max(1,t−τ)}^{t} ∂L_t/∂s_t · ∂s_t/∂s_k · ∂⁺s_k/∂θ     (τ = None: k from 1)
 
 and s0 receives ∂L_t/∂s_0 only when the window reaches the first step. A loss read at
-step 0 (output "last", a sequence of length 0) reads s0 itself.
+step 0 (output "last", a sequence of length 0) reads s0 itself. A pooled loss (output
+"mean" or "max") reads p = Σ_t w_t ⊙ s_t over the sequence's real steps (w_t = 1/L, or the
+indicator of the argmax); each step's share w_t ⊙ ∂L/∂p is backpropagated as a loss term at
+step t, through at most τ factors.
 """
 from __future__ import annotations
 
@@ -99,7 +102,8 @@ def _draw(rng, T, B, n, d, k, tokens, activation, output, lengths, s0, truncate)
                     c=rng.uniform(-0.5, 0.5, k))
     lens = None
     if lengths:
-        lens = np.concatenate([[T, 0], rng.integers(1, max(T, 2), B - 2)])[:B].astype(np.int64)
+        lens = np.concatenate([[T, 0 if output in ("all", "last") else 1], rng.integers(1, max(T, 2), B - 2)])
+        lens = lens[:B].astype(np.int64)
     if tokens:
         inputs = rng.integers(0, n, (T, B))
     else:
@@ -183,10 +187,18 @@ def reference_forward(case):
     return S, Z, S[T]
 
 
+def max_pool_gap(case):
+    """The smallest distance between a max-pooled value and its runner-up (inf with one step)."""
+    S, lens = reference_forward(case)[0], _lengths(case)
+    gaps = [np.diff(np.sort(S[1:L + 1, i], axis=0)[-2:], axis=0) for i, L in enumerate(lens) if L > 1]
+    return min((float(g.min()) for g in gaps), default=np.inf)
+
+
 def loss_terms(case):
-    """(step, sequence, target) of every loss term; step t reads s_t (t = 0 reads s0)."""
+    """(step, sequence, target) of every loss term; step t reads s_t (t = 0 reads s0); a pooled
+    output's term is listed at its sequence's last step."""
     lens = _lengths(case)
-    if case.output == "last":
+    if case.output != "all":
         return [(int(lens[i]), i, int(case.targets[i])) for i in range(len(lens)) if case.targets[i] >= 0]
     T, B = case.targets.shape
     return [(t + 1, i, int(case.targets[t, i])) for i in range(B) for t in range(T)
@@ -200,10 +212,28 @@ def reference_loss(case, dtype=np.float64) -> float:
                                inputs=case.inputs if case.inputs.ndim == 2 else case.inputs.astype(dtype))
     S = reference_forward(wide)[0]
     P, loss = wide.params, dtype(0)
-    for t, i, y in loss_terms(case):
-        z = S[t, i] @ P.V + P.c
+    for shares, i, y in readouts(case, S):
+        z = sum(w * S[t, i] for t, w in shares) @ P.V + P.c
         loss += np.logaddexp.reduce(z) - z[y]
     return loss
+
+
+def readouts(case, S):
+    """(shares, sequence, target) of every loss term: it reads p = Σ_{(t, w) in shares} w ⊙ s_t
+    from the states S (T+1,B,d), so ∂p/∂s_t = diag(w): the one share (t, 1) of `loss_terms` for
+    outputs "all" and "last"; (t, 1/L) for every real step of "mean"; (t, [t is the first
+    argmax]) for "max"."""
+    if case.output in ("all", "last"):
+        return [([(t, 1.0)], i, y) for t, i, y in loss_terms(case)]
+    terms = []
+    for L, i, y in loss_terms(case):
+        if case.output == "mean":
+            shares = [(t, 1.0 / L) for t in range(1, L + 1)]
+        else:
+            top = np.argmax(S[1:L + 1, i], axis=0) + 1          # the first maximum of each unit
+            shares = [(t, (top == t).astype(S.dtype)) for t in range(1, L + 1)]
+        terms.append((shares, i, y))
+    return terms
 
 
 def reference_bptt(case):
@@ -213,23 +243,25 @@ def reference_bptt(case):
     grads = {name: np.zeros_like(value, dtype=np.float64) for name, value in P.items()}
     ds0 = np.zeros_like(S[0])
     loss = 0.0
-    for t, i, y in loss_terms(case):
-        z = S[t, i] @ P.V + P.c
+    for shares, i, y in readouts(case, S):
+        p = sum(w * S[t, i] for t, w in shares)
+        z = p @ P.V + P.c
         loss += np.logaddexp.reduce(z) - z[y]
         dz = np.exp(z - np.logaddexp.reduce(z))
         dz[y] -= 1.0
-        grads["V"] += np.outer(S[t, i], dz)
+        grads["V"] += np.outer(p, dz)
         grads["c"] += dz
-        g = P.V @ dz                                     # ∂L_t/∂s_t
-        first = 1 if case.truncate is None else max(1, t - case.truncate)
-        for step in range(t, first - 1, -1):            # s_step = σ(x_step U + s_{step−1} W + b)
-            delta = g * sigma_prime(case.activation, S[step, i])
-            grads["W"] += np.outer(S[step - 1, i], delta)
-            grads["b"] += delta
-            grads["U"] += np.outer(_x(case, step - 1, i), delta)
-            g = P.W @ delta                              # ∂L_t/∂s_{step−1}
-        if first == 1:
-            ds0[i] += g
+        for t, w in shares:
+            g = w * (P.V @ dz)                           # ∂L_t/∂s_t: this step's share
+            first = 1 if case.truncate is None else max(1, t - case.truncate)
+            for step in range(t, first - 1, -1):        # s_step = σ(x_step U + s_{step−1} W + b)
+                delta = g * sigma_prime(case.activation, S[step, i])
+                grads["W"] += np.outer(S[step - 1, i], delta)
+                grads["b"] += delta
+                grads["U"] += np.outer(_x(case, step - 1, i), delta)
+                g = P.W @ delta                          # ∂L_t/∂s_{step−1}
+            if first == 1:
+                ds0[i] += g
     return float(loss), grads, ds0
 
 

@@ -1,6 +1,6 @@
 """gpurnn against golden tensors made once by PyTorch's autograd (tests/golden/make_golden.py).
 
-Each case covers a mix of modes (token/dense inputs, tanh/logistic/relu, output all/last,
+Each case covers a mix of modes (token/dense inputs, tanh/logistic/relu, output all/last/mean/max,
 lengths with a 0 and a full length, s0, truncation); loss, states, logits, s_last, every
 gradient and ds0 are compared on every backend, in float64 and (looser) float32.
 """
@@ -39,7 +39,7 @@ def test_golden_files_cover_every_mode():
             seen["tokens"].add(g["inputs"].ndim == 2)
             seen["lengths"].add("lengths" in g and bool((g["lengths"] == 0).any()))
             seen["s0"].add("s0" in g)
-    assert seen == {"activation": {"tanh", "logistic", "sigmoid", "relu"}, "output": {"all", "last"},
+    assert seen == {"activation": {"tanh", "logistic", "sigmoid", "relu"}, "output": {"all", "last", "mean", "max"},
                     "truncate": {-1, 0, 1}, "tokens": {True, False}, "lengths": {True, False},
                     "s0": {True, False}}
 

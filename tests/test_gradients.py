@@ -7,7 +7,9 @@
   whose truncated objective has no finite-difference counterpart; `truncate >= T−1` is
   exactly full BPTT;
 - the compiled loops against that plain per-step reference in every mode;
-- float32 against float64.
+- float32 against float64;
+- every output layout: a loss per step ("all"), at the last step ("last"), and read from a
+  mean or max pool over each sequence's real states ("mean", "max").
 
 The finite differences are taken of the NumPy reference loss, which each test first checks
 equals the backend's loss, so the backend runs once per case (the simulator runs every
@@ -36,6 +38,7 @@ FD_RTOL = 1e-7
 # is at 5e-9, the others near 1e-11; h = 1e-6 puts that ds0 at 5e-8 (rounding).
 FD_STEP = 1e-5
 MODES = "activation,output,tokens,lengths,s0"
+OUTPUTS = ["all", "last", "mean", "max"]
 
 
 def run(case, backend, **changes):
@@ -51,7 +54,7 @@ def assert_matches(result, reference, dtype):
     assert_close(result.ds0, ds0, dtype, "ds0")
 
 
-@pytest.mark.parametrize(MODES, representative(activation=ACTIVATIONS, output=["all", "last"], tokens=[True, False],
+@pytest.mark.parametrize(MODES, representative(activation=ACTIVATIONS, output=OUTPUTS, tokens=[True, False],
                                                lengths=[False, True], s0=[False, True]))
 def test_exact_gradients_match_finite_differences(activation, output, tokens, lengths, s0, backend):
     case = make_case(1, activation=activation, output=output, tokens=tokens, lengths=lengths, s0=s0, **SIZES)
@@ -71,7 +74,7 @@ TRUNCATIONS = [None, 0, 1, 2, SIZES["T"] - 2]
 
 
 @pytest.mark.parametrize(MODES + ",truncate", representative(
-    activation=ACTIVATIONS, output=["all", "last"], tokens=[True, False], lengths=[False, True], s0=[False, True],
+    activation=ACTIVATIONS, output=OUTPUTS, tokens=[True, False], lengths=[False, True], s0=[False, True],
     truncate=TRUNCATIONS))
 def test_gradients_match_per_term_reference(activation, output, tokens, lengths, s0, truncate, backend):
     """The fused loops against the plain per-step reference, which backpropagates each loss
@@ -82,7 +85,7 @@ def test_gradients_match_per_term_reference(activation, output, tokens, lengths,
     assert_matches(r, reference_bptt(case), np.float64)
 
 
-@pytest.mark.parametrize("output", ["all", "last"])
+@pytest.mark.parametrize("output", OUTPUTS)
 def test_truncation_changes_the_gradient(output, backend):
     """τ < T−1 drops paths: the result differs from full BPTT (the test above is not vacuous)."""
     case = make_case(3, output=output, s0=True, **SIZES)
@@ -92,7 +95,7 @@ def test_truncation_changes_the_gradient(output, backend):
     assert relative_error(cut.ds0, full.ds0) > 1e-3
 
 
-@pytest.mark.parametrize("output", ["all", "last"])
+@pytest.mark.parametrize("output", ["all", "last", "mean"])
 @pytest.mark.parametrize("lengths", [False, True])
 def test_truncate_at_least_T_minus_1_is_full_bptt(output, lengths, backend):
     T = SIZES["T"]
@@ -141,7 +144,8 @@ def test_token_ids_equal_one_hot_dense_inputs(output, truncate, backend):
 
 @pytest.mark.parametrize("activation,output,tokens,truncate",
                          [("tanh", "all", True, None), ("logistic", "last", False, None),
-                          ("relu", "all", False, 2), ("tanh", "last", True, 1)])
+                          ("relu", "all", False, 2), ("tanh", "last", True, 1), ("tanh", "mean", False, 2),
+                          ("relu", "max", False, None)])
 def test_float32_agrees_with_float64(activation, output, tokens, truncate, backend):
     """Within TOL[float32]: |g32 − g64| <= 2e-5·max(1, max|g64|) + 2e-4·|g64|."""
     case = make_case(7, activation=activation, output=output, tokens=tokens, lengths=True, s0=True,
@@ -153,7 +157,7 @@ def test_float32_agrees_with_float64(activation, output, tokens, truncate, backe
     assert_close(r32.s_last, r64.s_last, np.float32, "s_last")
 
 
-@pytest.mark.parametrize("output,truncate", [("all", None), ("last", 1)])
+@pytest.mark.parametrize("output,truncate", [("all", None), ("last", 1), ("mean", 2)])
 def test_sequences_of_a_batch_are_independent(output, truncate, backend):
     """A batch's gradients are the sums of its sequences' gradients taken one at a time;
     its ds0 and s_last rows are theirs."""
@@ -178,7 +182,8 @@ def test_large_logits_stay_finite(backend):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
 @pytest.mark.parametrize("activation,output,tokens,truncate",
-                         [("tanh", "all", True, None), ("logistic", "last", False, 2), ("relu", "all", False, 3)])
+                         [("tanh", "all", True, None), ("logistic", "last", False, 2), ("relu", "all", False, 3),
+                          ("tanh", "max", False, 3)])
 def test_moderate_sizes_match_per_term_reference(activation, output, tokens, truncate, dtype, backend):
     """Sizes past one tile / block / vector width, in both dtypes, against the reference."""
     case = make_case(20, activation=activation, output=output, tokens=tokens, lengths=True, s0=True,

@@ -200,16 +200,19 @@ def test_reversal_within_lengths():
 
 
 def test_final_logits_are_what_output_last_reads():
+    from gpurnn.bptt import final_logits
+
     params, x, y, lengths, s0 = small_problem()
     out = gpurnn.forward(params, x, lengths=lengths, s0=s0)
-    z = gpurnn.final_logits(params, out.s_last)
+    z = final_logits(params, out.s_last)
+    np.testing.assert_array_equal(gpurnn.output_logits(params, x, lengths=lengths, s0=s0, output="last")[0], z)
     r = gpurnn.bptt(params, x, y[0], lengths=lengths, s0=s0, output="last")
     shifted = z - z.max(axis=1, keepdims=True)
     loss = -(shifted[np.arange(3), y[0]] - np.log(np.exp(shifted).sum(axis=1))).sum()
     assert r.loss == pytest.approx(loss, rel=1e-12)
     one = gpurnn.init_params(3, 3, 2, seed=0, dtype="float64")             # one direction: the last step's logits
     single = gpurnn.forward(one, x, lengths=lengths)
-    np.testing.assert_allclose(gpurnn.final_logits(one, single.s_last)[:2],
+    np.testing.assert_allclose(final_logits(one, single.s_last)[:2],
                                single.logits[lengths[:2] - 1, np.arange(2)], rtol=1e-12)
 
 
@@ -252,3 +255,27 @@ def test_the_diagnostics_refuse_a_stack():
     params, x, y, *_ = small_problem()
     with pytest.raises(ValueError, match="one layer of one direction"):
         diagnostics.gradient_profile(params, x, y)
+
+
+@pytest.mark.parametrize("output", ["mean", "max"])
+def test_pooled_outputs_of_a_bidirectional_stack(output, backend):
+    """The pool reads the top layer's states, both directions: bptt's loss is the cross-entropy of
+    the pooled logits, and its gradients pass central differences (CPU) / match the CPU's."""
+    params, x, y, lengths, s0 = small_problem()
+    lengths = np.array([5, 2, 1])
+    kw = dict(lengths=lengths, s0=s0, output=output)
+    r = gpurnn.bptt(params, x, y[0], backend=backend, **kw)
+    H = gpurnn.forward(params, x, lengths=lengths, s0=s0).states
+    real = np.arange(5)[:, None, None] < lengths[None, :, None]
+    pooled = (np.where(real, H, 0).sum(0) / lengths[:, None] if output == "mean"
+              else np.where(real, H, -np.inf).max(0))
+    z = pooled @ params.V + params.c
+    assert r.loss == pytest.approx(-(z[np.arange(3), y[0]] - np.log(np.exp(z).sum(1))).sum(), rel=1e-12)
+    cpu = gpurnn.bptt(params, x, y[0], backend="cpu", **kw)
+    np.testing.assert_allclose(r.grads.flatten(), cpu.grads.flatten(), rtol=1e-10, atol=1e-13)
+    name, index, eps = "layers.0.bw.W", (1, 2), 1e-6
+    up, down = params.map(np.copy), params.map(np.copy)
+    up[name][index] += eps
+    down[name][index] -= eps
+    numeric = gpurnn.bptt(up, x, y[0], backend="cpu", **kw).loss - gpurnn.bptt(down, x, y[0], backend="cpu", **kw).loss
+    assert cpu.grads[name][index] == pytest.approx(numeric / (2 * eps), rel=1e-6)

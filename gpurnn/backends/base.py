@@ -36,6 +36,15 @@ class Backend(Protocol):
         """S (T+1,B,d): S[0] = s0, S[t+1] = σ(XP[t] + S[t] W) while t < lengths[b], else
         S[t+1][b] = S[t][b] (a finished sequence keeps its state)."""
 
+    def pool_states(self, H, lengths, mode) -> tuple[Array, Array]:
+        """The pool over each sequence's real states H[0..L−1] = s_1..s_L (L = lengths[b] ≥ 1),
+        H (T,B,d): mode "mean" -> (P (B,d) = Σ_t H[t] / L, None); "max" -> (P (B,d) with P[b,j] =
+        max_t H[t,b,j], argmax (B,d) int64: the index t of H holding that max, the first on ties)."""
+
+    def unpool_grad(self, dP, lengths, argmax, mode, T) -> Array:
+        """G (T,B,d) = ∂L/∂s_t explicit from dP (B,d) = ∂L/∂P: dP[b] / L for t < L ("mean"),
+        dP[b,j] at G[argmax[b,j], b, j] ("max"), 0 everywhere else."""
+
     def affine(self, X, V, c) -> Array:
         """X (R,d) V + c -> (R,k)."""
 

@@ -228,6 +228,22 @@ class CPUBackend:
             run_sliced(_recurrence_forward, B, d, lambda r: (XP[:, r], W, S[:, r], lengths[r], activation))
         return S
 
+    def pool_states(self, H, lengths, mode):
+        real = np.arange(H.shape[0])[:, None, None] < lengths[None, :, None]         # (T,B,1)
+        if mode == "mean":
+            return np.where(real, H, 0).sum(axis=0) / lengths[:, None].astype(H.dtype), None
+        argmax = np.where(real, H, -np.inf).argmax(axis=0)                              # first on ties
+        return np.take_along_axis(H, argmax[None], axis=0)[0], argmax
+
+    def unpool_grad(self, dP, lengths, argmax, mode, T):
+        B, d = dP.shape
+        if mode == "mean":
+            real = np.arange(T)[:, None, None] < lengths[None, :, None]
+            return np.where(real, dP / lengths[:, None].astype(dP.dtype), dP.dtype.type(0))
+        G = np.zeros((T, B, d), dP.dtype)
+        np.put_along_axis(G, argmax[None], dP[None], axis=0)
+        return G
+
     def affine(self, X, V, c):
         Z = X @ V
         Z += c

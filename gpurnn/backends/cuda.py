@@ -34,7 +34,7 @@ import warnings
 
 import numpy as np
 
-from gpurnn.kernels import elementwise, reductions, rows, softmax_xent, step_backward, step_forward
+from gpurnn.kernels import elementwise, pooling, reductions, rows, softmax_xent, step_backward, step_forward
 from gpurnn.kernels import persistent_backward as pb
 from gpurnn.kernels import persistent_forward as pf
 from gpurnn.kernels.device import LANES, THREADS, TILE, config
@@ -153,6 +153,21 @@ class CUDABackend:
                 self._product_into(s0 if t == 0 else S[t], W, False, prod)
             launch(*views, t, activation, prod_view, not fused)
         return S
+
+    def pool_states(self, H, lengths, mode):
+        B, d = H.shape[1], H.shape[2]
+        P, argmax = mem.empty((B, d), H.dtype), mem.empty((B, d), np.int64)
+        pooling.pool_states[_lanes(B, d)](mem.kernel_view(H), mem.kernel_view(lengths), pooling.MODES[mode],
+                                          mem.kernel_view(P), mem.kernel_view(argmax))
+        return P, (argmax if mode == "max" else None)
+
+    def unpool_grad(self, dP, lengths, argmax, mode, T):
+        B, d = dP.shape
+        G = mem.empty((T, B, d), dP.dtype)
+        argmax = mem.empty((1, 1), np.int64) if argmax is None else argmax
+        pooling.unpool_grad[_lanes(T * B, d)](mem.kernel_view(dP), mem.kernel_view(lengths), mem.kernel_view(argmax),
+                                              pooling.MODES[mode], mem.kernel_view(G))
+        return G
 
     def affine(self, X, V, c):
         if self.gemm == "cublas":

@@ -25,6 +25,7 @@ import numpy as np
 from .. import activations
 from ..arrays import array_module
 from ..bptt import forward
+from ..validation import check_one_recurrence
 
 # σ'(a) from s = σ(a), elementwise on host arrays: the shared scalar definition, vectorised.
 _sigma_prime = numba.vectorize(["float32(int64, float32)", "float64(int64, float64)"],
@@ -44,9 +45,7 @@ def sigma_prime_states(states, activation) -> object:
 def run_states(params, inputs, *, activation="tanh", s0=None, backend="auto"):
     """(states (T,B,d) = s_1..s_T, s0 (B,d), σ'(a_t) (T,B,d), logits (T,B,k)) on params' backend.
     The diagnostics study one recurrence: `params` of one layer and one direction."""
-    if getattr(params, "n_cells", 1) != 1:
-        raise ValueError(f"params must have one layer of one direction (the diagnostics study one recurrence), "
-                         f"got {params.layers} layers of {params.directions} directions")
+    check_one_recurrence(params)
     result = forward(params, inputs, s0=s0, activation=activation, backend=backend)
     xp = array_module(result.states)
     start = xp.zeros(result.s_last.shape, result.states.dtype) if s0 is None else xp.asarray(s0)

@@ -39,7 +39,8 @@ class GradientNormLog:
         row = {"step": int(step), "loss": math.nan if loss is None else float(loss)}
         for name, g in grads.items():
             row[f"norm_{name}"] = math.sqrt(backend.sum_squares(g))
-        row["norm"] = math.sqrt(sum(row[f"norm_{name}"] ** 2 for name in grads.names())) if norm is None else float(norm)
+        total = math.sqrt(sum(row[f"norm_{name}"] ** 2 for name in grads.names()))
+        row["norm"] = total if norm is None else float(norm)
         self.rows.append(row)
 
     def on_grads(self, trainer, step, grads) -> None:

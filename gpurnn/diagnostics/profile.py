@@ -12,6 +12,11 @@ norm of ∂L_t/∂(s_k of every sequence). All T chains (one per loss step t) ar
 together: at step k every live chain t ≥ k is one row block of a (T·B, d) @ (d, d) product,
 as the CPU backend's truncated BPTT ring does, so the whole matrix takes T sequential
 products and O(T² B d²) work, on the parameters' device (NumPy or CuPy arrays).
+
+With output "last" the only loss term is at step T; with "mean" or "max" the loss term at
+step t is that step's share of the pooled loss (`gpurnn.bptt.explicit_state_grads`), so a
+pooled model's profile shows how directly every step is reached. `totals` (T,) holds the
+whole gradient ‖∂L/∂s_k‖ = ‖Σ_{t≥k} ∂L_t/∂s_k‖ that reaches each step.
 """
 from __future__ import annotations
 
@@ -21,16 +26,18 @@ import numpy as np
 
 from ..arrays import array_module
 from ..backends import get_backend
-from ..validation import check_call
+from ..bptt import explicit_state_grads
 from .jacobians import host, lecture_bound, run_states
 
 
 @dataclasses.dataclass
 class GradientProfile:
-    """norms (T,T): norms[t−1, k−1] = ‖∂L_t/∂s_k‖ (NaN for k > t). vectors (T,T,B,d) or None:
-    the gradients themselves (`keep_vectors=True`), vectors[t−1, k−1] = ∂L_t/∂s_k."""
+    """norms (T,T): norms[t−1, k−1] = ‖∂L_t/∂s_k‖ (NaN for k > t). totals (T,): totals[k−1] =
+    ‖∂L/∂s_k‖, all loss terms together. vectors (T,T,B,d) or None: the gradients themselves
+    (`keep_vectors=True`), vectors[t−1, k−1] = ∂L_t/∂s_k."""
 
     norms: np.ndarray
+    totals: object = None
     vectors: object = None
 
     def relative(self) -> np.ndarray:
@@ -64,22 +71,19 @@ def summarize_by_lag(matrix, statistic="geomean") -> np.ndarray:
     return out
 
 
-def gradient_profile(params, inputs, targets, *, activation="tanh", s0=None, backend="auto",
+def gradient_profile(params, inputs, targets, *, activation="tanh", s0=None, output="all", backend="auto",
                      keep_vectors=False) -> GradientProfile:
-    """‖∂L_t/∂s_k‖ for all k ≤ t (see the module docstring); targets (T,B), −1 for no loss.
+    """‖∂L_t/∂s_k‖ for all k ≤ t (see the module docstring); targets (T,B) for output "all"
+    (−1 for no loss), (B,) for "last", "mean" and "max".
 
     Runs where `params` live (CuPy arrays stay on the GPU) after a forward pass through
     `backend`. `keep_vectors` also returns every ∂L_t/∂s_k (T·T·B·d numbers: small runs only).
     """
-    problem = check_call(params, inputs, s0=s0, activation=activation, targets=targets, need_targets=True)
-    states, _, dsig, logits = run_states(params, inputs, activation=activation, s0=s0, backend=backend)
+    states, _, dsig, _ = run_states(params, inputs, activation=activation, s0=s0, backend=backend)
+    explicit = explicit_state_grads(params, inputs, targets, s0=s0, activation=activation, output=output,
+                                    backend=backend)                # ∂L_t/∂s_t (T,B,d)
     xp = array_module(states)
-    be = get_backend("cpu" if xp is np else "cuda")
-    T, B, d = states.shape
-    k_out = logits.shape[2]
-    V = xp.asarray(params.V, dtype=states.dtype)
-    _, _, dZ = be.softmax_xent(logits.reshape(T * B, k_out), xp.asarray(problem.targets))
-    explicit = be.matmul(dZ, V, trans_b=True).reshape(T, B, d)   # ∂L_t/∂s_t
+    explicit = xp.asarray(explicit, dtype=states.dtype)
     return chain_profile(explicit, dsig, xp.asarray(params.W, dtype=states.dtype), keep_vectors=keep_vectors)
 
 
@@ -90,17 +94,19 @@ def chain_profile(explicit, dsig, W, *, keep_vectors=False) -> GradientProfile:
     be = get_backend("cpu" if xp is np else "cuda")
     T, B, d = explicit.shape
     chains = xp.zeros((T, B, d), explicit.dtype)                  # chains[t] = ∂L_t/∂s_k at step k
-    norms = np.full((T, T), np.nan)
+    norms, totals = np.full((T, T), np.nan), np.zeros(T)
     vectors = np.zeros((T, T, B, d)) if keep_vectors else None
     for k in range(T - 1, -1, -1):
         chains[k] = explicit[k]
         live = chains[k:]
-        norms[k:, k] = host(xp.sqrt((live.astype(xp.float64) ** 2).sum(axis=(1, 2))))
+        wide = live.astype(xp.float64)
+        norms[k:, k] = host(xp.sqrt((wide ** 2).sum(axis=(1, 2))))
+        totals[k] = float(xp.sqrt((wide.sum(axis=0) ** 2).sum()))
         if keep_vectors:
             vectors[k:, k] = host(live)
         local = live * dsig[k]                                    # ∂L_t/∂a_k
         chains[k:] = be.matmul(local.reshape(-1, d), W, trans_b=True).reshape(-1, B, d)
-    return GradientProfile(norms, vectors)
+    return GradientProfile(norms, totals, vectors)
 
 
 def bound_violations(norms, W, activation, relative_to=None, rtol=1e-6) -> int:

@@ -1,4 +1,4 @@
-"""The four end-to-end tasks behind `gpurnn train --task ...` and `gpurnn eval`.
+"""The five end-to-end tasks behind `gpurnn train --task ...` and `gpurnn eval`.
 
 Each task turns data files into the trainer's data sources (`prepare`) and scores a trained
 checkpoint on held-out data (`evaluate`, which returns {metric name: value}, baselines
@@ -24,7 +24,7 @@ class Prepared:
     valid: Any                 # the same kind, or None
     n_in: int                  # vocabulary size (rows of U)
     n_out: int                 # classes (columns of V)
-    output: str                # "all" or "last"
+    output: str                # "all", "last", "mean" or "max" (bptt's output modes)
     meta: dict
 
 
@@ -36,7 +36,7 @@ class Options:
     seq_len: int = 50          # charlm: chunk length k of streaming BPTT
     valid_fraction: float = 0.1
     min_count: int = 2         # tag/classify: words seen fewer times map to unknown ids
-    pool: str = "mean"         # classify: "mean" (label at every step) | "last"
+    pool: str = "mean"         # classify: "mean" (label at every step) | "last"; sequences: "last" | "mean" | "max"
     word_dropout: float = 0.0  # classify: probability of reading a training word as unknown
     seed: int = 0
 
@@ -50,12 +50,13 @@ def logits_of(params: Params, source, activation: str, backend: str):
 
 
 def get_task(name: str):
-    """The task object for `name` (charlm | autocomplete | tag | classify)."""
+    """The task object for `name` (charlm | autocomplete | tag | classify | sequences)."""
     from .classify import Classify
     from .lm import Autocomplete, CharLM
+    from .sequences import Sequences
     from .tagging import Tag
 
-    tasks = {t.name: t for t in (CharLM(), Autocomplete(), Tag(), Classify())}
+    tasks = {t.name: t for t in (CharLM(), Autocomplete(), Tag(), Classify(), Sequences())}
     if name not in tasks:
         raise ValueError(f"task must be one of {sorted(tasks)}, got {name!r}")
     return tasks[name]

@@ -1,6 +1,8 @@
 """Write the golden tensors of tests/test_golden.py with PyTorch's autograd (run by hand).
 
-    PYTHONPATH=/work/main /work/torchenv/bin/python tests/golden/make_golden.py
+    PYTHONPATH=/work/main /work/torchenv/bin/python tests/golden/make_golden.py [CASE...]
+
+(no CASE: every case).
 
 The model is rebuilt here from scratch in torch.float64 (gpurnn's backward is never
 called; the random problems come from tests/helpers.make_case):
@@ -9,10 +11,15 @@ called; the random problems come from tests/helpers.make_case):
     z_t = s_t V + c,  L = Σ_terms −log softmax(z_t)[y]
 
 Loss terms: output "all" reads s_t at every step t <= length with a target >= 0;
-output "last" reads s_length once per sequence (s0 for a sequence of length 0).
+output "last" reads s_length once per sequence (s0 for a sequence of length 0);
+output "mean" / "max" reads the mean / max (torch.max's gradient: to the maximum) of
+s_1..s_length once per sequence.
 Truncation τ: for each loss step t the states are recomputed with every step before
 t−τ detached (no gradient) and steps max(1, t−τ)..t with gradient, so L_t reaches at most
 τ factors ∂s_j/∂s_{j−1}; s0 gets ∂L_t/∂s0 only when that window starts at step 1.
+A pooled loss is one term per sequence whose share from step t is a loss term at step t:
+for each t the pool reads s_t from the window max(1, t−τ)..t and every other state detached,
+and the gradients of U, W, b and s0 add up over t (V and c take the whole loss's).
 Each case is one compressed file bptt_<case>.npz next to this script.
 """
 from __future__ import annotations
@@ -41,7 +48,12 @@ CASES = {
     "dense_relu_last_len_s0": dict(tokens=False, activation="relu", output="last", lengths=True, s0=True),
     "dense_logistic_all_t3": dict(tokens=False, activation="logistic", output="all", truncate=3),
     "tok_relu_all_len_t2": dict(tokens=True, activation="relu", output="all", lengths=True, truncate=2),
+    "dense_tanh_mean_len_s0": dict(tokens=False, activation="tanh", output="mean", lengths=True, s0=True),
+    "tok_relu_max_len_t1": dict(tokens=True, activation="relu", output="max", lengths=True, truncate=1),
+    "dense_logistic_max_s0": dict(tokens=False, activation="logistic", output="max", s0=True),
+    "tok_tanh_mean_len_t2": dict(tokens=True, activation="tanh", output="mean", lengths=True, truncate=2),
 }
+POOLS = ("mean", "max")
 ACT = {"tanh": torch.tanh, "logistic": torch.sigmoid, "sigmoid": torch.sigmoid, "relu": torch.relu}
 
 
@@ -78,7 +90,7 @@ def torch_model(case):
             S.append(cur)
         return S
 
-    if case.output == "last":
+    if case.output != "all":
         terms = [(int(lengths[i]), i, int(case.targets[i])) for i in range(B) if case.targets[i] >= 0]
     else:
         terms = [(t + 1, i, int(case.targets[t, i])) for t in range(T) for i in range(B)
@@ -92,22 +104,49 @@ def torch_model(case):
         z = torch.stack([S[step_t][i] for i, _ in rows]) @ P["V"] + P["c"]
         return torch.nn.functional.cross_entropy(z, torch.tensor([y for _, y in rows]), reduction="sum")
 
-    return P, s0, states, loss_at, sorted({t for t, _, _ in terms})
+    def pooled_loss(S):
+        """Σ_b −log softmax(pool(S_b) V + c)[y_b] over s_1..s_length, S = [s_0..s_T]."""
+        X = torch.stack(S[1:])                                                 # (T,B,d)
+        real = active[:, :, None]
+        if case.output == "mean":
+            pooled = torch.where(real, X, 0.0).sum(0) / lengths[:, None]
+        else:
+            pooled = torch.where(real, X, -torch.inf).max(dim=0).values
+        z = pooled @ P["V"] + P["c"]
+        return torch.nn.functional.cross_entropy(z, torch.tensor(case.targets), reduction="sum")
+
+    return P, s0, states, loss_at, pooled_loss, sorted({t for t, _, _ in terms})
+
+
+def _accumulate(grads, term, leaves):
+    for total, g in zip(grads, torch.autograd.grad(term, leaves, allow_unused=True)):
+        if g is not None:
+            total += g
 
 
 def golden(case):
-    P, s0, states, loss_at, steps = torch_model(case)
+    P, s0, states, loss_at, pooled_loss, steps = torch_model(case)
     leaves = [*P.values(), s0]
     grads = [torch.zeros_like(leaf) for leaf in leaves]
     loss = 0.0
     tau = case.truncate
-    for t in steps:
+    if case.output in POOLS:
+        whole = states(1)
+        term = pooled_loss(whole)
+        loss = float(term.detach())
+        if tau is None:
+            _accumulate(grads, term, leaves)
+        else:
+            _accumulate([grads[2], grads[4]], term, [P["V"], P["c"]])
+            for t in range(1, len(whole)):
+                mixed = [s.detach() for s in whole]
+                mixed[t] = states(max(1, t - tau))[t]
+                _accumulate([grads[0], grads[1], grads[3], grads[5]], pooled_loss(mixed), [P["U"], P["W"], P["b"], s0])
+    for t in steps if case.output not in POOLS else ():
         start = 1 if tau is None else max(1, t - tau)
         term = loss_at(states(start), t)
         loss += float(term.detach())
-        for total, g in zip(grads, torch.autograd.grad(term, leaves, allow_unused=True)):
-            if g is not None:
-                total += g
+        _accumulate(grads, term, leaves)
     with torch.no_grad():
         S = torch.stack(states(1))
         logits = S[1:] @ P["V"] + P["c"]
@@ -126,13 +165,15 @@ def golden(case):
     return out
 
 
-def main():
+def main(names):
     torch.set_default_dtype(torch.float64)
     for seed, (name, kwargs) in enumerate(CASES.items()):
+        if names and name not in names:
+            continue
         case = make_case(100 + seed, **kwargs)
         np.savez_compressed(HERE / f"bptt_{name}.npz", **golden(case))
         print("wrote", name)
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
