@@ -93,8 +93,8 @@ def train(
     overwrite: bool = typer.Option(False, help="replace the run already in --out"),
     hidden: Optional[int] = typer.Option(None, min=1, help="hidden units d (task default), per layer and direction"),
     layers: int = typer.Option(1, min=1, help="stacked recurrent layers (each reads the states of the one below)"),
-    bidirectional: bool = typer.Option(False, help="add a backward direction to every layer (tag, classify: a "
-                                       "word's output sees the words after it too)"),
+    bidirectional: bool = typer.Option(False, help="add a backward direction to every layer (tag, classify, "
+                                       "sequences: each step's output sees the steps after it too)"),
     dropout: float = typer.Option(0.0, parser=finite(0, 1, high_open=True),
                                   help="inverted dropout on the states between layers while training (--layers >= 2)"),
     activation: Activation = typer.Option("tanh", help="σ"),

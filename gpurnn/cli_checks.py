@@ -59,7 +59,8 @@ def check_model_options(settings: dict) -> None:
     so a backward direction, which would read that symbol, is refused; dropout acts between layers."""
     if settings["bidirectional"] and settings["task"] in LANGUAGE_MODELS:
         raise fail(f"a {settings['task']} model predicts each next character, which a backward direction would "
-                   "already have read: train it without --bidirectional (tag and classify take it)", "--bidirectional")
+                   "already have read: train it without --bidirectional (tag, classify and sequences take it)",
+                   "--bidirectional")
     if settings["dropout"] and settings["layers"] < 2:
         raise fail(f"--dropout {settings['dropout']} acts between stacked layers: give --layers 2 or more", "--dropout")
 
