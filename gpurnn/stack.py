@@ -97,9 +97,10 @@ def backward(be, P: Params, record: StackRecord, G, g_last, lengths, activation,
         for j, direction in enumerate(DIRECTIONS[:D]):
             i = layer * D + j
             cell = P.cell(layer, direction)
-            G_own = _part(be, G, j, d, D)
-            if G_own is not None and direction == "bw":
-                G_own = _reverse(be, G_own, lengths)
+            if G is not None and direction == "bw":
+                G_own = _reverse(be, G, lengths, slice(j * d, (j + 1) * d))
+            else:
+                G_own = _part(be, G, j, d, D)
             back = recurrence.backprop(be, record.inputs[i], record.states[i], cell.U, cell.W, G_own,
                                        _part(be, g_last, j, d, D), lengths, activation, truncate,
                                        input_grad=wants_dx)
@@ -127,9 +128,14 @@ def _part(be, A, j, d, D):
     return be.array_op(lambda xp, a: xp.ascontiguousarray(a[..., j * d:(j + 1) * d]), A)
 
 
-def _reverse(be, X, lengths):
-    """X (T,B,...) with each sequence b's first lengths[b] steps in reverse order (the rest in place)."""
+def _reverse(be, X, lengths, columns=slice(None)):
+    """X[..., columns] (T,B,...) with each sequence b's first lengths[b] steps in reverse order (the
+    rest in place), a new contiguous array: one strided copy on the host when every sequence is
+    full, else a gather."""
     def reverse(xp, x, n):
+        x = x[..., columns]
+        if xp is np and int(n.min()) == x.shape[0]:
+            return np.ascontiguousarray(x[::-1])
         t = xp.arange(x.shape[0])[:, None]
         source = xp.where(t < n[None, :], n[None, :] - 1 - t, t)
         return xp.ascontiguousarray(x[source, xp.arange(x.shape[1])[None, :]])

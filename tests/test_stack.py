@@ -197,6 +197,11 @@ def test_reversal_within_lengths():
     np.testing.assert_array_equal(R[:, 1], [X[1, 1], X[0, 1], X[2, 1], X[3, 1]])
     np.testing.assert_array_equal(R[:, 2], X[:, 2])
     np.testing.assert_array_equal(stack._reverse(be, R, lengths), X)
+    Y = np.arange(4 * 3 * 6).reshape(4, 3, 6)
+    full = stack._reverse(be, Y, np.array([4, 4, 4]), slice(3, 6))          # every sequence full
+    np.testing.assert_array_equal(full, Y[::-1, :, 3:])
+    np.testing.assert_array_equal(stack._reverse(be, Y, np.array([4, 2, 0]), slice(3, 6))[:, 1],
+                                  Y[[1, 0, 2, 3], 1, 3:])
 
 
 def test_final_logits_are_what_output_last_reads():
