@@ -24,19 +24,20 @@ __all__ = ["FlatLayout", "MPISum", "NCCLSum"]
 
 
 class FlatLayout:
-    """Where each gradient lies in the flat buffer: `offsets[i]:offsets[i+1]` holds the i-th of
-    U, W, V, b, c (raveled), the last two entries the loss sum and the count."""
+    """Where each gradient lies in the flat buffer: `offsets[i]:offsets[i+1]` holds the tree's
+    i-th array (raveled, in `Params` order), the last two entries the loss sum and the count."""
 
     def __init__(self, grads: Params):
+        self.names = grads.names()
         self.shapes = [tuple(int(n) for n in g.shape) for g in grads]
         self.offsets = np.cumsum([0] + [math.prod(shape) for shape in self.shapes]).tolist()
-        self.dtype = np.dtype(grads.W.dtype)
+        self.dtype = np.dtype(grads.dtype)
         self.size = self.offsets[-1] + 2                  # + loss_sum, count
 
     def pack(self, grads: Params, loss_sum: float, count: int):
         """The flat (P + 2,) buffer of `grads`, `loss_sum` and `count`, on the gradients' side."""
         tail = np.array([loss_sum, count], self.dtype)
-        if isinstance(grads.W, np.ndarray):
+        if isinstance(next(iter(grads)), np.ndarray):
             flat = np.empty(self.size, self.dtype)
             for g, start, stop in zip(grads, self.offsets, self.offsets[1:]):
                 flat[start:stop] = g.reshape(-1)
@@ -53,8 +54,8 @@ class FlatLayout:
 
     def unpack(self, flat) -> tuple[Params, float, int]:
         """(gradients as views of `flat`, loss_sum, count)."""
-        grads = Params(*(flat[start:stop].reshape(shape)
-                         for shape, start, stop in zip(self.shapes, self.offsets, self.offsets[1:])))
+        grads = Params.from_items((name, flat[start:stop].reshape(shape)) for name, shape, start, stop
+                                  in zip(self.names, self.shapes, self.offsets, self.offsets[1:]))
         tail = backend_for(flat).to_host(flat[self.size - 2:])
         return grads, float(tail[0]), int(round(float(tail[1])))
 

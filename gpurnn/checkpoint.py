@@ -1,6 +1,8 @@
 """Checkpoints: one safetensors file holding the arrays and, in its header, JSON metadata.
 
-    arrays    "params.U" … "params.c", plus any others the caller names (the trainer adds
+    arrays    "params.<name>" for each array of the `Params` tree ("params.U" … "params.c" for one
+              layer, "params.layers.1.bw.W", "params.head.V" … for a stack), plus any others
+              the caller names (the trainer adds
               "optim.<slot>.<param>" and "carry", the streams' states)
     metadata  header key "gpurnn": JSON of {"format", "version", **meta} (the trainer stores
               step, epoch, RNG state, configuration, optimizer, vocabulary and any user facts)
@@ -23,13 +25,14 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save
 
 from .backends import backend_for
-from .model import FIELDS, Params
+from .model import Params
 from .validation import check_params
 
 __all__ = ["Checkpoint", "load_checkpoint", "save_checkpoint"]
 
 FORMAT, VERSION = "gpurnn-checkpoint", 1
 META_KEY = "gpurnn"
+PARAMS = "params."          # the prefix of the parameters' array names
 
 
 @dataclasses.dataclass
@@ -64,10 +67,11 @@ def save_checkpoint(path, params: Params, *, arrays: dict | None = None, meta: d
     """Write `params`, `arrays` and the JSON-serialisable `meta` to `path` atomically; return the path."""
     check_params(params)
     path = Path(path)
-    tensors = {f"params.{name}": to_host(value) for name, value in params.items()}
+    tensors = {f"{PARAMS}{name}": to_host(value) for name, value in params.items()}
     for name, value in (arrays or {}).items():
-        if name in tensors:
-            raise ValueError(f"arrays must not reuse the name {name!r} (reserved for the parameters)")
+        if name.startswith(PARAMS):
+            raise ValueError(f"arrays must not use a name starting {PARAMS!r} such as {name!r} "
+                             "(reserved for the parameters)")
         tensors[name] = to_host(value)
     header = {"format": FORMAT, "version": VERSION, **(meta or {})}
     try:
@@ -106,9 +110,10 @@ def load_checkpoint(path) -> Checkpoint:
     if meta.get("format") != FORMAT or meta.get("version") != VERSION:
         raise ValueError(f"{path} has format {meta.get('format')!r} version {meta.get('version')!r}; "
                          f"this gpurnn reads {FORMAT!r} version {VERSION}")
-    missing = [f"params.{name}" for name in FIELDS if f"params.{name}" not in tensors]
-    if missing:
-        raise ValueError(f"{path} lacks the arrays {missing}")
-    params = Params(*(tensors.pop(f"params.{name}") for name in FIELDS))
+    named = {key[len(PARAMS):]: tensors.pop(key) for key in list(tensors) if key.startswith(PARAMS)}
+    try:
+        params = Params.from_items(named.items())
+    except ValueError as error:
+        raise ValueError(f"{path} does not hold one model's arrays: {error}") from None
     check_params(params)
     return Checkpoint(params, tensors, meta)

@@ -91,7 +91,12 @@ def train(
     out: Path = typer.Option(Path("runs/last"), help="run folder: checkpoints, metrics.jsonl, metrics.json, loss.png"),
     resume: bool = typer.Option(False, help="continue the run in --out from its checkpoint, with its settings"),
     overwrite: bool = typer.Option(False, help="replace the run already in --out"),
-    hidden: Optional[int] = typer.Option(None, min=1, help="hidden units d (task default)"),
+    hidden: Optional[int] = typer.Option(None, min=1, help="hidden units d (task default), per layer and direction"),
+    layers: int = typer.Option(1, min=1, help="stacked recurrent layers (each reads the states of the one below)"),
+    bidirectional: bool = typer.Option(False, help="add a backward direction to every layer (tag, classify, "
+                                       "sequences: each step's output sees the steps after it too)"),
+    dropout: float = typer.Option(0.0, parser=finite(0, 1, high_open=True),
+                                  help="inverted dropout on the states between layers while training (--layers >= 2)"),
     activation: Activation = typer.Option("tanh", help="σ"),
     recurrent_init: Init = typer.Option("uniform", help="W at the start: uniform (±1/sqrt(d), as torch) | identity "
                                         "(W = I, the IRNN of Le et al. 2015, with relu: the state starts as a running sum) "

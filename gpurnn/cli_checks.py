@@ -51,6 +51,20 @@ def finite(low: float | None = None, high: float | None = None, *, low_open: boo
     return parse
 
 
+LANGUAGE_MODELS = ("charlm", "autocomplete")
+
+
+def check_model_options(settings: dict) -> None:
+    """The `train` settings that depend on each other: a language model predicts the next symbol,
+    so a backward direction, which would read that symbol, is refused; dropout acts between layers."""
+    if settings["bidirectional"] and settings["task"] in LANGUAGE_MODELS:
+        raise fail(f"a {settings['task']} model predicts each next character, which a backward direction would "
+                   "already have read: train it without --bidirectional (tag, classify and sequences take it)",
+                   "--bidirectional")
+    if settings["dropout"] and settings["layers"] < 2:
+        raise fail(f"--dropout {settings['dropout']} acts between stacked layers: give --layers 2 or more", "--dropout")
+
+
 def fail(message: str, option: str | None = None) -> typer.BadParameter:
     """The error to raise for a value typer cannot check alone (e.g. one that depends on another)."""
     return typer.BadParameter(message, param_hint=option)

@@ -20,8 +20,8 @@ class NonFiniteGradientError(ValueError, FloatingPointError):
 def global_norm(grads: Params) -> float:
     """sqrt of Σ g² over every entry of every parameter, accumulated in float64."""
     _check_params(grads)
-    backend = backend_for(grads.W)
-    return math.sqrt(backend.sum_squares(*grads))      # one read back from a GPU for all five
+    backend = backend_for(next(iter(grads)))
+    return math.sqrt(backend.sum_squares(*grads))      # one read back from a GPU for all arrays
 
 
 def clip_grad_norm(grads: Params, max_norm: float) -> tuple[Params, float]:
@@ -36,7 +36,7 @@ def clip_grad_norm(grads: Params, max_norm: float) -> tuple[Params, float]:
                                      "(lower the learning rate or clip earlier)")
     if norm <= max_norm:
         return grads, norm
-    backend = backend_for(grads.W)
+    backend = backend_for(next(iter(grads)))
     factor = max_norm / norm
     return grads.map(lambda g: backend.scale(g, factor)), norm
 
@@ -45,7 +45,7 @@ def clip_grad_value(grads: Params, limit: float) -> Params:
     """grads with every entry clamped to [−limit, limit]."""
     _check_limit(limit, "limit")
     _check_params(grads)
-    backend = backend_for(grads.W)
+    backend = backend_for(next(iter(grads)))
     return grads.map(lambda g: backend.clamp(g, limit))
 
 

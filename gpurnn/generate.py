@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import log_softmax, softmax
 
-from .bptt import forward
+from .bptt import final_logits, forward
 from .data.vocab import Vocab
 from .data.words import STOP
 from .model import Params
@@ -18,7 +18,8 @@ from .model import Params
 
 class Reader:
     """A model with its vocabulary: `state(ids)` runs ids (L,) from `s0` and `step(ids, s)` one step
-    for B sequences at once (ids (B,), states (B,d)); both return (logits (B,k), states (B,d))."""
+    for B sequences at once (ids (B,), states (B,d), or (cells,B,d) for a stack, as `forward`'s
+    s_last); both return (logits (B,k), states)."""
 
     def __init__(self, params: Params, vocab: Vocab, *, activation: str = "tanh", backend: str = "cpu"):
         self.params, self.vocab, self.activation, self.backend = params, vocab, activation, backend
@@ -103,7 +104,7 @@ def beam_complete(reader: Reader, prefix: str, *, k: int = 5, beam: int = 16,
     stop = reader.vocab.id(STOP)
     logp, s = _prefix_state(reader, prefix)
     beams = [("", 0.0)]                                   # (completion so far, log p)
-    step_logp, states = logp[None, :], s                  # (B,k), (B,d)
+    step_logp, states = logp[None, :], s                  # (B,k), (B,d) or (cells,B,d) for a stack
     finished = []
     for _ in range(max_len + 1):
         scores = np.array([lp for _, lp in beams])[:, None] + step_logp
@@ -123,7 +124,7 @@ def beam_complete(reader: Reader, prefix: str, *, k: int = 5, beam: int = 16,
             break                                         # no live beam can overtake the k-th best
         beams = [(w, lp) for _, w, _, lp in survivors]
         logits, states = reader.step(np.array([sym for _, _, sym, _ in survivors]),
-                                     states[[b for b, _, _, _ in survivors]])
+                                     states[..., [b for b, _, _, _ in survivors], :])
         step_logp = log_softmax(logits.astype(np.float64), axis=1)
     return sorted(finished, key=lambda f: -f[1])[:k]
 
@@ -136,10 +137,13 @@ def tag(reader: Reader, ids: np.ndarray, tags: list[str]) -> tuple[list[str], np
     return [tags[i] for i in best], p[np.arange(len(best)), best]
 
 
-def pooled_probabilities(logits: np.ndarray, lengths: np.ndarray, pool: str) -> np.ndarray:
+def pooled_probabilities(logits: np.ndarray, lengths: np.ndarray, pool: str, final=None) -> np.ndarray:
     """p(class) (B,k) from logits (T,B,k): the softmax at each sequence's last step
-    (pool="last"), or the mean over its steps of each step's softmax (pool="mean", for
-    models trained with the label at every step)."""
+    (pool="last"; of `final` (B,k) when given, `gpurnn.bptt.final_logits`, which a bidirectional
+    model needs), or the mean over its steps of each step's softmax (pool="mean", for models
+    trained with the label at every step)."""
+    if pool == "last" and final is not None:
+        return softmax(np.asarray(final, np.float64), axis=1)
     p = softmax(logits.astype(np.float64), axis=2)
     lengths = np.asarray(lengths)
     if pool == "last":
@@ -152,5 +156,6 @@ def pooled_probabilities(logits: np.ndarray, lengths: np.ndarray, pool: str) -> 
 
 def class_probabilities(reader: Reader, ids: np.ndarray, *, pool: str = "last") -> np.ndarray:
     """p(class) (k,) for one sentence of word ids (L,) (see `pooled_probabilities`)."""
-    logits, _ = reader.run(np.asarray(ids).reshape(-1, 1))
-    return pooled_probabilities(logits, np.array([logits.shape[0]]), pool)[0]
+    logits, s_last = reader.run(np.asarray(ids).reshape(-1, 1))
+    final = final_logits(reader.params, s_last, backend=reader.backend)
+    return pooled_probabilities(logits, np.array([logits.shape[0]]), pool, final)[0]

@@ -23,7 +23,7 @@ import numpy as np
 
 from . import optim_rules as rules
 from .backends import backend_for
-from .model import FIELDS, Params
+from .model import Params
 
 __all__ = ["SGD", "Adagrad", "RMSprop", "Adam", "OPTIMIZERS", "Optimizer", "Schedule", "make_optimizer",
            "make_schedule", "SCHEDULES"]
@@ -48,10 +48,10 @@ class Optimizer:
             raise ValueError(f"lr must be a finite number >= 0, got {lr!r}")
         self.t += 1
         code, scalars = self._scalars(float(lr))
-        for name in FIELDS:
-            slots = [getattr(self.state[slot], name) for slot in self.slots]
+        for name, param in params.items():
+            slots = [self.state[slot][name] for slot in self.slots]
             s1, s2 = slots[0], slots[-1]
-            rules.update(code, getattr(params, name), getattr(grads, name), s1, s2, scalars)
+            rules.update(code, param, grads[name], s1, s2, scalars)
 
     def _scalars(self, lr):
         """(rule code, (lr, a, b, eps, c1, c2)) for this step."""
@@ -73,7 +73,7 @@ class Optimizer:
                     raise ValueError(f"optimizer state {key!r} must have shape {tuple(target.shape)}, "
                                      f"got {tuple(arrays[key].shape)}")
                 restored[name] = backend_for(target).asarray(arrays[key], target.dtype)
-            self.state[slot] = Params(**restored)
+            self.state[slot] = Params.from_items(restored.items())
         self.t = int(t)
 
     @classmethod

@@ -8,7 +8,8 @@
               dW = S_prevᵀ Δ;  dU = Xᵀ Δ;  db = Σ Δ;  ds0 = Δ_0 Wᵀ;  dX = Δ Uᵀ
 
 This is the split cuDNN's API makes (states forward; data and weight gradients backward):
-`gpurnn.bptt` runs it around its output layer, `gpurnn.torch.RNN` once per layer and direction.
+`gpurnn.stack` runs it once per layer and direction under `gpurnn.bptt`'s output layer,
+`gpurnn.torch.RNN` once per layer and direction under autograd.
 `states`/`backprop` take the backend's own arrays; `forward`/`backward` are the checked public
 calls, whose results are NumPy arrays for NumPy weights and stay on the device for CuPy ones.
 """
@@ -97,7 +98,8 @@ class Placement:
         self.be, self.problem, self.on_host = be, problem, on_host
         self.inputs = be.asarray(problem.inputs, None if problem.tokens else dtype)
         self.lengths = be.asarray(problem.lengths)
-        self.s0 = be.zeros((problem.B, problem.d), dtype) if problem.s0 is None else be.asarray(problem.s0, dtype)
+        shape = (problem.B, problem.d) if problem.cells == 1 else (problem.cells, problem.B, problem.d)
+        self.s0 = be.zeros(shape, dtype) if problem.s0 is None else be.asarray(problem.s0, dtype)
 
     def states(self, U, b, W):
         """S (T+1,B,d) with S[0] = s0, from the backend's U, b, W."""

@@ -83,7 +83,7 @@ class Trainer:
         self.rng = np.random.default_rng(config.seed)
         self.position = {"step": 0, "epoch": 0, "batch": 0, "rng": self.rng.bit_generator.state,
                          "best_loss": None, "best_step": None, "evals_since_best": 0}
-        self.carry = None                      # (B,d) streams' states after the last step
+        self.carry = None                      # streams' states after the last step: (B,d), (cells,B,d) for a stack
         self.last_eval: EvalStats | None = None
         self.stop_reason: str | None = None    # why the last `fit` ended (see `fit`)
         self._stop_request: str | None = None
@@ -111,7 +111,8 @@ class Trainer:
         s0 = self.carry if batch.carry else None
         with nvtx_range("bptt"):
             result = bptt(self.params, batch.inputs, batch.targets, lengths=batch.lengths, s0=s0,
-                          activation=cfg.activation, output=cfg.output, truncate=cfg.truncate, backend=self.backend,
+                          activation=cfg.activation, output=cfg.output, truncate=cfg.truncate, dropout=cfg.dropout,
+                          dropout_seed=(cfg.seed, self.step_count), backend=self.backend,
                           check_values=False)    # values: checked on the host (`_moved`), here on a GPU
         grads, loss_sum, count = result.grads, result.loss, result.count
         if self.reduce is not None:
@@ -304,8 +305,9 @@ class Trainer:
                 raise ValueError("save needs a path (or a trainer with out_dir), got neither")
             path = self.out_dir / CHECKPOINT
         arrays = {f"optim.{key}": value for key, value in self.optimizer.state_dict().items()}
-        if self.carry is not None:
-            arrays["carry"] = self.carry if self.parallel is None else self.parallel.gather_rows(self.carry)
+        if self.carry is not None:       # the ranks' rows gathered: the batch axis is -2, (B,d) or (cells,B,d)
+            arrays["carry"] = self.carry if self.parallel is None else _swap_batch_first(
+                self.parallel.gather_rows(_swap_batch_first(to_host(self.carry))))
         if self.parallel is not None and not self.parallel.is_root:
             return path
         trainer = {**self.position, "optimizer_t": self.optimizer.t}
@@ -328,7 +330,8 @@ class Trainer:
         trainer.position.update(saved)
         if "carry" in ckpt.arrays:
             carry = ckpt.arrays["carry"]
-            trainer.carry = trainer.backend.asarray(carry if comm is None else trainer.parallel.local_rows(carry))
+            trainer.carry = trainer.backend.asarray(
+                carry if comm is None else _swap_batch_first(trainer.parallel.local_rows(_swap_batch_first(carry))))
         return trainer
 
     def host_params(self) -> Params:
@@ -349,3 +352,8 @@ class _Throughput:
             return tokens / max(seconds, 1e-9)
         self.tokens, self.seconds = self.tokens + tokens, self.seconds + seconds
         return self.tokens / max(self.seconds, 1e-9)
+
+
+def _swap_batch_first(states):
+    """Carried states (cells,B,d) as (B,cells,d) and back (the swap undoes itself); (B,d) as is."""
+    return None if states is None else states.swapaxes(0, -2)

@@ -5,6 +5,7 @@ import dataclasses
 from typing import NamedTuple
 
 from .activations import activation_code
+from .bptt import check_dropout
 from .clip import NonFiniteGradientError
 from .optim import OPTIMIZERS, SCHEDULES
 from .validation import OUTPUTS
@@ -30,6 +31,7 @@ class TrainConfig:
     max_norm: float = 5.0             # clip="norm": ‖g‖ ≤ max_norm (Pascanu et al.)
     clip_value: float = 5.0           # clip="value": each entry in [−clip_value, clip_value]
     truncate: int | None = None       # per-loss truncation τ (None: exact BPTT within each batch/chunk)
+    dropout: float = 0.0              # a stack's inverted dropout between layers (masks seeded by seed and step)
     output: str = "all"               # all: a loss per step (LM, tagging) | last: one per sequence (classify)
                                       # | mean, max: one per sequence, read from a pool of its states
     loss_norm: str = "mean"           # mean: update with sum/count (per target) | sum
@@ -79,6 +81,7 @@ def check_config(config: TrainConfig) -> None:
         if getattr(config, name) not in allowed:
             raise ValueError(f"config.{name} must be one of {allowed}, got {getattr(config, name)!r}")
     activation_code(config.activation)
+    check_dropout(config.dropout, "config.dropout")
     for name in ("max_norm", "clip_value", "lr_step_every"):
         if not getattr(config, name) > 0:
             raise ValueError(f"config.{name} must be > 0, got {getattr(config, name)!r}")

@@ -23,6 +23,7 @@ from enum import Enum
 
 import typer
 
+from .cli_checks import check_model_options
 from .data.errors import DataError
 from .run_folder import LOG, TENSORBOARD, RunFolder, RunFolderError
 from .train import BEST, CHECKPOINT
@@ -32,8 +33,9 @@ DEFAULTS = {"charlm": (256, 2e-3, 32, 1), "autocomplete": (128, 5e-3, 32, 10), "
             "classify": (64, 1e-3, 32, 5), "sequences": (64, 2e-3, 16, 100)}
 # What the model and its data are: a resumed run keeps them (--batch-size too: the position
 # in the epoch and the streams' states belong to it).
-FIXED = ("task", "hidden", "activation", "recurrent_init", "optimizer", "schedule", "clip", "truncate",
-         "batch_size", "seq_len", "valid_fraction", "min_count", "pool", "word_dropout", "seed")
+FIXED = ("task", "hidden", "layers", "bidirectional", "dropout", "activation", "recurrent_init", "optimizer",
+         "schedule", "clip", "truncate", "batch_size", "seq_len", "valid_fraction", "min_count", "pool", "word_dropout",
+         "seed")
 # What a resumed run may change: the trainer's configuration takes the new value.
 ADJUSTABLE = ("lr", "max_norm", "patience", "eval_every", "checkpoint_every")
 EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}
@@ -60,6 +62,7 @@ def run_training(options: dict, given: set, echo=typer.echo) -> None:
         _check_tensorboardx()
     saved = load_checkpoint(folder.checkpoint) if o["resume"] else None
     settings = _settings(o, given, saved)
+    check_model_options(settings)
     if saved is not None and _finished(saved, settings, o["out"], echo):
         return
     task = get_task(settings["task"])
@@ -154,7 +157,8 @@ def _train_in(folder: RunFolder, task, prepared, settings: dict, o: dict, saved,
     logs = [history] + ([TensorBoardLog(out / TENSORBOARD)] if o["tensorboard"] and root else [])
     callbacks = logs + ([] if o["progress"] else [EvalLog(echo)])
     try:
-        model = {"inputs": prepared.n_in, "hidden": settings["hidden"], "outputs": prepared.n_out, "layers": 1}
+        model = {"inputs": prepared.n_in, "hidden": settings["hidden"], "outputs": prepared.n_out,
+                 "layers": settings["layers"], "bidirectional": settings["bidirectional"]}
         trainer = _trainer(prepared, settings, model, o["backend"], saved, callbacks, out, echo, comm)
         echo(f"{task.name}: {prepared.n_in} inputs, hidden {model['hidden']}, {prepared.n_out} outputs, "
              f"{len(prepared.train)} batches per epoch, backend {trainer.backend.name}")
@@ -205,8 +209,10 @@ def _trainer(prepared, settings: dict, model: dict, backend: str, saved, callbac
         return trainer
     config = TrainConfig(output=prepared.output, backend=backend,
                          **{k: settings[k] for k in ("activation", "optimizer", "lr", "schedule", "clip", "max_norm",
-                                                     "truncate", "seed", "eval_every", "patience", "checkpoint_every")})
-    params = init_params(prepared.n_in, settings["hidden"], prepared.n_out, seed=settings["seed"],
+                                                     "truncate", "dropout", "seed", "eval_every", "patience",
+                                                     "checkpoint_every")})
+    params = init_params(prepared.n_in, settings["hidden"], prepared.n_out, layers=settings["layers"],
+                         bidirectional=settings["bidirectional"], seed=settings["seed"],
                          recurrent=settings["recurrent_init"])
     return Trainer(params, config, callbacks=callbacks, meta={**prepared.meta, "settings": settings, "model": model},
                    out_dir=out, comm=comm)

@@ -16,7 +16,7 @@ import numpy as np
 
 from .activations import activation_code
 from .arrays import array_module, is_array
-from .model import FIELDS, Params
+from .model import CELL_FIELDS, Params
 
 OUTPUTS = ("all", "last", "mean", "max")
 POOLS = ("mean", "max")   # outputs read from a pool over each sequence's real states s_1..s_L
@@ -44,27 +44,41 @@ class Problem:
     output: str = "all"
     targets: object = None
     truncate: int | None = None
+    cells: int = 1        # layers · directions; s0 is (B,d) for 1, else (cells,B,d) as torch's h_0
 
 
 def check_params(params, *, check_values=True) -> tuple[np.dtype, int, int, int]:
     """The dtype and sizes (n, d, k) of valid parameters (finite: unless check_values is
-    False and they are on the GPU)."""
+    False and they are on the GPU): every cell's U (n_ℓ,d), W (d,d), b (d,) with n_0 = n
+    and n_ℓ = D·d above, and the head's V (D·d,k), c (k,)."""
     if not isinstance(params, Params):
         raise TypeError(f"params must be a gpurnn.Params, got {type(params).__name__}")
     named = {f"params.{name}": value for name, value in params.items()}
     dtype = _check_weights(named, "params")
-    n, d = _shape(params.U, "params.U", 2)
+    n, d = _shape(params.cell(0).U, f"params.{params.cell_name(0, 'fw', 'U')}", 2)
     k = _shape(params.V, "params.V", 2)[1]
-    expected = {"U": (n, d), "W": (d, d), "V": (d, k), "b": (d,), "c": (k,)}
-    for name in FIELDS:
-        got = tuple(getattr(params, name).shape)
-        if got != expected[name]:
-            raise ValueError(f"params.{name} must have shape {expected[name]} (from U {(n, d)} and V's {k} "
-                             f"columns), got {got}")
+    width = params.directions * d
+    expected = {}
+    for layer, direction, _ in params.cells():
+        rows = n if layer == 0 else width
+        for field, shape in zip(CELL_FIELDS, ((rows, d), (d, d), (d,))):
+            expected[params.cell_name(layer, direction, field)] = shape
+    expected.update(zip(params.head_names(), ((width, k), (k,))))
+    for name, value in params.items():
+        if tuple(value.shape) != expected[name]:
+            raise ValueError(f"params.{name} must have shape {expected[name]} (from U {(n, d)}, V's {k} columns, "
+                             f"{params.layers} layer(s), {params.directions} direction(s)), got {tuple(value.shape)}")
     for name, value in named.items():
         if _wanted(value, check_values):
             _check_finite(value, name)
     return dtype, n, d, k
+
+
+def check_one_recurrence(params) -> None:
+    """What studies one recurrence (the diagnostics) asks: params of one layer of one direction."""
+    if isinstance(params, Params) and params.n_cells != 1:
+        raise ValueError(f"params must have one layer of one direction (the diagnostics study one recurrence), "
+                         f"got {params.layers} layers of {params.directions} directions")
 
 
 def _check_weights(named, what) -> np.dtype:
@@ -94,10 +108,12 @@ def check_call(params, inputs, *, lengths=None, s0=None, activation="tanh", outp
     if output in POOLS and _wanted(lengths, check_values) and int(lengths.min()) < 1:
         raise ValueError(f"lengths must be >= 1 for output={output!r} (a pool over no steps is undefined), "
                          f"got a 0 at sequence {int(lengths.argmin())}")
+    cells = params.n_cells
     if s0 is not None:
-        _check_state(s0, "s0", "(B, d)", (B, d), finite=_wanted(s0, check_values))
+        names, shape = ("(B, d)", (B, d)) if cells == 1 else ("(layers·directions, B, d)", (cells, B, d))
+        _check_state(s0, "s0", names, shape, finite=_wanted(s0, check_values))
     problem = Problem(T, B, n, d, k, dtype, tokens, inputs, lengths, s0, act, output,
-                      truncate=_effective_truncate(truncate, T))
+                      truncate=_effective_truncate(truncate, T), cells=cells)
     if need_targets:
         problem.targets = _loss_targets(targets, output, lengths, T, B, k, check_values)
     return problem

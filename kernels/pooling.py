@@ -1,9 +1,9 @@
 """Mean and max pooling over each sequence's real states, and the pool's gradient.
 
-S (T+1,B,d) holds s0..s_T; sequence b is real on s_1..s_L with L = lengths[b] ≥ 1.
+H (T,B,d) holds the states s_1..s_T; sequence b is real on H[0..L−1] with L = lengths[b] ≥ 1.
 
-pool_states  mode MEAN: P[b, j] = (Σ_{t=1}^{L} S[t, b, j]) / L, summed in order t = 1..L.
-             mode MAX:  P[b, j] = max_{t ≤ L} S[t, b, j], argmax[b, j] = t − 1 for the first
+pool_states  mode MEAN: P[b, j] = (Σ_{t<L} H[t, b, j]) / L, summed in order t = 0..L−1.
+             mode MAX:  P[b, j] = max_{t<L} H[t, b, j], argmax[b, j] = t for the first
              t that reaches it (a later equal value never replaces it).
              Launch: block LANES = (lx, ly), grid (ceil(B/ly), ceil(d/lx)) (rows along x, whose
              limit is 2^31 − 1); thread (ty, tx) owns P[bx·ly + ty, by·lx + tx] and walks its
@@ -24,8 +24,8 @@ MODES = {"mean": MEAN, "max": MAX}
 
 
 @cuda.jit(cache=True)
-def pool_states(S, lengths, mode, P, argmax):
-    """S (T+1,B,d); lengths (B,) int64 ≥ 1; mode MEAN | MAX -> P (B,d), argmax (B,d) int64
+def pool_states(H, lengths, mode, P, argmax):
+    """H (T,B,d); lengths (B,) int64 ≥ 1; mode MEAN | MAX -> P (B,d), argmax (B,d) int64
     (written for MAX only)."""
     B, d = P.shape
     i = cuda.blockIdx.x * cuda.blockDim.y + cuda.threadIdx.y
@@ -34,14 +34,14 @@ def pool_states(S, lengths, mode, P, argmax):
         L = lengths[i]
         if mode == MEAN:
             acc = P.dtype.type(0)
-            for t in range(1, L + 1):
-                acc += S[t, i, j]
+            for t in range(L):
+                acc += H[t, i, j]
             P[i, j] = acc / P.dtype.type(L)
         else:
-            best, where = S[1, i, j], 0
-            for t in range(2, L + 1):
-                if S[t, i, j] > best:
-                    best, where = S[t, i, j], t - 1
+            best, where = H[0, i, j], 0
+            for t in range(1, L):
+                if H[t, i, j] > best:
+                    best, where = H[t, i, j], t
             P[i, j] = best
             argmax[i, j] = where
 

@@ -2,15 +2,18 @@
 
     .venv/bin/python profiling/bench_cpu.py --out profiling/results_cpu.json
 
-Each side runs in its own process (torch from /work/torchenv, gpurnn from .venv) on the
-same weights and inputs, written once to a temporary .npz per row; both get 2 threads
-(--threads).
+Each side runs in its own process (torch from $TORCH_PYTHON, default .venv with the [torch]
+extra; gpurnn from .venv) on the same weights and inputs, written once to a temporary .npz
+per row; both get 2 threads (--threads).
 A worker times `repeats` calls after `warmup` untimed ones (Numba compiles there) and
 reports the loss too, so the orchestrator checks that both sides computed the same thing.
 Rounds alternate torch and gpurnn processes; the table shows medians over all samples.
 
 Work per call, counted as 2 flops per multiply-add (dense inputs; token inputs skip the
 two products with n):  2·T·B·(2·n·d + 3·d·d + 3·d·k)  — x U, dU, s W fwd/bwd, dW, s V, dV, dZ Vᵀ.
+A row (T, B, n, d, k, L, D) is a stack of L layers of D directions against
+`nn.RNN(num_layers=L, bidirectional=D == 2)`: each upper cell reads D·d inputs and passes
+their gradient down (3 products with n_ℓ = D·d), the head reads D·d.
 """
 from __future__ import annotations
 
@@ -27,33 +30,41 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 ROWS = [(100, 32, 64, 128, 64), (100, 1, 64, 128, 64), (1000, 8, 64, 256, 64),
-        (50, 128, 128, 512, 128), (200, 64, 65, 256, 65)]
+        (50, 128, 128, 512, 128), (200, 64, 65, 256, 65),
+        (100, 32, 64, 128, 64, 2, 2), (100, 64, 64, 128, 64, 2, 2), (100, 256, 64, 128, 64, 2, 2)]
 THREADS = 2                 # each side; --threads changes it
-TORCH_PYTHON = "/work/torchenv/bin/python"
+TORCH_PYTHON = os.environ.get("TORCH_PYTHON", str(ROOT / ".venv/bin/python"))   # any Python with torch
 GPURNN_PYTHON = str(ROOT / ".venv/bin/python")
 # OpenBLAS overrides that some machines set; they can pin a slower kernel, so the
 # workers of this benchmark (never the tests) run without them. See RESULTS.md.
 OPENBLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
-def flops(T, B, n, d, k, tokens=False):
+def flops(T, B, n, d, k, layers=1, directions=1, tokens=False):
     """Multiply-adds ×2 of one forward + backward call (see the module docstring)."""
-    return 2 * T * B * ((0 if tokens else 2 * n * d) + 3 * d * d + 3 * d * k)
+    cells = directions * ((0 if tokens else 2 * n * d) + 3 * d * d
+                          + (layers - 1) * (3 * directions * d * d + 3 * d * d))
+    return 2 * T * B * (cells + 3 * directions * d * k)
 
 
-def make_case(path, T, B, n, d, k, seed=0):
-    """Weights (float32, PyTorch's U(−1/√d, 1/√d) init), dense inputs, token ids, targets."""
+def make_case(path, T, B, n, d, k, layers=1, directions=1, seed=0):
+    """Weights (float32, PyTorch's U(−1/√d, 1/√d) init; biases too), dense inputs, token ids,
+    targets; the weights under "param.<tree name>"."""
     import numpy as np
+
+    from gpurnn.model import init_params
 
     rng = np.random.default_rng(seed)
     bound = 1 / math.sqrt(d)
-
-    def uniform(*shape):
-        return rng.uniform(-bound, bound, shape).astype(np.float32)
-
-    np.savez(path, U=uniform(n, d), W=uniform(d, d), V=uniform(d, k), b=uniform(d), c=uniform(k),
-             x=rng.standard_normal((T, B, n)).astype(np.float32),
+    shapes = init_params(n, d, k, layers=layers, bidirectional=directions == 2)
+    weights = {f"param.{name}": rng.uniform(-bound, bound, a.shape).astype(np.float32) for name, a in shapes.items()}
+    np.savez(path, **weights, x=rng.standard_normal((T, B, n)).astype(np.float32),
              tokens=rng.integers(0, n, (T, B)), targets=rng.integers(0, k, (T, B)))
+
+
+def weights_of(case) -> dict:
+    """The weights of a loaded case, under their tree names."""
+    return {key[len("param."):]: case[key] for key in case.files if key.startswith("param.")}
 
 
 def time_calls(step, warmup, repeats):
@@ -76,8 +87,8 @@ def torch_worker(case, warmup, repeats, threads):
 
     torch.set_num_threads(threads)
     a = np.load(case)
-    (T, B, n), k = a["x"].shape, a["V"].shape[1]
-    rnn, head = torch_model(torch, a)
+    rnn, head = torch_model(torch, weights_of(a))
+    T, B, k = a["x"].shape[0], a["x"].shape[1], head.out_features
     x, targets = torch.from_numpy(a["x"]), torch.from_numpy(a["targets"]).reshape(-1)
     weights = list(rnn.parameters()) + list(head.parameters())
 
@@ -103,7 +114,7 @@ def gpurnn_worker(case, warmup, repeats, threads):
 
     threadpool_limits(threads)
     a = np.load(case)
-    params = gpurnn.Params(a["U"], a["W"], a["V"], a["b"], a["c"])
+    params = gpurnn.Params.from_items(weights_of(a).items())
     targets = a["targets"]           # read once: each a[...] reads the .npz file again
     result = {}
     for kind in ("dense", "tokens"):
@@ -168,7 +179,8 @@ def summarise(rows, answers, threads):
             med[f"{side}_{kind}"], best[f"{side}_{kind}"] = statistics.median(samples), min(samples)
         torch_loss, ours_loss = answers["torch"][0]["rows"][i]["loss"], answers["gpurnn"][0]["rows"][i]["loss"]
         rate = flops(*shape) / med["gpurnn_dense"]
-        table.append({"shape": dict(zip("TBndk", shape)), "seconds": med, "seconds_min": best,
+        table.append({"shape": dict(zip(("T", "B", "n", "d", "k", "layers", "directions"), shape)),
+                      "seconds": med, "seconds_min": best,
                       "speedup_dense": med["torch_dense"] / med["gpurnn_dense"],
                       "speedup_tokens": med["torch_dense"] / med["gpurnn_tokens"],
                       "gpurnn_flops": rate, "gemm_fraction": rate / gemm,
@@ -180,11 +192,12 @@ def summarise(rows, answers, threads):
 
 def markdown(summary):
     """The results as a markdown table."""
-    lines = ["| T | B | n | d | k | torch ms | gpurnn ms | speed-up | gpurnn tokens ms | speed-up (tokens) "
-             "| gpurnn GFLOP/s | % of GEMM |", "|" + "---|" * 12]
+    lines = ["| T | B | n | d | k | layers × directions | torch ms | gpurnn ms | speed-up | gpurnn tokens ms "
+             "| speed-up (tokens) | gpurnn GFLOP/s | % of GEMM |", "|" + "---|" * 13]
     for r in summary["rows"]:
         s, sec = r["shape"], r["seconds"]
-        lines.append(f"| {s['T']} | {s['B']} | {s['n']} | {s['d']} | {s['k']} | {1e3 * sec['torch_dense']:.2f} "
+        lines.append(f"| {s['T']} | {s['B']} | {s['n']} | {s['d']} | {s['k']} | {s.get('layers', 1)} × "
+                     f"{s.get('directions', 1)} | {1e3 * sec['torch_dense']:.2f} "
                      f"| {1e3 * sec['gpurnn_dense']:.2f} | {r['speedup_dense']:.2f}× "
                      f"| {1e3 * sec['gpurnn_tokens']:.2f} | {r['speedup_tokens']:.2f}× "
                      f"| {r['gpurnn_flops'] / 1e9:.1f} | {100 * r['gemm_fraction']:.0f}% |")

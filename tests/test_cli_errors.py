@@ -51,6 +51,10 @@ TRAIN_CASES = [                      # (extra arguments to TRAIN, what the one l
     (["--steps", "-1"], "--steps"),
     (["--resume", "--overwrite"], "--overwrite"),
     (["--schedule", "weekly"], "--schedule"),
+    (["--layers", "0"], "--layers"),
+    (["--dropout", "1"], "--dropout"),
+    (["--dropout", "0.2"], "--layers 2"),            # one layer: nothing between layers
+    (["--bidirectional"], "--bidirectional"),       # an autocomplete model must not read ahead
 ]
 USE_CASES = [                        # (command line, what the one line must name)
     (["sample", "{tmp}/nope/"], "CHECKPOINT"),

@@ -42,7 +42,7 @@ def test_run_folder_resume_and_finished_run(tmp_path):
     assert "stopped: 4 steps done (--steps 4)" in first and re.search(r"^metric valid/loss_nats \S+$", first, re.M)
     data, steps, evals = history(out)
     assert steps == [1, 2, 3, 4] and evals == [2, 4] and data["stop"] == "steps"
-    assert data["model"] == {"inputs": 15, "hidden": 8, "outputs": 15, "layers": 1}
+    assert data["model"] == {"inputs": 15, "hidden": 8, "outputs": 15, "layers": 1, "bidirectional": False}
     assert data["settings"]["batch_size"] == 32 and data["config"]["checkpoint_every"] == 3
     meta = load_checkpoint(out / "checkpoint.safetensors").meta
     assert meta["settings"]["seq_len"] == 50 and meta["model"] == data["model"]

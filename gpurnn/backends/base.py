@@ -22,6 +22,11 @@ class Backend(Protocol):
 
     def zeros(self, shape, dtype) -> Array: ...
 
+    def array_op(self, fn, *arrays) -> Array:
+        """fn(xp, *arrays) -> one array, with xp the array library that runs it where the arrays
+        live (NumPy, CuPy; host copies under the CUDA simulator): the layer stack's glue
+        (reversal within lengths, concatenation, sums), never a hot loop."""
+
     def project_inputs(self, inputs, U, b, lengths) -> Array:
         """XP (T,B,d) = x_t U + b: a row gather of U for token ids (T,B), one GEMM over
         all T·B rows for dense inputs (T,B,n). Rows past a sequence's length are not read
@@ -31,11 +36,10 @@ class Backend(Protocol):
         """S (T+1,B,d): S[0] = s0, S[t+1] = σ(XP[t] + S[t] W) while t < lengths[b], else
         S[t+1][b] = S[t][b] (a finished sequence keeps its state)."""
 
-    def pool_states(self, S, lengths, mode) -> tuple[Array, Array]:
-        """The pool over each sequence's real states S[1..L] (L = lengths[b] ≥ 1), S (T+1,B,d):
-        mode "mean" -> (P (B,d) = Σ_t S[t] / L, None); "max" -> (P (B,d) with P[b,j] = max_t
-        S[t,b,j], argmax (B,d) int64: the 0-based index t−1 of the state s_t holding that max, the
-        first on ties)."""
+    def pool_states(self, H, lengths, mode) -> tuple[Array, Array]:
+        """The pool over each sequence's real states H[0..L−1] = s_1..s_L (L = lengths[b] ≥ 1),
+        H (T,B,d): mode "mean" -> (P (B,d) = Σ_t H[t] / L, None); "max" -> (P (B,d) with P[b,j] =
+        max_t H[t,b,j], argmax (B,d) int64: the index t of H holding that max, the first on ties)."""
 
     def unpool_grad(self, dP, lengths, argmax, mode, T) -> Array:
         """G (T,B,d) = ∂L/∂s_t explicit from dP (B,d) = ∂L/∂P: dP[b] / L for t < L ("mean"),

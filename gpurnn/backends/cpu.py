@@ -125,7 +125,7 @@ def _backward_truncated(G, S, WT, lengths, act, tau, delta, ds0):
                     total += local[c, i, j]
                 dk[i, j] = total
         gemm(False, False, 1.0, local.reshape((m * B, d)), WT, 0.0, chains.reshape((m * B, d)))
-    # ds0 = Δ_0 Wᵀ: every chain still holding a term at step 0 contributes (DESIGN.md's
+    # ds0 = Δ_0 Wᵀ: every chain still holding a term at step 0 contributes (docs/design.md's
     # Σ_k ∂L_t/∂s_k ∂⁺s_k/∂θ with θ = s0, whose only explicit term is at the first step).
     for c in range(m):
         ds0 += chains[c]
@@ -205,6 +205,9 @@ class CPUBackend:
     def zeros(self, shape, dtype):
         return np.zeros(shape, dtype)
 
+    def array_op(self, fn, *arrays):
+        return fn(np, *arrays)
+
     def project_inputs(self, inputs, U, b, lengths):
         T, B = inputs.shape[:2]
         if inputs.ndim == 2:
@@ -225,12 +228,12 @@ class CPUBackend:
             run_sliced(_recurrence_forward, B, d, lambda r: (XP[:, r], W, S[:, r], lengths[r], activation))
         return S
 
-    def pool_states(self, S, lengths, mode):
-        real = np.arange(S.shape[0] - 1)[:, None, None] < lengths[None, :, None]     # (T,B,1)
+    def pool_states(self, H, lengths, mode):
+        real = np.arange(H.shape[0])[:, None, None] < lengths[None, :, None]         # (T,B,1)
         if mode == "mean":
-            return np.where(real, S[1:], 0).sum(axis=0) / lengths[:, None].astype(S.dtype), None
-        argmax = np.where(real, S[1:], -np.inf).argmax(axis=0)                           # first on ties
-        return np.take_along_axis(S[1:], argmax[None], axis=0)[0], argmax
+            return np.where(real, H, 0).sum(axis=0) / lengths[:, None].astype(H.dtype), None
+        argmax = np.where(real, H, -np.inf).argmax(axis=0)                              # first on ties
+        return np.take_along_axis(H, argmax[None], axis=0)[0], argmax
 
     def unpool_grad(self, dP, lengths, argmax, mode, T):
         B, d = dP.shape

@@ -121,6 +121,9 @@ class CUDABackend:
     def zeros(self, shape, dtype):
         return mem.zeros(shape, dtype)
 
+    def array_op(self, fn, *arrays):
+        return mem.device_index_op(lambda *a: (fn(mem.array_library(), *a),), *arrays)[0]
+
     # forward ------------------------------------------------------------------------
     def project_inputs(self, inputs, U, b, lengths):
         T, B = inputs.shape[:2]
@@ -151,10 +154,10 @@ class CUDABackend:
             launch(*views, t, activation, prod_view, not fused)
         return S
 
-    def pool_states(self, S, lengths, mode):
-        B, d = S.shape[1], S.shape[2]
-        P, argmax = mem.empty((B, d), S.dtype), mem.empty((B, d), np.int64)
-        pooling.pool_states[_lanes(B, d)](mem.kernel_view(S), mem.kernel_view(lengths), pooling.MODES[mode],
+    def pool_states(self, H, lengths, mode):
+        B, d = H.shape[1], H.shape[2]
+        P, argmax = mem.empty((B, d), H.dtype), mem.empty((B, d), np.int64)
+        pooling.pool_states[_lanes(B, d)](mem.kernel_view(H), mem.kernel_view(lengths), pooling.MODES[mode],
                                           mem.kernel_view(P), mem.kernel_view(argmax))
         return P, (argmax if mode == "max" else None)
 

@@ -1,6 +1,6 @@
 """Jacobians through time, their norms, the lecture's bound and the explicit ∂⁺s_k/∂W.
 
-Row-vector model (DESIGN.md): a_t = x_t U + s_{t−1} W + b, s_t = σ(a_t). As a column
+Row-vector model (docs/design.md): a_t = x_t U + s_{t−1} W + b, s_t = σ(a_t). As a column
 Jacobian (rows index s_t, columns index s_{t−1}),
 
     ∂s_t/∂s_{t−1} = diag(σ'(a_t)) Wᵀ,    ∂s_t/∂s_k = Π_{j=t}^{k+1} diag(σ'(a_j)) Wᵀ   (k ≤ t)
@@ -25,6 +25,7 @@ import numpy as np
 from .. import activations
 from ..arrays import array_module
 from ..bptt import forward
+from ..validation import check_one_recurrence
 
 # σ'(a) from s = σ(a), elementwise on host arrays: the shared scalar definition, vectorised.
 _sigma_prime = numba.vectorize(["float32(int64, float32)", "float64(int64, float64)"],
@@ -42,7 +43,9 @@ def sigma_prime_states(states, activation) -> object:
 
 
 def run_states(params, inputs, *, activation="tanh", s0=None, backend="auto"):
-    """(states (T,B,d) = s_1..s_T, s0 (B,d), σ'(a_t) (T,B,d), logits (T,B,k)) on params' backend."""
+    """(states (T,B,d) = s_1..s_T, s0 (B,d), σ'(a_t) (T,B,d), logits (T,B,k)) on params' backend.
+    The diagnostics study one recurrence: `params` of one layer and one direction."""
+    check_one_recurrence(params)
     result = forward(params, inputs, s0=s0, activation=activation, backend=backend)
     xp = array_module(result.states)
     start = xp.zeros(result.s_last.shape, result.states.dtype) if s0 is None else xp.asarray(s0)

@@ -106,8 +106,8 @@ class Classify:
         sentences = read_sentences(paths)
         test = split(sentences, meta["split_seed"], held_out=True)[1] if paths == meta["data"] else sentences
         batches = labelled_batches(test, vocab, labels, 256, shuffle=False)
-        p = sum(np.concatenate([pooled_probabilities(logits, batch.lengths, m.meta["pool"])
-                                for batch, logits in logits_of(m.params, batches, m.activation, backend)])
+        p = sum(np.concatenate([pooled_probabilities(logits, batch.lengths, m.meta["pool"], final)
+                                for batch, logits, final in logits_of(m.params, batches, m.activation, backend)])
                 for m in models) / len(models)
         truth = np.array([labels.index(s.label) for s in test])
         majority = sum(s.label == meta["majority"] for s in test)

@@ -118,7 +118,7 @@ def _backward_truncated(G, g_last, S, WT, lengths, act, tau, delta, ds0):
                     total += local[c, i, j]
                 dk[i, j] = total
         np.dot(local.reshape((m * B, d)), WT, chains.reshape((m * B, d)))
-    # ds0 = Δ_0 W^T: every chain still holding a term at step 0 contributes (DESIGN.md's
+    # ds0 = Δ_0 W^T: every chain still holding a term at step 0 contributes (docs/design.md's
     # Σ_k ∂L_t/∂s_k ∂⁺s_k/∂θ with θ = s0, whose only explicit term is at the first step).
     for c in range(m):
         ds0 += chains[c]
