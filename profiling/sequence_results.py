@@ -8,6 +8,7 @@ For JapaneseVowels and BasicMotions (the UEA archive's `.ts` files) it measures
     plain    a plain last-step RNN: `gpurnn train --task sequences --pool last` with the default
              uniform initialisation (tanh, hidden 64, Adam 2e-3, 100 epochs), seeds 0, 1, 2
     model    the model docs/results.md reports (MODELS below), seeds 0, 1, 2
+    STACKED  on JapaneseVowels also the bidirectional models docs/results.md reports, seeds 0, 1, 2
 
 each gpurnn run through the command line (the exact commands are printed and saved); on
 BasicMotions also the plain model with one change at a time (ABLATION: which choice closes the
@@ -44,6 +45,11 @@ MODELS = {
                        "--lr", "5e-3"),
     "BasicMotions": ("--pool", "max"),
 }
+STACKED = {  # JapaneseVowels: the bidirectional sweep's best by validation and its best by test accuracy
+    "bi, by validation": ("--bidirectional", "--pool", "last", "--recurrent-init", "orthogonal", "--schedule",
+                          "cosine", "--hidden", "128"),
+    "bi 2 layers, by test": ("--bidirectional", "--layers", "2", "--dropout", "0.3", "--pool", "last",
+                             "--recurrent-init", "orthogonal", "--schedule", "cosine", "--hidden", "128")}
 ABLATION = {"orthogonal W": ("--pool", "last", "--recurrent-init", "orthogonal"),
             "clip at 1": ("--pool", "last", "--max-norm", "1"),
             "relu, W = I": ("--pool", "last", "--activation", "relu", "--recurrent-init", "identity"),
@@ -60,7 +66,7 @@ def train(data: Path, name: str, flags, seed: int, out: Path):
     if done.returncode:
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stdout}{done.stderr}")
     metrics = {m[1]: float(m[2]) for m in re.finditer(r"^metric (\S+) (\S+)$", done.stdout, re.M)}
-    return metrics["accuracy"], metrics["train_seconds"], " ".join(command)
+    return metrics["test/accuracy"], metrics["train/seconds"], " ".join(command)
 
 
 def gradient_by_lag(run: Path, train_file: Path) -> dict:
@@ -92,8 +98,10 @@ def main():
     for name in MODELS:
         train_file, test_file = args.data / f"{name}_TRAIN.ts", args.data / f"{name}_TEST.ts"
         row = {"dtw": nearest_neighbour_accuracy(read_measurements(train_file), read_measurements(test_file))}
-        for kind, flags in (("plain", PLAIN), ("model", MODELS[name])):
-            runs = [train(args.data, name, flags, seed, args.out / f"{name}-{kind}-s{seed}") for seed in SEEDS]
+        kinds = (("plain", PLAIN), ("model", MODELS[name]), *(STACKED.items() if name == "JapaneseVowels" else ()))
+        for kind, flags in kinds:
+            tag = re.sub(r"\W+", "-", kind).strip("-")
+            runs = [train(args.data, name, flags, seed, args.out / f"{name}-{tag}-s{seed}") for seed in SEEDS]
             row[kind] = {"accuracy": [r[0] for r in runs], "mean": float(np.mean([r[0] for r in runs])),
                          "train_seconds": [r[1] for r in runs], "commands": [r[2] for r in runs]}
         if name == "BasicMotions":
@@ -113,6 +121,12 @@ def main():
         cells = [f"{np.mean(row[k]['accuracy']):.1%} ({', '.join(f'{a:.1%}' for a in row[k]['accuracy'])})"
                  for k in ("plain", "model")]
         print(f"| {name} | {row['dtw']:.1%} | {cells[0]} | {cells[1]} |")
+    print("\n| JapaneseVowels, bidirectional | flags | accuracy (seeds 0, 1, 2) | mean |")
+    print("| --- | --- | --- | --- |")
+    for kind in STACKED:
+        r = results["JapaneseVowels"][kind]
+        print(f"| {kind} | `{' '.join(STACKED[kind])}` | {', '.join(f'{a:.1%}' for a in r['accuracy'])} | "
+              f"{r['mean']:.1%} |")
     bm = results["BasicMotions"]
     print("\n| BasicMotions, one change to the plain model | flags | accuracy (seeds 0, 1, 2) | mean |")
     print("| --- | --- | --- | --- |")
@@ -125,7 +139,8 @@ def main():
         for when, by_lag in by_when.items():
             print(f"| {kind}, {when} | " + " | ".join(f"{v:.2g}" for v in by_lag.values()) + " |")
     for name, row in results.items():
-        print(f"{name} model, seed 0: {row['model']['commands'][0]}")
+        for kind in ("model", *(STACKED if name == "JapaneseVowels" else ())):
+            print(f"{name} {kind}, seed 0: {row[kind]['commands'][0]}")
 
 
 if __name__ == "__main__":
