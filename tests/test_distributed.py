@@ -1,6 +1,8 @@
 """Data parallelism's pieces in one process: the shards of the data sources are exactly the
 parts of the global batches, and the flat all-reduce buffer packs and unpacks the gradients
 (on the CUDA backend too: the NCCL path's buffer, under the simulator)."""
+import os
+import subprocess
 import sys
 
 import numpy as np
@@ -9,7 +11,7 @@ import pytest
 from gpurnn.allreduce import FlatLayout
 from gpurnn.backends import get_backend
 from gpurnn.batches import SentenceBatches, TokenStreams, shard
-from gpurnn.distributed import launched_as_ranks, world
+from gpurnn.distributed import SIZE_VARIABLES, launched_as_ranks, world
 from gpurnn.model import Params
 
 
@@ -84,9 +86,11 @@ def test_a_single_process_has_no_communicator(monkeypatch):
     for name in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "PMIX_RANK"):
         monkeypatch.delenv(name, raising=False)
     assert not launched_as_ranks() and world() is None
-    import gpurnn.cli  # noqa: F401  (the command line and the trainer import gpurnn.distributed)
-
-    assert "mpi4py" not in sys.modules                  # a single process never loads MPI
+    # the command line and the trainer import gpurnn.distributed; a fresh single process never loads MPI
+    loaded = subprocess.run([sys.executable, "-c", "import sys, gpurnn.cli, gpurnn.train; print('mpi4py' in sys.modules)"],
+                            capture_output=True, text=True, check=True, env={k: v for k, v in os.environ.items()
+                                                                            if k not in SIZE_VARIABLES + ("PMIX_RANK",)})
+    assert loaded.stdout.strip() == "False", loaded.stderr
     monkeypatch.setenv("PMI_SIZE", "1")
     assert not launched_as_ranks()
     monkeypatch.setenv("PMI_SIZE", "4")
