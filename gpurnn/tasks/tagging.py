@@ -14,8 +14,9 @@ import numpy as np
 from ..checkpoint import load_checkpoint
 from ..data.batching import tagged_batches
 from ..data.conll import read_conllu
-from ..data.signatures import WordEncoder
+from ..data.features import FeatureEncoder
 from ..data.vocab import Vocab
+from ..data.word_dropout import WordDropout, frequency_dropout
 from . import Options, Prepared, logits_of
 
 
@@ -37,18 +38,29 @@ class Tag:
 
     def prepare(self, paths: list[str], valid: str | None, opts: Options) -> Prepared:
         sentences = [s for p in paths for s in read_conllu(p)]
-        encoder = WordEncoder.build([s.words for s in sentences], opts.min_count)
+        encoder = FeatureEncoder.build([s.words for s in sentences], opts.features, opts.min_count,
+                                       all_signatures=opts.word_dropout > 0)
         tags = Vocab.build((t for s in sentences for t in s.tags), specials=(), unk=None)
         train = tagged_batches(sentences, encoder, tags, opts.batch_size)
+        if opts.word_dropout > 0:
+            import os
+            if os.environ.get("TAG_ALPHA"):
+                counts = Counter(w for s in sentences for w in s.words)
+                per_id = np.array([counts[w] if encoder.words.known(w) else 0 for w in encoder.words.vocab.symbols]
+                                  + [0] * (len(encoder) - len(encoder.words.vocab)))
+                p = frequency_dropout(per_id, float(os.environ["TAG_ALPHA"]))
+            else:
+                p = np.where(np.arange(len(encoder)) == encoder.signature_ids(), 0.0, opts.word_dropout)
+            train = WordDropout(train, p, encoder.signature_ids())
         held = tagged_batches(read_conllu(valid), encoder, tags, 256, shuffle=False) if valid else None
-        meta = {"task": self.name, "vocab": encoder.vocab.to_json(), "tags": tags.symbols,
+        meta = {"task": self.name, **encoder.to_meta(), "tags": tags.symbols,
                 "baseline_tags": most_frequent_tags(sentences)}
-        return Prepared(train, held, len(encoder.vocab), len(tags), "all", meta)
+        return Prepared(train, held, len(encoder), len(tags), "all", meta)
 
     def evaluate(self, checkpoint_path, paths: list[str], meta: dict, backend: str) -> dict:
         """Accuracy over all words, over words unseen in training, and the baseline's."""
         ckpt = load_checkpoint(checkpoint_path)
-        encoder, tags = WordEncoder(Vocab.from_json(meta["vocab"])), Vocab(meta["tags"], unk=None)
+        encoder, tags = FeatureEncoder.from_meta(Vocab.from_json(meta["vocab"]), meta), Vocab(meta["tags"], unk=None)
         sentences = [s for p in paths for s in read_conllu(p)]
         table = meta["baseline_tags"]
         right = unseen_right = unseen = 0
