@@ -124,6 +124,9 @@ def train(
                                        help="classify: chance a training word reads as unknown"),
     features: Optional[str] = typer.Option(None, help="tag: spelling fields read beside each word, comma-separated "
                                            "suffixK, prefixK, signature, lower (e.g. suffix2,suffix3,prefix1)"),
+    signature_dropout: float = typer.Option(0.0, parser=finite(0, 1, high_open=True),
+                                            help="tag: chance a training word seen once reads as its spelling "
+                                            "signature (seen c times: a/(a+c), a = p/(1-p)), redrawn every epoch"),
     valid_fraction: float = typer.Option(0.1, parser=finite(0, 1, high_open=True),
                                          help="held out for validation when --valid is not given"),
     seed: int = typer.Option(0, min=0, help="seed of the initial weights, data order and splits"),

@@ -6,9 +6,11 @@ from test_cli import SHARED, metrics_of, needs_shared, run, slice_lines
 
 import gpurnn
 from gpurnn.batches import SentenceBatches
+from gpurnn.data.conll import TaggedSentence
 from gpurnn.data.features import FeatureEncoder, feature
 from gpurnn.data.signatures import WordEncoder, signature
 from gpurnn.data.word_dropout import WordDropout, frequency_dropout
+from gpurnn.tasks.tagging import signature_dropout
 
 SENTENCES = [["The", "dog", "is", "running"], ["the", "dogs", "ran"], ["A", "dog", "is", "sleeping"]]
 
@@ -61,6 +63,23 @@ def test_word_dropout_reads_words_as_their_signatures():
     own = plain[:, 0] != to_signature[plain[:, 0]]                                    # words with ids of their own
     assert not dropped[~own].any() and 0.35 < dropped[own].mean() < 0.65
     assert frequency_dropout([0, 1, 3], 1.0).tolist() == [0.0, 0.5, 0.25]
+    tagged = signature_dropout(source.source, enc, [TaggedSentence(s, ["X"] * len(s)) for s in SENTENCES * 3], 0.5)
+    assert tagged.p[dog] == pytest.approx(1 / (1 + 6)) and tagged.p[to_signature[dog]] == 0   # "dog" seen 6 times
+
+
+@pytest.mark.parametrize("options,option", [
+    (["--task", "classify", "--features", "suffix2"], "--features"),
+    (["--task", "classify", "--signature-dropout", "0.2"], "--signature-dropout"),
+    (["--task", "tag", "--features", "suffix2,sufix3"], "--features"),
+])
+def test_bad_feature_options_are_one_line_errors(options, option, tmp_path):
+    from typer.testing import CliRunner
+
+    from gpurnn.cli import app
+
+    result = CliRunner().invoke(app, ["train", *options, "--data", str(tmp_path / "absent"), "--out",
+                                      str(tmp_path / "o")])
+    assert result.exit_code == 2 and option in result.output and not (tmp_path / "o").exists()
 
 
 @needs_shared
@@ -70,7 +89,7 @@ def test_tagging_with_features_on_an_ewt_slice(tmp_path):
     valid = slice_lines(dev, tmp_path / "valid.conllu", 8000, 11000)
     out = tmp_path / "run"
     m = metrics_of(run("train", "--task", "tag", "--data", train, "--valid", valid, "--out", out, "--hidden", "16",
-                       "--epochs", "2", "--lr", "1e-2", "--bidirectional", "--features", "suffix2,suffix3,signature",
+                       "--epochs", "2", "--lr", "1e-2", "--bidirectional", "--features", "suffix2,suffix3,signature", "--signature-dropout", "0.2",
                        "--backend", "cpu", "--no-progress"))
     assert m["valid/accuracy"] > 0.6
     assert metrics_of(run("eval", out, "--data", valid))["valid/accuracy"] == pytest.approx(m["valid/accuracy"])

@@ -32,6 +32,20 @@ def most_frequent_tags(sentences) -> dict:
     return table
 
 
+def signature_dropout(source, encoder: FeatureEncoder, sentences, p: float) -> WordDropout:
+    """`source` with word dropout toward the signature (Kiperwasser and Goldberg 2016): a word
+    with an id of its own, seen c times in `sentences`, reads as its signature with chance
+    α / (α + c), α = p / (1 − p) (so p for a word seen once), redrawn every epoch."""
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"signature_dropout must lie in [0, 1), got {p!r}")
+    vocab = encoder.words.vocab
+    counts = np.zeros(len(encoder))
+    for word, count in Counter(w for s in sentences for w in s.words).items():
+        if encoder.words.known(word):
+            counts[vocab.index[word]] = count
+    return WordDropout(source, frequency_dropout(counts, p / (1.0 - p)), encoder.signature_ids())
+
+
 class Tag:
     name = "tag"
     held_out_in_data = False     # whether `evaluate` scores a held-out part of the training files
@@ -39,19 +53,11 @@ class Tag:
     def prepare(self, paths: list[str], valid: str | None, opts: Options) -> Prepared:
         sentences = [s for p in paths for s in read_conllu(p)]
         encoder = FeatureEncoder.build([s.words for s in sentences], opts.features, opts.min_count,
-                                       all_signatures=opts.word_dropout > 0)
+                                       all_signatures=opts.signature_dropout > 0)
         tags = Vocab.build((t for s in sentences for t in s.tags), specials=(), unk=None)
         train = tagged_batches(sentences, encoder, tags, opts.batch_size)
-        if opts.word_dropout > 0:
-            import os
-            if os.environ.get("TAG_ALPHA"):
-                counts = Counter(w for s in sentences for w in s.words)
-                per_id = np.array([counts[w] if encoder.words.known(w) else 0 for w in encoder.words.vocab.symbols]
-                                  + [0] * (len(encoder) - len(encoder.words.vocab)))
-                p = frequency_dropout(per_id, float(os.environ["TAG_ALPHA"]))
-            else:
-                p = np.where(np.arange(len(encoder)) == encoder.signature_ids(), 0.0, opts.word_dropout)
-            train = WordDropout(train, p, encoder.signature_ids())
+        if opts.signature_dropout > 0:
+            train = signature_dropout(train, encoder, sentences, opts.signature_dropout)
         held = tagged_batches(read_conllu(valid), encoder, tags, 256, shuffle=False) if valid else None
         meta = {"task": self.name, **encoder.to_meta(), "tags": tags.symbols,
                 "baseline_tags": most_frequent_tags(sentences)}
