@@ -89,7 +89,8 @@ def test_tagging_with_features_on_an_ewt_slice(tmp_path):
     valid = slice_lines(dev, tmp_path / "valid.conllu", 8000, 11000)
     out = tmp_path / "run"
     m = metrics_of(run("train", "--task", "tag", "--data", train, "--valid", valid, "--out", out, "--hidden", "16",
-                       "--epochs", "2", "--lr", "1e-2", "--bidirectional", "--features", "suffix2,suffix3,signature", "--signature-dropout", "0.2",
+                       "--epochs", "2", "--lr", "1e-2", "--bidirectional", "--features", "suffix2,suffix3,signature",
+                       "--signature-dropout", "0.2",
                        "--backend", "cpu", "--no-progress"))
     assert m["valid/accuracy"] > 0.6
     assert metrics_of(run("eval", out, "--data", valid))["valid/accuracy"] == pytest.approx(m["valid/accuracy"])

@@ -61,6 +61,7 @@ class FeatureEncoder:
         for name, vocab in self.fields.items():
             self.offsets[name], at = at, at + len(vocab)
         self.size = at
+        self._seen = {}          # word -> its F ids
 
     @classmethod
     def build(cls, sentences, fields=(), min_count: int = 2, *, all_signatures: bool = False) -> "FeatureEncoder":
@@ -88,12 +89,18 @@ class FeatureEncoder:
 
     def encode(self, words) -> np.ndarray:
         """ids (L,) int64 without fields, else (L, 1 + len(fields)) int64."""
-        ids = self.words.encode(words)
         if not self.fields:
-            return ids
-        columns = [ids] + [self.offsets[name] + vocab.encode(feature(name, w) for w in words)
-                           for name, vocab in self.fields.items()]
-        return np.stack(columns, axis=1)
+            return self.words.encode(words)
+        return np.array([self._ids(w) for w in words], dtype=np.int64).reshape(len(words), 1 + len(self.fields))
+
+    def _ids(self, word: str) -> list[int]:
+        """The F ids of `word`, kept once worked out (a corpus repeats its words)."""
+        ids = self._seen.get(word)
+        if ids is None:
+            ids = [self.words.word_id(word)] + [self.offsets[name] + vocab.id(feature(name, word))
+                                                for name, vocab in self.fields.items()]
+            self._seen[word] = ids
+        return ids
 
     def signature_ids(self) -> np.ndarray:
         """ids (n,): for a word id its signature's id (`WordEncoder.signature_ids`); a field's
