@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from .arrays import array_module
+from .arrays import to_host
 from .bptt import forward
 
 FRESH = 10_000         # sequences each evaluation draws
@@ -97,7 +97,7 @@ class Task(abc.ABC):
             batch = min(chunk, sequences - done)
             sample = self.generate(length, batch, rng)
             logits = forward(params, sample.inputs, activation=activation, backend=backend).logits
-            logits = logits if isinstance(logits, np.ndarray) else array_module(logits).asnumpy(logits)
+            logits = to_host(logits)
             total += float(self.errors(logits.astype(np.float64), sample).sum())
             done += batch
         return Evaluation(total / sequences, self.threshold, sequences)

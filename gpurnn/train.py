@@ -27,7 +27,8 @@ from tqdm.auto import tqdm
 from .backends import get_backend
 from .batches import Batch
 from .bptt import bptt, output_logits
-from .checkpoint import load_checkpoint, save_checkpoint, to_host
+from .arrays import to_host
+from .checkpoint import load_checkpoint, save_checkpoint
 from .clip import NonFiniteGradientError, clip_grad_norm, clip_grad_value, global_norm
 from .distributed import DataParallel
 from .model import Params

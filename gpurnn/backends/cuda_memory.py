@@ -16,6 +16,7 @@ import functools
 import numpy as np
 from numba import cuda
 
+from gpurnn.arrays import to_host  # noqa: F401  (mem.to_host: the one copy to host, gpurnn.arrays)
 from gpurnn.kernels.device import SIM as SIMULATOR
 
 
@@ -88,12 +89,6 @@ def asarray(array, dtype=None):
         array = array.copy_to_host()
     host = np.ascontiguousarray(array, dtype)
     return allocating("a copy", host.shape, dtype, lambda: cuda.to_device(host))
-
-
-def to_host(array):
-    """A NumPy copy of a device array."""
-    cp = cupy_module()
-    return cp.asnumpy(array) if cp else array.copy_to_host()
 
 
 def kernel_view(array):
