@@ -9,4 +9,5 @@ reductions     deterministic column sums and sum of squares
 elementwise    scaling and clamping (gradient clipping)
 rows           token-row gather (x U + b) and the deterministic scatter-add for dU
 persistent_*   whole-sequence persistent kernels
+launch_types   the argument types each kernel is launched with (for the PTX tests)
 """

@@ -16,7 +16,8 @@ import torch
 from torch.nn.utils.rnn import PackedSequence
 
 from ..diagnostics.flow import GradientFlow, assemble_flow
-from ..diagnostics.jacobians import sigma_prime_states, slope_jacobian_norms
+from ..cell import sigma_prime_states
+from ..diagnostics.jacobians import slope_jacobian_norms
 from ..diagnostics.profile import chain_profile
 from .function import to_array
 
