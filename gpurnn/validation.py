@@ -128,7 +128,7 @@ def check_recurrence(inputs, U, W, b, *, s0=None, lengths=None, activation="tanh
     named = {"U": U, "W": W} if b is None else {"U": U, "W": W, "b": b}
     dtype = _check_weights(named, "U, W and b")
     n, d = _shape(U, "U", 2)
-    expected = {"U": (n, d), "W": (d, d), "b": (d,)}
+    expected = cell_shapes(n, d)._asdict()
     for name, value in named.items():
         if tuple(value.shape) != expected[name]:
             raise ValueError(f"{name} must have shape {expected[name]} (from U {(n, d)}), got {tuple(value.shape)}")
