@@ -16,7 +16,7 @@ import functools
 import numpy as np
 from numba import cuda
 
-from gpurnn.arrays import to_host  # noqa: F401  (mem.to_host: the one copy to host, gpurnn.arrays)
+from gpurnn.arrays import to_host      # the one copy to host; the backend calls it as mem.to_host
 from gpurnn.kernels.device import SIM as SIMULATOR
 
 
@@ -86,7 +86,7 @@ def asarray(array, dtype=None):
     if is_device_array(array):
         if array.dtype == dtype and array.is_c_contiguous():
             return array
-        array = array.copy_to_host()
+        array = to_host(array)
     host = np.ascontiguousarray(array, dtype)
     return allocating("a copy", host.shape, dtype, lambda: cuda.to_device(host))
 
