@@ -25,7 +25,6 @@ import functools
 import math
 from typing import Any, NamedTuple
 
-import numba
 import numpy as np
 
 from .arrays import array_module, to_host
@@ -85,7 +84,9 @@ def sigma_prime_from_state(code, s):
 @functools.cache
 def _sigma_prime_ufunc():
     """σ'(a) from s = σ(a), elementwise on host arrays: the scalar definition above, vectorised
-    (compiled on first use, not on import)."""
+    (compiled on first use: `import gpurnn` loads neither Numba nor SciPy)."""
+    import numba
+
     return numba.vectorize(["float32(int64, float32)", "float64(int64, float64)"], cache=True)(sigma_prime_from_state)
 
 
