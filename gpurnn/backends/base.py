@@ -18,7 +18,7 @@ class Backend(Protocol):
         """The backend's array for a host (or its own) array; no copy when already there."""
 
     def to_host(self, array) -> Any:
-        """A NumPy copy of a backend array (the array itself on the CPU)."""
+        """A NumPy array of a backend array: `gpurnn.arrays.to_host` (the array itself on the CPU)."""
 
     def zeros(self, shape, dtype) -> Array: ...
 

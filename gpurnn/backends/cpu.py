@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from ..arrays import to_host
 from .cpu_blas import activate, gemm, sigma_prime
 from .cpu_threads import run_sliced, stepwise_blas
 
@@ -199,8 +200,7 @@ class CPUBackend:
     def asarray(self, array, dtype=None):
         return np.ascontiguousarray(array, dtype=dtype)
 
-    def to_host(self, array):
-        return array
+    to_host = staticmethod(to_host)
 
     def zeros(self, shape, dtype):
         return np.zeros(shape, dtype)

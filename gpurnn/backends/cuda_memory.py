@@ -16,6 +16,7 @@ import functools
 import numpy as np
 from numba import cuda
 
+from gpurnn.arrays import to_host      # the one copy to host; the backend calls it as mem.to_host
 from gpurnn.kernels.device import SIM as SIMULATOR
 
 
@@ -85,15 +86,9 @@ def asarray(array, dtype=None):
     if is_device_array(array):
         if array.dtype == dtype and array.is_c_contiguous():
             return array
-        array = array.copy_to_host()
+        array = to_host(array)
     host = np.ascontiguousarray(array, dtype)
     return allocating("a copy", host.shape, dtype, lambda: cuda.to_device(host))
-
-
-def to_host(array):
-    """A NumPy copy of a device array."""
-    cp = cupy_module()
-    return cp.asnumpy(array) if cp else array.copy_to_host()
 
 
 def kernel_view(array):

@@ -17,10 +17,10 @@ import math
 import numpy as np
 from numba import njit
 
-from gpurnn import activations
+from gpurnn import cell
 
-sigma = njit(activations.sigma, cache=True)
-sigma_prime = njit(activations.sigma_prime_from_state, cache=True)
+sigma = njit(cell.sigma, cache=True)
+sigma_prime = njit(cell.sigma_prime_from_state, cache=True)
 
 
 @njit(cache=True)
