@@ -4,7 +4,8 @@ Rows r = c·B + i of the output hold chain c of sequence i (m chains; exact BPTT
 For step k (run from T−1 down to 0), with s = S[k+1][i, j]:
 
     e  = G[k, i, j] + [k = lengths[i] − 1] · g_last[i, j]     ∂L_k/∂s_k, the explicit term,
-                                                               for chain c = slot (0 for the others)
+                                                               for chain c = slot (0 for the others);
+                                                               G or g_last with 0 rows: absent
     h  = Σ_m P[p][r, m] · W[j, m]     (δ W^T of the step after; the caller passes zeros at T−1)
     v  = h + e         exact (reset = 0): one chain collects every later loss
     v  = e  if c = slot, else h       truncated (reset = 1): chain `slot` restarts at the
@@ -29,9 +30,9 @@ from .device import PAD, TILE, sigma_prime, tile_product
 
 
 @cuda.jit(cache=True)
-def step_backward(P, p, W, G, has_G, g_last, has_last, S, lengths, k, slot, reset, act, O, o, PROD, use_product):
+def step_backward(P, p, W, G, g_last, S, lengths, k, slot, reset, act, O, o, PROD, use_product):
     """P (·,m·B,d): earlier outputs, read at P[p]; O (·,m·B,d): written at O[o]; G (T,B,d),
-    g_last (B,d) dummies when their flag is 0; S (T+1,B,d) the states; lengths (B,) int64;
+    g_last (B,d), each with 0 rows when absent; S (T+1,B,d) the states; lengths (B,) int64;
     PROD (m·B,d): P[p] W^T when use_product (else a dummy)."""
     h = O.dtype.type(0)
     if not use_product:
@@ -49,9 +50,9 @@ def step_backward(P, p, W, G, has_G, g_last, has_last, S, lengths, k, slot, rese
         return
     e = O.dtype.type(0)
     if c == slot:
-        if has_G and k >= 0:
+        if G.shape[0] > 0 and k >= 0:
             e += G[k, i, j]
-        if has_last and k == lengths[i] - 1:
+        if g_last.shape[0] > 0 and k == lengths[i] - 1:
             e += g_last[i, j]
     if use_product:
         h = PROD[r, j]

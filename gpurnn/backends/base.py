@@ -3,6 +3,11 @@
 Arrays are the backend's own (NumPy on the CPU, device arrays on the GPU), time-major
 and C-contiguous. Shapes: T steps, B sequences, n inputs, d hidden units, k outputs,
 R = T·B rows.
+
+No output gradient (G or g_last of `recurrence_backward`): the caller passes None; inside a
+backend, its compiled code (Numba loops, every CUDA kernel) receives a 0-row array in its
+place (G (0,B,d), g_last (0,d)) and reads a term only when `shape[0] > 0`. This is the one
+convention: no zeros array is made to stand for "none", and no flag travels beside a dummy.
 """
 from __future__ import annotations
 

@@ -197,14 +197,13 @@ class CUDABackend:
                 view(G), view(g_last), view(S), view(W), view(lengths), activation, truncate, view(delta),
                 view(ds0.reshape(B, d)), plan=plan, stream=mem.launch_stream())):
             return delta, ds0.reshape(B, d)
-        has_G, has_last = G is not None, g_last is not None
-        G = mem.empty((1, 1, 1), dtype) if G is None else G
-        g_last = mem.empty((1, 1), dtype) if g_last is None else g_last
+        G = mem.empty((0, B, d), dtype) if G is None else G          # absent: 0 rows (base.py)
+        g_last = mem.empty((0, d), dtype) if g_last is None else g_last
         m = 1 if truncate is None else truncate + 1
         fused = self._fused_steps(m * B, d)
         prod = mem.empty((m * B, d) if not fused else (1, 1), dtype)
         Sv, Wv, Gv, lv, Lv, Dv, prod_view = (mem.kernel_view(a) for a in (S, W, G, g_last, lengths, delta, prod))
-        common = (Wv, Gv, has_G, lv, has_last, Sv, Lv)
+        common = (Wv, Gv, lv, Sv, Lv)
 
         def step(P, Pv, p, k, slot, reset, Ov, o, rows_):
             """Output rows O[o] of step k from P[p] (P: the device array, Pv: its kernel view)."""
