@@ -20,20 +20,26 @@ no σ' (s0 is not an activation's output) and no G term.
 
 `sum_chains` then adds a truncated step's m chains into Δ_k in a fixed order (c = 0..m−1).
 
-Launch (step_backward): block (TILE, TILE), grid (ceil(m·B/TILE), ceil(d/TILE)); thread
-(ty, tx) of block (bx, by) owns O[o][bx·TILE + ty, by·TILE + tx]; the barriers are
-`tile_product`'s. Launch (sum_chains): block LANES = (lx, ly), grid (ceil(B/ly), ceil(d/lx)); no barrier.
+Launch (step_backward): block (TILE, TILE), grid (ceil(m·B/TILE), ceil(d/TILE), cells);
+thread (ty, tx) of block (bx, by, c) owns O[o][bx·TILE + ty, by·TILE + tx] of cell c; the
+barriers are `tile_product`'s. Launch (sum_chains): block LANES = (lx, ly), grid (ceil(B/ly),
+ceil(d/lx), cells); no barrier. Cells as in `step_forward`: each array the first cell's and the
+second's (a one-cell launch passes its arrays twice), the cell of a block its blockIdx.z.
 """
 from numba import cuda
 
-from .device import PAD, TILE, sigma_prime, tile_product
+from .device import PAD, TILE, pick, sigma_prime, tile_product
 
 
 @cuda.jit(cache=True)
-def step_backward(P, p, W, G, g_last, S, lengths, k, slot, reset, act, O, o, PROD, use_product):
-    """P (·,m·B,d): earlier outputs, read at P[p]; O (·,m·B,d): written at O[o]; G (T,B,d),
-    g_last (B,d), each with 0 rows when absent; S (T+1,B,d) the states; lengths (B,) int64;
-    PROD (m·B,d): P[p] W^T when use_product (else a dummy)."""
+def step_backward(P_a, P_b, W_a, W_b, G_a, G_b, g_last_a, g_last_b, S_a, S_b, O_a, O_b, PROD_a, PROD_b,
+                  p, lengths, k, slot, reset, act, o, use_product):
+    """Per cell: P (·,m·B,d): earlier outputs, read at P[p]; O (·,m·B,d): written at O[o];
+    G (T,B,d), g_last (B,d), each with 0 rows when absent; S (T+1,B,d) the states; PROD (m·B,d):
+    P[p] W^T when use_product (else a dummy). lengths (B,) int64."""
+    cell = cuda.blockIdx.z
+    P, W, G, g_last = pick(cell, P_a, P_b), pick(cell, W_a, W_b), pick(cell, G_a, G_b), pick(cell, g_last_a, g_last_b)
+    S, O, PROD = pick(cell, S_a, S_b), pick(cell, O_a, O_b), pick(cell, PROD_a, PROD_b)
     h = O.dtype.type(0)
     if not use_product:
         sA = cuda.shared.array((TILE, PAD), O.dtype)
@@ -61,8 +67,9 @@ def step_backward(P, p, W, G, g_last, S, lengths, k, slot, reset, act, O, o, PRO
 
 
 @cuda.jit(cache=True)
-def sum_chains(ring, o, m, delta, k):
-    """Δ_k[i, j] = Σ_{c=0}^{m−1} ring[o][c·B + i, j], in that order (deterministic)."""
+def sum_chains(ring_a, ring_b, delta_a, delta_b, o, m, k):
+    """Per cell: Δ_k[i, j] = Σ_{c=0}^{m−1} ring[o][c·B + i, j], in that order (deterministic)."""
+    ring, delta = pick(cuda.blockIdx.z, ring_a, ring_b), pick(cuda.blockIdx.z, delta_a, delta_b)
     B, d = delta.shape[1], delta.shape[2]
     i = cuda.blockIdx.x * cuda.blockDim.y + cuda.threadIdx.y
     j = cuda.blockIdx.y * cuda.blockDim.x + cuda.threadIdx.x

@@ -41,6 +41,12 @@ class Backend(Protocol):
         """S (T+1,B,d): S[0] = s0, S[t+1] = σ(XP[t] + S[t] W) while t < lengths[b], else
         S[t+1][b] = S[t][b] (a finished sequence keeps its state)."""
 
+    def recurrence_forward_cells(self, XPs, Ws, s0s, lengths, activation) -> list[Array]:
+        """The cells of one layer together (1 or 2: its directions), cell i's XPs[i], Ws[i], s0s[i]
+        as `recurrence_forward`'s (equal shapes), one lengths: [S_i], each exactly what
+        `recurrence_forward` gives for cell i alone. The CUDA backend runs both in one launch
+        where they fit (`gpurnn.backends.cuda_recurrence`); a backend may simply loop."""
+
     def pool_states(self, H, lengths, mode) -> tuple[Array, Array]:
         """The pool over each sequence's real states H[0..L−1] = s_1..s_L (L = lengths[b] ≥ 1),
         H (T,B,d): mode "mean" -> (P (B,d) = Σ_t H[t] / L, None); "max" -> (P (B,d) with P[b,j] =
@@ -64,6 +70,11 @@ class Backend(Protocol):
         Δ (T,B,d) = ∂L/∂a_t (0 past each length) and ds0 (B,d) = Δ_0 W^T (plus g_last for
         sequences of length 0). G must be 0 past each sequence's length. `truncate` None: exact; τ: each loss term keeps
         at most τ factors ∂s_j/∂s_{j−1} (O(T·τ) work)."""
+
+    def recurrence_backward_cells(self, Gs, g_lasts, Ss, Ws, lengths, activation,
+                                  truncate) -> list[tuple[Array, Array]]:
+        """The cells of one layer together, as `recurrence_forward_cells`: [(Δ_i, ds0_i)], each
+        exactly what `recurrence_backward(Gs[i], g_lasts[i], Ss[i], Ws[i], ...)` gives."""
 
     def matmul(self, A, B, *, trans_a=False, trans_b=False) -> Array:
         """op(A) op(B) for 2-D arrays."""

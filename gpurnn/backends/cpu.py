@@ -237,6 +237,9 @@ class CPUBackend:
             run_sliced(_recurrence_forward, B, d, lambda r: (XP[:, r], W, S[:, r], lengths[r], activation))
         return S
 
+    def recurrence_forward_cells(self, XPs, Ws, s0s, lengths, activation):
+        return [self.recurrence_forward(XP, W, s0, lengths, activation) for XP, W, s0 in zip(XPs, Ws, s0s)]
+
     def pool_states(self, H, lengths, mode):
         real = np.arange(H.shape[0])[:, None, None] < lengths[None, :, None]         # (T,B,1)
         if mode == "mean":
@@ -284,6 +287,10 @@ class CPUBackend:
             run_sliced(_backward_truncated, B, d,
                        lambda r: (G[:, r], S[:, r], WT, lengths[r], activation, truncate, delta[:, r], ds0[r]))
         return delta, ds0
+
+    def recurrence_backward_cells(self, Gs, g_lasts, Ss, Ws, lengths, activation, truncate):
+        return [self.recurrence_backward(G, g_last, S, W, lengths, activation, truncate)
+                for G, g_last, S, W in zip(Gs, g_lasts, Ss, Ws)]
 
     def matmul(self, A, B, *, trans_a=False, trans_b=False):
         return (A.T if trans_a else A) @ (B.T if trans_b else B)
