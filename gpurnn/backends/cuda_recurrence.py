@@ -76,13 +76,9 @@ def forward(be, XPs, Ws, s0s, lengths, activation):
     dtype = XPs[0].dtype
     Ss = [mem.empty((T + 1, B, d), dtype) for _ in XPs]
     cells = [tuple(mem.kernel_view(a) for a in cell) for cell in zip(XPs, Ws, s0s, Ss)]
-    while True:
-        way = route(be, "forward", B, d, dtype, None, len(cells))
-        if way.plan is None:
-            break
-        if _launched(be, "forward", way.plan, cells, lambda group: pf.persistent_forward_cells(
-                group, mem.kernel_view(lengths), activation, plan=way.plan, stream=mem.launch_stream())):
-            return Ss
+    if _persistent(be, "forward", (B, d, dtype, None), cells, lambda group, plan: pf.persistent_forward_cells(
+            group, mem.kernel_view(lengths), activation, plan=plan, stream=mem.launch_stream())):
+        return Ss
     fused = fused_steps(be, B, d)
     prods = [mem.empty((B, d) if not fused else (1, 1), dtype) for _ in XPs]
     args = _by_cell(Ss, XPs, Ws, s0s, prods)
@@ -107,13 +103,9 @@ def backward(be, Gs, g_lasts, Ss, Ws, lengths, activation, truncate):
     g_lasts = [mem.empty((0, d), dtype) if last is None else last for last in g_lasts]
     results = [(delta, ds0.reshape(B, d)) for delta, ds0 in zip(deltas, ds0s)]
     cells = [tuple(mem.kernel_view(a) for a in cell) for cell in zip(Gs, g_lasts, Ss, Ws, *zip(*results))]
-    while True:
-        way = route(be, "backward", B, d, dtype, truncate, n)
-        if way.plan is None:
-            break
-        if _launched(be, "backward", way.plan, cells, lambda group: pb.persistent_backward_cells(
-                group, mem.kernel_view(lengths), activation, truncate, plan=way.plan, stream=mem.launch_stream())):
-            return results
+    if _persistent(be, "backward", (B, d, dtype, truncate), cells, lambda group, plan: pb.persistent_backward_cells(
+            group, mem.kernel_view(lengths), activation, truncate, plan=plan, stream=mem.launch_stream())):
+        return results
     m = 1 if truncate is None else truncate + 1
     fused = fused_steps(be, m * B, d)
     prods = [mem.empty((m * B, d) if not fused else (1, 1), dtype) for _ in Ss]
@@ -148,18 +140,30 @@ def backward(be, Gs, g_lasts, Ss, Ws, lengths, activation, truncate):
 
 
 def _by_cell(*per_cell):
-    """Kernel views of each cells' list as the step kernels take it: the first cell's array,
-    then the second's (the first again for a one-cell launch)."""
+    """Kernel views of per-cell lists as the step kernels take them: of each list the first
+    cell's array, then the second's (the first again for a one-cell launch)."""
     return [mem.kernel_view(arrays[i]) for arrays in per_cell for i in (0, -1)]
 
 
+def _persistent(be, direction, shape, cells, launch) -> bool:
+    """Run `cells` (each a tuple of kernel views) on the persistent kernels `route` picks for
+    shape (B, d, dtype, truncate), launch(group, plan) for each group of cells the plan takes at
+    once, routing again after a refusal; False where the route is the step path."""
+    while True:
+        plan = route(be, direction, *shape, len(cells)).plan
+        if plan is None:
+            return False
+        if _launched(be, direction, plan, cells, launch):
+            return True
+
+
 def _launched(be, direction, plan, cells, launch) -> bool:
-    """launch(group) for the cells as `plan` groups them (all at once, or one by one); False
-    where the device refuses the plan (remembered in `be.refused`, warned about once)."""
+    """launch(group, plan) for the cells as `plan` groups them (all at once, or one by one);
+    False where the device refuses the plan (remembered in `be.refused`, warned about once)."""
     groups = [cells] if plan.cells == len(cells) else [[cell] for cell in cells]
     try:
         for group in groups:
-            launch(group)
+            launch(group, plan)
         return True
     except pp.PersistentUnavailable as why:
         be.refused.add((direction, plan))
@@ -168,7 +172,7 @@ def _launched(be, direction, plan, cells, launch) -> bool:
                    f"threads, {plan.smem} bytes of shared memory) cannot run on this GPU: {why}; {instead}")
         if message not in _warned:
             _warned.add(message)
-            warnings.warn(message, PersistentFallbackWarning, stacklevel=5)
+            warnings.warn(message, PersistentFallbackWarning, stacklevel=6)
         return False
 
 
