@@ -155,26 +155,38 @@ def test_backward_cells_equal_each_cell_alone(backend, path, truncate):
                 np.testing.assert_allclose(be.to_host(got), want, atol=1e-12, rtol=1e-12)
 
 
-@pytest.mark.sim
-def test_one_block_cooperative_cells_equal_each_cell_alone():
-    """The cooperative kernels with both cells in one launch (a one-block grid each: the
-    simulator's grid barrier is a block barrier, and the cells never read each other's data)."""
-    rng = np.random.default_rng(3)
-    T, B, d, dtype = 3, 3, 32, F32
-    cells, lengths = _case(rng, T, B, d, dtype)
-    paired = pp.custom_plan("coop", B, d, dtype, rows=4, pairs=True, cells=2)
-    alone = pp.custom_plan("coop", B, d, dtype, rows=4, pairs=True)
+def _cooperative_cells_equal_each_cell_alone(T, B, d, rows):
+    """Both cells in one launch of the cooperative kernels equal each cell launched alone."""
+    dtype = F32
+    cells, lengths = _case(np.random.default_rng(3), T, B, d, dtype)
+    paired = pp.custom_plan("coop", B, d, dtype, rows=rows, pairs=True, cells=2)
+    alone = dataclasses.replace(paired, cells=1)
     Ss = [np.full((T + 1, B, d), np.nan, dtype) for _ in cells]
     pf.persistent_forward_cells([(XP, W, s0, S) for (XP, W, s0, _, _), S in zip(cells, Ss)], lengths, 0, plan=paired)
     outs = [(np.full((T, B, d), np.nan, dtype), np.full((B, d), np.nan, dtype)) for _ in cells]
     pb.persistent_backward_cells([(G, last, S, W, *out) for (_, W, _, G, last), S, out in zip(cells, Ss, outs)],
                                  lengths, 0, None, plan=paired)
+    cpu = get_backend("cpu")
     for (XP, W, s0, G, last), S, (delta, ds0) in zip(cells, Ss, outs):
         S1 = np.full_like(S, np.nan)
         pf.persistent_forward(XP, W, s0, lengths, 0, S1, plan=alone)
         delta1, ds01 = np.full_like(delta, np.nan), np.full_like(ds0, np.nan)
         pb.persistent_backward(G, last, S, W, lengths, 0, None, delta1, ds01, plan=alone)
         assert S.tobytes() == S1.tobytes() and delta.tobytes() == delta1.tobytes() and ds0.tobytes() == ds01.tobytes()
+        np.testing.assert_allclose(S, cpu.recurrence_forward(XP, W, s0, lengths, 0), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.sim
+def test_one_block_cooperative_cells_equal_each_cell_alone():
+    """A one-block grid per cell: the simulator's grid barrier is a block barrier, and the cells
+    never read each other's data."""
+    _cooperative_cells_equal_each_cell_alone(3, 3, 32, rows=4)
+
+
+@pytest.mark.cuda
+def test_multi_block_cooperative_cells_gpu():
+    """9 blocks a cell (3 column groups × 3 batch groups), 18 across one grid barrier per step."""
+    _cooperative_cells_equal_each_cell_alone(30, 5, 96, rows=2)
 
 
 @pytest.mark.sim
