@@ -100,7 +100,8 @@ def _block_forward(dtype, rows, rreg, pairs):
 def _coop_forward(dtype, rows, pairs):
     """Cooperative variant: grid G·⌈B/rows⌉ blocks (G = ⌈d/C⌉ column groups, block g·… owns
     columns [g·C, (g+1)·C)) per cell × COOP_THREADS threads; one grid barrier per step (over
-    every cell's blocks), s_t read back from S in global memory. Shared memory: W[:, cols] (d·C), xs (rows·d), partials (KS·rows·C)."""
+    every cell's blocks), s_t read back from S in global memory. Shared memory: W[:, cols]
+    (d·C), xs (rows·d), partials (KS·rows·C)."""
     f = pc.numba_float(dtype)
     C, NT = pp.COOP_COLUMNS, pp.COOP_THREADS
     per_thread = (rows * C + NT - 1) // NT      # outputs (sequence, column) per thread

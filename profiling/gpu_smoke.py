@@ -139,8 +139,8 @@ def cells_family():
     for B, d_, truncate in ((8, 96, None), (32, 512, None), (64, 512, None), (8, 96, 3)):
         for direction in ("forward", "backward"):
             way = cuda_recurrence.route(be, direction, B, d_, F32, truncate if direction == "backward" else None, 2)
-            print(f"route {direction} B={B} d={d_} τ={truncate}: "
-                  f"{'step' if way.plan is None else f'{way.plan.variant} × {way.plan.cells}'}: {way.reason}", flush=True)
+            path = "step" if way.plan is None else f"{way.plan.variant} × {way.plan.cells}"
+            print(f"route {direction} B={B} d={d_} τ={truncate}: {path}: {way.reason}", flush=True)
     for persistent in (True, False):
         label = f"2-layer bidirectional {'persistent' if persistent else 'step'} τ=None"
         ok.append(compare(label, *bptt_case(CUDABackend(persistent=persistent), d=96, layers=2, bidirectional=True,
@@ -198,7 +198,8 @@ def stream_family():
 
 
 FAMILIES = {"step": step_family, "block": block_family, "optin": optin_family, "coop": coop_family,
-            "cells": cells_family, "pairs": pairs_family, "default": default_family, "numba-gemm": lambda: step_family("numba"),
+            "cells": cells_family, "pairs": pairs_family, "default": default_family,
+            "numba-gemm": lambda: step_family("numba"),
             "trainer": trainer_family, "stream": stream_family}
 
 

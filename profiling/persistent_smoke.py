@@ -72,7 +72,8 @@ def run_cells(label, d, dtype, fplan, bplan, truncate):
     out = [[cuda.to_device(np.full(shape, np.nan, dtype)) for shape in ((T + 1, B, d), (T, B, d), (B, d))]
            for _ in range(2 * len(cells))]   # each cell paired, then alone
     start = time.perf_counter()
-    for fp, bp, group in ((fplan, bplan, [0, 1]), (single[fplan], single[bplan], [2]), (single[fplan], single[bplan], [3])):
+    alone = (single[fplan], single[bplan])
+    for fp, bp, group in ((fplan, bplan, [0, 1]), (*alone, [2]), (*alone, [3])):
         which = [i % 2 for i in group]
         pf.persistent_forward_cells([(*dev[c][:3], out[i][0]) for c, i in zip(which, group)], lengths, 0, plan=fp)
         pb.persistent_backward_cells([(dev[c][3], dev[c][4], out[i][0], dev[c][1], out[i][1], out[i][2])

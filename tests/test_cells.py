@@ -94,8 +94,9 @@ def _case(rng, T, B, d, dtype):
     for _ in range(2):
         G = rng.standard_normal((T, B, d)).astype(dtype)
         G[np.arange(T)[:, None] >= lengths[None, :]] = 0
-        cells.append((rng.standard_normal((T, B, d)).astype(dtype), (rng.standard_normal((d, d)) / np.sqrt(d)).astype(dtype),
-                      (0.5 * rng.standard_normal((B, d))).astype(dtype), G, rng.standard_normal((B, d)).astype(dtype)))
+        XP, W = rng.standard_normal((T, B, d)), rng.standard_normal((d, d)) / np.sqrt(d)
+        s0, g_last = 0.5 * rng.standard_normal((B, d)), rng.standard_normal((B, d))
+        cells.append((XP.astype(dtype), W.astype(dtype), s0.astype(dtype), G, g_last.astype(dtype)))
     return cells, lengths
 
 
