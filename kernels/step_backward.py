@@ -12,8 +12,8 @@ For step k (run from T−1 down to 0), with s = S[k+1][i, j]:
                                       loss of step k, the others carry their loss back
     O[o][r, j] = v · σ'(s)  if k < lengths[i],  0 past the sequence's end
 
-With use_product set, h was computed beforehand into PROD (m·B,d) (cuBLAS, for large
-products) and the kernel is the epilogue only (the flag is uniform over the grid).
+Where PROD has rows, h was computed beforehand into PROD (m·B,d) (cuBLAS, for large
+products) and the kernel is the epilogue only; a PROD of 0 rows: the kernel computes h.
 
 With k = −1 the same kernel gives ds0 = Δ_0 W^T (+ g_last for sequences of length 0):
 no σ' (s0 is not an activation's output) and no G term.
@@ -33,13 +33,14 @@ from .device import PAD, TILE, pick, sigma_prime, tile_product
 
 @cuda.jit(cache=True)
 def step_backward(P_a, P_b, W_a, W_b, G_a, G_b, g_last_a, g_last_b, S_a, S_b, O_a, O_b, PROD_a, PROD_b,
-                  p, lengths, k, slot, reset, act, o, use_product):
+                  p, lengths, k, slot, reset, act, o):
     """Per cell: P (·,m·B,d): earlier outputs, read at P[p]; O (·,m·B,d): written at O[o];
     G (T,B,d), g_last (B,d), each with 0 rows when absent; S (T+1,B,d) the states; PROD (m·B,d):
-    P[p] W^T when use_product (else a dummy). lengths (B,) int64."""
+    P[p] W^T, or 0 rows (the kernel computes it). lengths (B,) int64."""
     cell = cuda.blockIdx.z
     P, W, G, g_last = pick(cell, P_a, P_b), pick(cell, W_a, W_b), pick(cell, G_a, G_b), pick(cell, g_last_a, g_last_b)
     S, O, PROD = pick(cell, S_a, S_b), pick(cell, O_a, O_b), pick(cell, PROD_a, PROD_b)
+    use_product = PROD.shape[0] > 0
     h = O.dtype.type(0)
     if not use_product:
         sA = cuda.shared.array((TILE, PAD), O.dtype)

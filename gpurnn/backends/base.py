@@ -7,7 +7,8 @@ R = T·B rows.
 No output gradient (G or g_last of `recurrence_backward`): the caller passes None; inside a
 backend, its compiled code (Numba loops, every CUDA kernel) receives a 0-row array in its
 place (G (0,B,d), g_last (0,d)) and reads a term only when `shape[0] > 0`. This is the one
-convention: no zeros array is made to stand for "none", and no flag travels beside a dummy.
+convention: no zeros array is made to stand for "none", and no flag travels beside a dummy
+(the step kernels' optional precomputed product is passed the same way).
 """
 from __future__ import annotations
 

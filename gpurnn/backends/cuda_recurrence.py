@@ -80,14 +80,14 @@ def forward(be, XPs, Ws, s0s, lengths, activation):
             group, mem.kernel_view(lengths), activation, plan=plan, stream=mem.launch_stream())):
         return Ss
     fused = fused_steps(be, B, d)
-    prods = [mem.empty((B, d) if not fused else (1, 1), dtype) for _ in XPs]
+    prods = [mem.empty((0 if fused else B, d), dtype) for _ in XPs]     # 0 rows: the kernel's own product
     args = _by_cell(Ss, XPs, Ws, s0s, prods)
     launch, Lv = step_forward.step_forward[mem.tiles(B, d, len(XPs))], mem.kernel_view(lengths)
     for t in range(T):
         if not fused:
             for S, W, s0, prod in zip(Ss, Ws, s0s, prods):
                 product_into(be, s0 if t == 0 else S[t], W, False, prod)
-        launch(*args, Lv, t, activation, not fused)
+        launch(*args, Lv, t, activation)
     return Ss
 
 
@@ -108,7 +108,7 @@ def backward(be, Gs, g_lasts, Ss, Ws, lengths, activation, truncate):
         return results
     m = 1 if truncate is None else truncate + 1
     fused = fused_steps(be, m * B, d)
-    prods = [mem.empty((m * B, d) if not fused else (1, 1), dtype) for _ in Ss]
+    prods = [mem.empty((0 if fused else m * B, d), dtype) for _ in Ss]  # 0 rows: the kernel's own product
     fixed = _by_cell(Ws, Gs, g_lasts, Ss)
     prod_views, Lv = _by_cell(prods), mem.kernel_view(lengths)
 
@@ -119,7 +119,7 @@ def backward(be, Gs, g_lasts, Ss, Ws, lengths, activation, truncate):
             for P, W, prod in zip(Ps[0], Ws, prods):
                 product_into(be, P[p], W, True, prod[:rows_])
         step_backward.step_backward[mem.tiles(rows_, d, n)](*Ps[1], *fixed, *Os[1], *prod_views, p, Lv, k, slot,
-                                                            reset, activation, o, not fused)
+                                                            reset, activation, o)
 
     deltas_ = (deltas, _by_cell(deltas))
     if truncate is None:
