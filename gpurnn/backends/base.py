@@ -96,3 +96,15 @@ class Backend(Protocol):
 
     def clamp(self, A, limit) -> Array:
         """A clamped to [−limit, limit], a new array."""
+
+
+class CellsOneByOne:
+    """`recurrence_forward_cells` / `recurrence_backward_cells` as a loop over the cells, for a
+    backend that runs one cell at a time (its own `recurrence_forward` / `recurrence_backward`)."""
+
+    def recurrence_forward_cells(self, XPs, Ws, s0s, lengths, activation):
+        return [self.recurrence_forward(XP, W, s0, lengths, activation) for XP, W, s0 in zip(XPs, Ws, s0s)]
+
+    def recurrence_backward_cells(self, Gs, g_lasts, Ss, Ws, lengths, activation, truncate):
+        return [self.recurrence_backward(G, g_last, S, W, lengths, activation, truncate)
+                for G, g_last, S, W in zip(Gs, g_lasts, Ss, Ws)]

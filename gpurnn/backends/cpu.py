@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .base import CellsOneByOne
 from .cpu_blas import activate, gemm, sigma_prime
 from .cpu_threads import run_sliced, stepwise_blas
 
@@ -200,7 +201,7 @@ def _softmax_xent(Z, targets):
     return float(terms.sum(dtype=np.float64)), int(rows.size), dZ
 
 
-class CPUBackend:
+class CPUBackend(CellsOneByOne):
     """NumPy + Numba. See `gpurnn.backends.base.Backend` for each operation's contract."""
 
     name = "cpu"
@@ -236,9 +237,6 @@ class CPUBackend:
         else:
             run_sliced(_recurrence_forward, B, d, lambda r: (XP[:, r], W, S[:, r], lengths[r], activation))
         return S
-
-    def recurrence_forward_cells(self, XPs, Ws, s0s, lengths, activation):
-        return [self.recurrence_forward(XP, W, s0, lengths, activation) for XP, W, s0 in zip(XPs, Ws, s0s)]
 
     def pool_states(self, H, lengths, mode):
         real = np.arange(H.shape[0])[:, None, None] < lengths[None, :, None]         # (T,B,1)
@@ -287,10 +285,6 @@ class CPUBackend:
             run_sliced(_backward_truncated, B, d,
                        lambda r: (G[:, r], S[:, r], WT, lengths[r], activation, truncate, delta[:, r], ds0[r]))
         return delta, ds0
-
-    def recurrence_backward_cells(self, Gs, g_lasts, Ss, Ws, lengths, activation, truncate):
-        return [self.recurrence_backward(G, g_last, S, W, lengths, activation, truncate)
-                for G, g_last, S, W in zip(Gs, g_lasts, Ss, Ws)]
 
     def matmul(self, A, B, *, trans_a=False, trans_b=False):
         return (A.T if trans_a else A) @ (B.T if trans_b else B)
