@@ -36,6 +36,14 @@ sigma_prime = inline(cell.sigma_prime_from_state)
 
 
 @inline
+def pick(cell, first, second):
+    """Cell `cell`'s array (0: `first`, 1: `second`). A recurrent kernel's launch runs one or
+    two cells (a layer's two directions, each its own arrays), each block the cell its block
+    index names; a one-cell launch passes its arrays as both."""
+    return first if cell == 0 else second
+
+
+@inline
 def tile_product(A, B, trans_a, trans_b, sA, sB):
     """Σ_m op(A)[row, m] · op(B)[m, col] for this thread's (row, col).
 
