@@ -57,7 +57,8 @@ class BPTTResult:
 
 def forward(params: Params, inputs, *, lengths=None, s0=None, activation="tanh", backend="auto",
             check_values=True) -> ForwardResult:
-    """Run the RNN over `inputs`: token ids (T,B) or floats (T,B,n); see the module docstring.
+    """Run the RNN over `inputs`: token ids (T,B) or (T,B,F) (F ids per step, their
+    rows of U summed) or floats (T,B,n); see the module docstring.
     s0: (B,d), or (layers·directions,B,d) for a stack. check_values=False skips the checks of
     values on the GPU (`gpurnn.validation`). No dropout: that is training's alone."""
     problem = check_call(params, inputs, lengths=lengths, s0=s0, activation=activation, check_values=check_values)

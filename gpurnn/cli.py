@@ -58,6 +58,7 @@ def checkpoint_path(path: Path) -> Path:
 def load_model(checkpoint: Path, tasks: tuple):
     """(path, Checkpoint) of a model for one of `tasks`, its vocabulary checked against its shape."""
     from .checkpoint import load_checkpoint
+    from .data.features import FeatureEncoder
     from .data.vocab import Vocab
 
     path = checkpoint_path(checkpoint)
@@ -67,7 +68,7 @@ def load_model(checkpoint: Path, tasks: tuple):
     if ckpt.meta["task"] == "sequences":          # measurements: no vocabulary
         return path, ckpt
     try:
-        size = len(Vocab.from_json(ckpt.meta["vocab"]))
+        size = len(FeatureEncoder.from_meta(Vocab.from_json(ckpt.meta["vocab"]), ckpt.meta))   # words + fields
     except (KeyError, TypeError, ValueError):
         size = None
     if size != ckpt.params.n_in:
@@ -121,6 +122,11 @@ def train(
                               "| max, the output read from that pool of the states over each sequence's real steps"),
     word_dropout: float = typer.Option(0.25, parser=finite(0, 1, high_open=True),
                                        help="classify: chance a training word reads as unknown"),
+    features: Optional[str] = typer.Option(None, help="tag: spelling fields read beside each word, comma-separated "
+                                           "suffixK, prefixK, signature, lower (e.g. suffix2,suffix3,prefix1)"),
+    signature_dropout: float = typer.Option(0.0, parser=finite(0, 1, high_open=True),
+                                            help="tag: chance a training word seen once reads as its spelling "
+                                            "signature (seen c times: a/(a+c), a = p/(1-p)), redrawn every epoch"),
     valid_fraction: float = typer.Option(0.1, parser=finite(0, 1, high_open=True),
                                          help="held out for validation when --valid is not given"),
     seed: int = typer.Option(0, min=0, help="seed of the initial weights, data order and splits"),
@@ -210,12 +216,12 @@ def complete(checkpoint: Path, prefixes: List[str] = typer.Argument(..., help="w
 def tag_command(checkpoint: Path, sentence: str = typer.Argument(..., help="words separated by spaces"),
                 backend: BackendName = CpuBackend) -> None:
     """Tag each word of a sentence with its part of speech (and the tag's probability)."""
-    from .data.signatures import WordEncoder
+    from .data.features import FeatureEncoder
     from .generate import tag
 
     words = _words(sentence)
     reader, meta = _reader(checkpoint, backend, "tag")
-    tags, probs = tag(reader, WordEncoder(reader.vocab).encode(words), meta["tags"])
+    tags, probs = tag(reader, FeatureEncoder.from_meta(reader.vocab, meta).encode(words), meta["tags"])
     typer.echo(" ".join(f"{w}/{t}" for w, t in zip(words, tags)))
     typer.echo(" ".join(f"{p:.2f}" for p in probs))
 

@@ -56,13 +56,25 @@ LANGUAGE_MODELS = ("charlm", "autocomplete")
 
 def check_model_options(settings: dict) -> None:
     """The `train` settings that depend on each other: a language model predicts the next symbol,
-    so a backward direction, which would read that symbol, is refused; dropout acts between layers."""
+    so a backward direction, which would read that symbol, is refused; dropout acts between layers;
+    --features and --signature-dropout are a tagger's."""
     if settings["bidirectional"] and settings["task"] in LANGUAGE_MODELS:
         raise fail(f"a {settings['task']} model predicts each next character, which a backward direction would "
                    "already have read: train it without --bidirectional (tag, classify and sequences take it)",
                    "--bidirectional")
     if settings["dropout"] and settings["layers"] < 2:
         raise fail(f"--dropout {settings['dropout']} acts between stacked layers: give --layers 2 or more", "--dropout")
+    for option in ("features", "signature_dropout"):
+        if settings.get(option) and settings["task"] != "tag":
+            raise fail(f"spelling fields and signatures are a tagger's: --task tag, not {settings['task']}",
+                       f"--{option.replace('_', '-')}")
+    if settings.get("features"):
+        from .data.features import check_fields
+
+        try:
+            check_fields(settings["features"].split(","))
+        except ValueError as error:
+            raise fail(str(error), "--features") from None
 
 
 def fail(message: str, option: str | None = None) -> typer.BadParameter:

@@ -130,8 +130,8 @@ def beam_complete(reader: Reader, prefix: str, *, k: int = 5, beam: int = 16,
 
 
 def tag(reader: Reader, ids: np.ndarray, tags: list[str]) -> tuple[list[str], np.ndarray]:
-    """(tag per word, its probability (L,)) for a sentence of word ids (L,)."""
-    logits, _ = reader.run(np.asarray(ids).reshape(-1, 1))
+    """(tag per word, its probability (L,)) for a sentence of word ids (L,) or (L,F) (F ids per word)."""
+    logits, _ = reader.run(np.asarray(ids)[:, None])
     p = softmax(logits[:, 0].astype(np.float64), axis=1)
     best = p.argmax(axis=1)
     return [tags[i] for i in best], p[np.arange(len(best)), best]

@@ -20,7 +20,7 @@ import numpy as np
 
 from .bptt import ForwardResult, forward
 from .checkpoint import load_checkpoint
-from .data.signatures import WordEncoder
+from .data.features import FeatureEncoder
 from .data.vocab import Vocab
 from .generate import Reader, beam_complete, class_probabilities, sample, tag
 from .model import Params
@@ -84,7 +84,7 @@ class TrainedModel:
         """(word, tag, its probability) for each word of a sentence (a str split on spaces, or words)."""
         self._need("tag", "tag")
         words = _words(words)
-        tags, probs = tag(self.reader(), WordEncoder(self.vocab).encode(words), self.meta["tags"])
+        tags, probs = tag(self.reader(), FeatureEncoder.from_meta(self.vocab, self.meta).encode(words), self.meta["tags"])
         return list(zip(words, tags, probs.tolist()))
 
     def classify(self, sentence) -> dict[str, float]:

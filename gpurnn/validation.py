@@ -36,7 +36,7 @@ class Problem:
     d: int
     k: int                # outputs (0 for the recurrence alone, `check_recurrence`)
     dtype: np.dtype
-    tokens: bool          # inputs are token ids (T,B), else dense floats (T,B,n)
+    tokens: bool          # inputs are token ids (T,B) or (T,B,F) (F ids per step), else dense floats (T,B,n)
     inputs: object
     lengths: object       # (B,) int64, T where not given
     s0: object            # (B,d) or None for zeros
@@ -184,11 +184,13 @@ def _wanted(array, check_values) -> bool:
 
 def _check_inputs(inputs, n, check_values):
     if not is_array(inputs):
-        raise TypeError(f"inputs must be an array: token ids (T,B) or floats (T,B,n), got {type(inputs).__name__}")
+        raise TypeError(f"inputs must be an array: token ids (T,B) or (T,B,F), or floats (T,B,n), "
+                        f"got {type(inputs).__name__}")
     kind = np.dtype(inputs.dtype).kind
     if kind in "iu":
-        if inputs.ndim != 2:
-            raise ValueError(f"inputs of token ids must have shape (T, B), got {tuple(inputs.shape)}")
+        if inputs.ndim not in (2, 3) or inputs.ndim == 3 and inputs.shape[2] < 1:
+            raise ValueError(f"inputs of token ids must have shape (T, B) or (T, B, F) with F >= 1 ids per step, "
+                             f"got {tuple(inputs.shape)}")
         tokens = True
     elif kind == "f":
         if inputs.ndim != 3 or inputs.shape[2] != n:
@@ -223,7 +225,8 @@ def _check_lengths(lengths, T, B, xp, check_values):
 
 
 def _check_token_ids(inputs, lengths, n):
-    """Token ids must lie in [0, n) wherever they are read: before each sequence's length."""
+    """Token ids (every one of a step's F) must lie in [0, n) wherever they are read: before each
+    sequence's length."""
     xp = array_module(inputs)
     active = xp.arange(inputs.shape[0])[:, None] < xp.asarray(lengths)[None, :]
     if not bool(active.any()):

@@ -19,7 +19,7 @@ def launched(dtype):
     """{name: (dispatcher, argument types)} for float32 or float64 (`dtype` as a Numba type or name)."""
     f = {"float32": float32, "float64": float64}.get(str(dtype), dtype)
     v1, v2, v3 = _arrays(f)
-    i1, i2, _ = _arrays(int64)
+    i1, i2, i3 = _arrays(int64)
     w2 = float64[:, ::1]
     return {
         "gemm": (gemm.gemm, (v2, v2, v1, int64, int64, int64, v2)),
@@ -32,8 +32,8 @@ def launched(dtype):
         "sum_squares": (reductions.sum_squares, (v1, float64[::1])),
         "scale": (elementwise.scale, (v1, float64, v1)),
         "clamp": (elementwise.clamp, (v1, float64, v1)),
-        "gather_rows": (rows.gather_rows, (i2, v2, v1, i1, v3)),
-        "bucket_keys": (rows.bucket_keys, (i2, i1, int64, i1)),
+        "gather_rows": (rows.gather_rows, (i3, v2, v1, i1, v3)),
+        "bucket_keys": (rows.bucket_keys, (i3, i1, int64, i1)),
         "bucket_pieces": (rows.bucket_pieces, (i1, i1, i1, i1, v2, v2)),
         "bucket_total": (rows.bucket_total, (i1, v2, v2)),
         "pool_states": (pooling.pool_states, (v3, i1, int64, v2, i2)),

@@ -1,15 +1,17 @@
 """Token-row kernels: the input projection of token ids and its gradient dU.
 
-gather_rows   XP[t, i, j] = U[tokens[t, i], j] + b[j] while t < lengths[i], else 0.
+gather_rows   XP[t, i, j] = Σ_f U[tokens[t, i, f], j] + b[j] while t < lengths[i], else 0
+              (tokens (T,B,F): F ids per step, added in field order; F = 1 is one row).
               Launch: block LANES = (lx, ly), grid (ceil(T·B/ly), ceil(d/lx)) (rows along x:
               any T·B); thread (ty, tx) owns XP's flat row bx·ly + ty, column by·lx + tx.
               No barrier.
-bucket_keys   keys[r] = tokens[r] · R + r for row r = t·B + i read (t < lengths[i]), and
-              n · R + r past a sequence's end: distinct keys whose order groups the rows
-              by token and keeps each group in row order (so any sort gives one order).
+bucket_keys   keys[r] = tokens[r] · R + r for id r = (t·B + i)·F + f read (t < lengths[i]), and
+              n · R + r past a sequence's end (R = T·B·F): distinct keys whose order groups
+              the ids by token and keeps each group in id order (so any sort gives one order).
+              Id r reads Δ's row r // F.
               Launch: block (THREADS,), grid (ceil(T·B/THREADS),). No barrier.
-bucket_pieces, bucket_total   dU[v, j] = Σ_{p = offsets[v]}^{offsets[v+1]−1} Δ[order[p], j]: the
-              rows of token v in row order, in two passes with no atomics (deterministic).
+bucket_pieces, bucket_total   dU[v, j] = Σ_{p = offsets[v]}^{offsets[v+1]−1} Δ[order[p] // F, j]:
+              the rows of token v's ids in id order, in two passes with no atomics (deterministic).
               The sorted rows are cut at every multiple of PIECE: token v's rows fall into
               pieces base[v] … base[v+1]−1 (one per PIECE-aligned chunk they touch; a
               frequent token gets many, so its thousands of rows are added in parallel).
@@ -29,24 +31,31 @@ PIECE = 2 if SIM else 256     # sorted rows per chunk of bucket_pieces
 
 @cuda.jit(cache=True)
 def gather_rows(tokens, U, b, lengths, XP):
-    """tokens (T,B) int; U (n,d); b (d,); lengths (B,) int64 -> XP (T,B,d)."""
+    """tokens (T,B,F) int; U (n,d); b (d,); lengths (B,) int64 -> XP (T,B,d)."""
     T, B, d = XP.shape
     r = cuda.blockIdx.x * cuda.blockDim.y + cuda.threadIdx.y
     j = cuda.blockIdx.y * cuda.blockDim.x + cuda.threadIdx.x
     if r < T * B and j < d:
         t, i = r // B, r % B
-        XP[t, i, j] = U[tokens[t, i], j] + b[j] if t < lengths[i] else XP.dtype.type(0)
+        if t < lengths[i]:
+            acc = U[tokens[t, i, 0], j]
+            for f in range(1, tokens.shape[2]):
+                acc += U[tokens[t, i, f], j]
+            XP[t, i, j] = acc + b[j]
+        else:
+            XP[t, i, j] = XP.dtype.type(0)
 
 
 @cuda.jit(cache=True)
 def bucket_keys(tokens, lengths, n, keys):
-    """tokens (T,B) int; lengths (B,) int64 -> keys (T·B,) int64, see the module docstring."""
-    T, B = tokens.shape
+    """tokens (T,B,F) int; lengths (B,) int64 -> keys (T·B·F,) int64, see the module docstring."""
+    T, B, F = tokens.shape
     r = cuda.grid(1)
-    if r < T * B:
-        t, i = r // B, r % B
-        token = tokens[t, i] if t < lengths[i] else n
-        keys[r] = token * (T * B) + r
+    if r < T * B * F:
+        row, f = r // F, r % F
+        t, i = row // B, row % B
+        token = tokens[t, i, f] if t < lengths[i] else n
+        keys[r] = token * (T * B * F) + r
 
 
 def piece_bound(rows, n):
@@ -57,7 +66,7 @@ def piece_bound(rows, n):
 
 @cuda.jit(cache=True)
 def bucket_pieces(order, offsets, base, piece_token, delta, partial):
-    """order (R,), offsets (n+1,), base (n+1,), piece_token (Q,) int64; delta (R,d) ->
+    """order (R·F,), offsets (n+1,), base (n+1,), piece_token (Q,) int64; delta (R,d) ->
     partial (Q,d): each piece's sum (rows of the pieces past base[n] are left as they were)."""
     cols, lanes = LANES
     buf = cuda.shared.array((LANES[1], LANES[0]), partial.dtype)
@@ -65,6 +74,7 @@ def bucket_pieces(order, offsets, base, piece_token, delta, partial):
     q = cuda.blockIdx.x
     j = cuda.blockIdx.y * cols + tx
     n = offsets.shape[0] - 1
+    F = order.shape[0] // delta.shape[0]
     v = piece_token[q]
     start, stop = 0, 0
     if v < n:                  # the same for every thread of the block
@@ -73,7 +83,7 @@ def bucket_pieces(order, offsets, base, piece_token, delta, partial):
     acc = partial.dtype.type(0)
     if j < delta.shape[1]:
         for p in range(start + ty, stop, lanes):
-            acc += delta[order[p], j]
+            acc += delta[order[p] // F, j]
     buf[ty, tx] = acc
     cuda.syncthreads()        # all lanes' sums stored before the tree reads them
     total = tree_reduce(buf[:, tx], ty, lanes, False)

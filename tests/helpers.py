@@ -135,11 +135,12 @@ def _lengths(case):
 
 
 def _x(case, t, i):
-    """Row x_t of sequence i as a dense vector (one-hot for token ids)."""
-    if case.inputs.ndim == 3:
+    """Row x_t of sequence i as a dense vector (one-hot for token ids (T,B); for ids (T,B,F),
+    each id's count among the step's F)."""
+    if case.inputs.dtype.kind == "f":
         return case.inputs[t, i]
     x = np.zeros(case.params.n_in, case.params.W.dtype)
-    x[case.inputs[t, i]] = 1.0
+    np.add.at(x, case.inputs[t, i], 1.0)
     return x
 
 
@@ -193,7 +194,7 @@ def reference_loss(case, dtype=np.float64) -> float:
     """The summed cross-entropy, computed in `dtype` (np.longdouble for finite differences)."""
     wide = dataclasses.replace(case, params=case.params.map(lambda a: a.astype(dtype)),
                                s0=None if case.s0 is None else case.s0.astype(dtype),
-                               inputs=case.inputs if case.inputs.ndim == 2 else case.inputs.astype(dtype))
+                               inputs=case.inputs if case.inputs.dtype.kind in "iu" else case.inputs.astype(dtype))
     S = reference_forward(wide)[0]
     P, loss = wide.params, dtype(0)
     for shares, i, y in readouts(case, S):

@@ -34,7 +34,8 @@ class Backend(Protocol):
         (reversal within lengths, concatenation, sums), never a hot loop."""
 
     def project_inputs(self, inputs, U, b, lengths) -> Array:
-        """XP (T,B,d) = x_t U + b: a row gather of U for token ids (T,B), one GEMM over
+        """XP (T,B,d) = x_t U + b: a row gather of U for token ids (T,B), the sum of F rows
+        Σ_f U[ids[t,b,f]] for ids (T,B,F) (a bag of feature ids per step), one GEMM over
         all T·B rows for dense inputs (T,B,n). Rows past a sequence's length are not read
         (their content is arbitrary)."""
 
@@ -84,8 +85,9 @@ class Backend(Protocol):
         """A (R,m) summed over rows -> (m,)."""
 
     def input_grad(self, inputs, delta, n, lengths) -> Array:
-        """dU (n,d) = Σ_t x_t^T Δ_t: a scatter-add of Δ's rows for token ids (rows past a
-        sequence's length are skipped: their ids are not read), one GEMM for dense inputs."""
+        """dU (n,d) = Σ_t x_t^T Δ_t: a scatter-add of Δ's rows for token ids (T,B) or (T,B,F) (row
+        (t,b) added into each of its F ids' rows; rows past a sequence's length are skipped:
+        their ids are not read), one GEMM for dense inputs."""
 
     def sum_squares(self, *arrays) -> float:
         """Σ A² over every entry of every array, accumulated in float64 in a fixed order

@@ -19,29 +19,43 @@ from .cpu_threads import run_sliced, stepwise_blas
 
 @njit(cache=True)
 def _gather_rows(tokens, U, b, lengths, XP):
-    """XP[t, i] = U[tokens[t, i]] + b for t < lengths[i]; rows past a length are zeroed."""
+    """XP[t, i] = Σ_f U[tokens[t, i, f]] + b for t < lengths[i]; rows past a length are zeroed.
+    tokens (T,B,F)."""
     T, B, d = XP.shape
     for t in range(T):
         for i in range(B):
             row = XP[t, i]
             if t < lengths[i]:
-                u = U[tokens[t, i]]
+                row[:] = U[tokens[t, i, 0]]
+                for f in range(1, tokens.shape[2]):
+                    u = U[tokens[t, i, f]]
+                    for j in range(d):
+                        row[j] += u[j]
                 for j in range(d):
-                    row[j] = u[j] + b[j]
+                    row[j] += b[j]
             else:
                 row[:] = 0
 
 
 @njit(cache=True)
 def _scatter_rows(tokens, delta, lengths, dU):
-    """dU[tokens[t, i]] += Δ[t, i] for t < lengths[i]."""
+    """dU[tokens[t, i, f]] += Δ[t, i] for t < lengths[i] and every field f. tokens (T,B,F)."""
     T, B, d = delta.shape
     for t in range(T):
         for i in range(B):
             if t < lengths[i]:
-                row, src = dU[tokens[t, i]], delta[t, i]
-                for j in range(d):
-                    row[j] += src[j]
+                src = delta[t, i]
+                for f in range(tokens.shape[2]):
+                    row = dU[tokens[t, i, f]]
+                    for j in range(d):
+                        row[j] += src[j]
+
+
+def _token_fields(inputs):
+    """Token ids (T,B) or (T,B,F) as (T,B,F); None for dense (float) inputs."""
+    if inputs.dtype.kind not in "iu":
+        return None
+    return inputs[:, :, None] if inputs.ndim == 2 else inputs
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -220,9 +234,10 @@ class CPUBackend(CellsOneByOne):
 
     def project_inputs(self, inputs, U, b, lengths):
         T, B = inputs.shape[:2]
-        if inputs.ndim == 2:
+        tokens = _token_fields(inputs)
+        if tokens is not None:
             XP = np.empty((T, B, U.shape[1]), U.dtype)
-            _gather_rows(inputs, U, b, lengths, XP)
+            _gather_rows(tokens, U, b, lengths, XP)
             return XP
         return self.affine(inputs.reshape(T * B, -1), U, b).reshape(T, B, -1)
 
@@ -294,9 +309,10 @@ class CPUBackend(CellsOneByOne):
 
     def input_grad(self, inputs, delta, n, lengths):
         T, B, d = delta.shape
-        if inputs.ndim == 2:
+        tokens = _token_fields(inputs)
+        if tokens is not None:
             dU = np.zeros((n, d), delta.dtype)
-            _scatter_rows(inputs, delta, lengths, dU)
+            _scatter_rows(tokens, delta, lengths, dU)
             return dU
         return self.matmul(inputs.reshape(T * B, n), delta.reshape(T * B, d), trans_a=True)
 

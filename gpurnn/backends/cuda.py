@@ -59,6 +59,16 @@ def cuda_available() -> bool:
     return mem.SIMULATOR or mem.gpu_present()
 
 
+def _dense(inputs) -> bool:
+    """Whether inputs are dense floats (T,B,n), not token ids (T,B) or (T,B,F)."""
+    return np.dtype(inputs.dtype).kind == "f"
+
+
+def _token_fields(inputs):
+    """Token ids (T,B) or (T,B,F) as (T,B,F) (a view)."""
+    return inputs.reshape(inputs.shape + (1,)) if inputs.ndim == 2 else inputs
+
+
 class CUDABackend:
     """Numba CUDA kernels on device arrays. See `gpurnn.backends.base.Backend` for each
     operation's contract."""
@@ -95,11 +105,11 @@ class CUDABackend:
     def project_inputs(self, inputs, U, b, lengths):
         T, B = inputs.shape[:2]
         d = U.shape[1]
-        if inputs.ndim == 3:
+        if _dense(inputs):
             return self.affine(inputs.reshape(T * B, inputs.shape[2]), U, b).reshape(T, B, d)
         XP = mem.empty((T, B, d), U.dtype)
         rows.gather_rows[_lanes(T * B, d)](
-            mem.kernel_view(inputs), mem.kernel_view(U), mem.kernel_view(b), mem.kernel_view(lengths),
+            mem.kernel_view(_token_fields(inputs)), mem.kernel_view(U), mem.kernel_view(b), mem.kernel_view(lengths),
             mem.kernel_view(XP))
         return XP
 
@@ -169,18 +179,19 @@ class CUDABackend:
     def input_grad(self, inputs, delta, n, lengths):
         T, B, d = delta.shape
         flat = delta.reshape(T * B, d)
-        if inputs.ndim == 3:
+        if _dense(inputs):
             return self.matmul(inputs.reshape(T * B, n), flat, trans_a=True)
-        keys = mem.empty((T * B,), np.int64)
-        rows.bucket_keys[_line(T * B)](mem.kernel_view(inputs), mem.kernel_view(lengths), n,
-                                                    mem.kernel_view(keys))
+        tokens = _token_fields(inputs)
+        R = T * B * tokens.shape[2]          # ids read, F per row of Δ
+        keys = mem.empty((R,), np.int64)
+        rows.bucket_keys[_line(R)](mem.kernel_view(tokens), mem.kernel_view(lengths), n, mem.kernel_view(keys))
         xp = mem.array_library()
-        bound = rows.piece_bound(T * B, n)
+        bound = rows.piece_bound(R, n)
 
         def sort(keys_):
-            """Rows sorted by token, each token's first place, its first piece, each piece's token."""
+            """Ids sorted by token, each token's first place, its first piece, each piece's token."""
             order = xp.argsort(keys_)
-            offsets = xp.searchsorted(keys_[order], xp.arange(n + 1) * (T * B))
+            offsets = xp.searchsorted(keys_[order], xp.arange(n + 1) * R)
             first, end = offsets[:-1], offsets[1:]
             pieces = xp.where(end > first, (end - 1) // rows.PIECE - first // rows.PIECE + 1, 0)
             base = xp.concatenate((xp.zeros(1, xp.int64), xp.cumsum(pieces)))

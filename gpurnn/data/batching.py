@@ -9,13 +9,12 @@ from __future__ import annotations
 import numpy as np
 
 from ..batches import SentenceBatches
-from .signatures import WordEncoder
 from .vocab import Vocab
 
 
-def tagged_batches(sentences, encoder: WordEncoder, tags: Vocab, batch_size: int, *,
-                   shuffle: bool = True) -> SentenceBatches:
-    """`TaggedSentence`s -> batches of word ids (L,) (`encoder`) with tag ids (L,) as targets."""
+def tagged_batches(sentences, encoder, tags: Vocab, batch_size: int, *, shuffle: bool = True) -> SentenceBatches:
+    """`TaggedSentence`s -> batches of word ids (L,) or (L,F) (`encoder`: a `WordEncoder` or a
+    `FeatureEncoder`) with tag ids (L,) as targets."""
     return SentenceBatches([encoder.encode(s.words) for s in sentences], [tags.encode(s.tags) for s in sentences],
                            batch_size, shuffle=shuffle)
 

@@ -53,13 +53,13 @@ class WordEncoder:
         self.vocab = vocab
 
     @classmethod
-    def build(cls, sentences, min_count: int = 2) -> "WordEncoder":
+    def build(cls, sentences, min_count: int = 2, *, all_signatures: bool = False) -> "WordEncoder":
         """From training sentences (lists of words): words seen ≥ min_count times, and the
-        signatures of the rest."""
+        signatures of the rest (of every word with `all_signatures`, for word dropout)."""
         counts = Counter(w for words in sentences for w in words)
         frequent = [w for w, n in counts.most_common() if n >= min_count]
-        rare_signatures = sorted({signature(w) for w, n in counts.items() if n < min_count})
-        return cls(Vocab([UNK] + frequent + rare_signatures, UNK))
+        signatures = sorted({signature(w) for w, n in counts.items() if all_signatures or n < min_count})
+        return cls(Vocab([UNK] + frequent + signatures, UNK))
 
     def word_id(self, word: str) -> int:
         found = self.vocab.index.get(word)
@@ -68,6 +68,12 @@ class WordEncoder:
     def encode(self, words) -> np.ndarray:
         """ids (L,) int64 of the words of one sentence."""
         return np.array([self.word_id(w) for w in words], dtype=np.int64)
+
+    def signature_ids(self) -> np.ndarray:
+        """ids (n,) int64: for each id, the id of its word's signature (a signature and `<unk>`
+        map to themselves; a signature not in the vocabulary to `<unk>`)."""
+        return np.array([i if s.startswith("<unk") else self.vocab.id(signature(s))
+                         for i, s in enumerate(self.vocab.symbols)], dtype=np.int64)
 
     def known(self, word: str) -> bool:
         """Whether `word` has an id of its own (not a signature)."""

@@ -38,6 +38,8 @@ class Options:
     min_count: int = 2         # tag/classify: words seen fewer times map to unknown ids
     pool: str = "mean"         # classify: "mean" (label at every step) | "last"; sequences: "last" | "mean" | "max"
     word_dropout: float = 0.0  # classify: probability of reading a training word as unknown
+    features: tuple = ()       # tag: spelling fields read beside each word (gpurnn.data.features)
+    signature_dropout: float = 0.0  # tag: chance a training word seen once reads as its signature
     seed: int = 0
 
 

@@ -21,6 +21,7 @@ from ..checkpoint import load_checkpoint
 from ..data.batching import labelled_batches
 from ..data.sentences import fixed_split, read_files_per_label, read_label_column
 from ..data.vocab import Vocab
+from ..data.word_dropout import WordDropout
 from ..generate import pooled_probabilities
 from . import Options, Prepared, logits_of
 
@@ -43,30 +44,6 @@ def split(sentences, seed: int, held_out: bool):
         return sentences, []
     train, test = fixed_split(len(sentences), seed=seed, test_fraction=TEST_FRACTION)
     return [sentences[i] for i in train], [sentences[i] for i in test]
-
-
-class WordDropout:
-    """A training source whose batches read the unknown id (`unk_id`) in place of each word
-    with probability `p`, the mask drawn from the epoch's `rng` (so resuming replays it)."""
-
-    def __init__(self, source, p: float, unk_id: int):
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"word_dropout must lie in [0, 1), got {p!r}")
-        self.source, self.p, self.unk_id = source, p, unk_id
-
-    def __len__(self) -> int:
-        return len(self.source)
-
-    @property
-    def tokens_per_epoch(self) -> int:
-        return self.source.tokens_per_epoch
-
-    def iter_epoch(self, rng=None):
-        for batch in self.source.iter_epoch(rng):
-            if rng is not None and self.p > 0:
-                drop = rng.random(batch.inputs.shape) < self.p
-                batch = batch._replace(inputs=np.where(drop, self.unk_id, batch.inputs))
-            yield batch
 
 
 class Classify:

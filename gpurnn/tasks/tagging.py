@@ -14,8 +14,9 @@ import numpy as np
 from ..checkpoint import load_checkpoint
 from ..data.batching import tagged_batches
 from ..data.conll import read_conllu
-from ..data.signatures import WordEncoder
+from ..data.features import FeatureEncoder
 from ..data.vocab import Vocab
+from ..data.word_dropout import WordDropout, frequency_dropout
 from . import Options, Prepared, logits_of
 
 
@@ -31,24 +32,41 @@ def most_frequent_tags(sentences) -> dict:
     return table
 
 
+def signature_dropout(source, encoder: FeatureEncoder, sentences, p: float) -> WordDropout:
+    """`source` with word dropout toward the signature (Kiperwasser and Goldberg 2016): a word
+    with an id of its own, seen c times in `sentences`, reads as its signature with chance
+    α / (α + c), α = p / (1 − p) (so p for a word seen once), redrawn every epoch."""
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"signature_dropout must lie in [0, 1), got {p!r}")
+    vocab = encoder.words.vocab
+    counts = np.zeros(len(encoder))
+    for word, count in Counter(w for s in sentences for w in s.words).items():
+        if encoder.words.known(word):
+            counts[vocab.index[word]] = count
+    return WordDropout(source, frequency_dropout(counts, p / (1.0 - p)), encoder.signature_ids())
+
+
 class Tag:
     name = "tag"
     held_out_in_data = False     # whether `evaluate` scores a held-out part of the training files
 
     def prepare(self, paths: list[str], valid: str | None, opts: Options) -> Prepared:
         sentences = [s for p in paths for s in read_conllu(p)]
-        encoder = WordEncoder.build([s.words for s in sentences], opts.min_count)
+        encoder = FeatureEncoder.build([s.words for s in sentences], opts.features, opts.min_count,
+                                       all_signatures=opts.signature_dropout > 0)
         tags = Vocab.build((t for s in sentences for t in s.tags), specials=(), unk=None)
         train = tagged_batches(sentences, encoder, tags, opts.batch_size)
+        if opts.signature_dropout > 0:
+            train = signature_dropout(train, encoder, sentences, opts.signature_dropout)
         held = tagged_batches(read_conllu(valid), encoder, tags, 256, shuffle=False) if valid else None
-        meta = {"task": self.name, "vocab": encoder.vocab.to_json(), "tags": tags.symbols,
+        meta = {"task": self.name, **encoder.to_meta(), "tags": tags.symbols,
                 "baseline_tags": most_frequent_tags(sentences)}
-        return Prepared(train, held, len(encoder.vocab), len(tags), "all", meta)
+        return Prepared(train, held, len(encoder), len(tags), "all", meta)
 
     def evaluate(self, checkpoint_path, paths: list[str], meta: dict, backend: str) -> dict:
         """Accuracy over all words, over words unseen in training, and the baseline's."""
         ckpt = load_checkpoint(checkpoint_path)
-        encoder, tags = WordEncoder(Vocab.from_json(meta["vocab"])), Vocab(meta["tags"], unk=None)
+        encoder, tags = FeatureEncoder.from_meta(Vocab.from_json(meta["vocab"]), meta), Vocab(meta["tags"], unk=None)
         sentences = [s for p in paths for s in read_conllu(p)]
         table = meta["baseline_tags"]
         right = unseen_right = unseen = 0
