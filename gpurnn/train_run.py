@@ -35,7 +35,7 @@ DEFAULTS = {"charlm": (256, 2e-3, 32, 1), "autocomplete": (128, 5e-3, 32, 10), "
 # in the epoch and the streams' states belong to it).
 FIXED = ("task", "hidden", "layers", "bidirectional", "dropout", "activation", "recurrent_init", "optimizer",
          "schedule", "clip", "truncate", "batch_size", "seq_len", "valid_fraction", "min_count", "pool", "word_dropout",
-         "seed")
+         "signatures", "seed")
 # What a resumed run may change: the trainer's configuration takes the new value.
 ADJUSTABLE = ("lr", "max_norm", "patience", "eval_every", "checkpoint_every")
 EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}
@@ -136,7 +136,8 @@ def _task_options(settings: dict, ranks: int):
     from .tasks import Options
 
     return Options(batch_size=settings["batch_size"] * ranks,
-                   **{k: settings[k] for k in ("seq_len", "valid_fraction", "min_count", "pool", "word_dropout", "seed")})
+                   **{k: settings[k] for k in ("seq_len", "valid_fraction", "min_count", "pool", "word_dropout", "signatures",
+                                        "seed")})
 
 
 def _check_tensorboardx():
