@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from .backends import backend_for
+from .arrays import on_host, to_host
 from .model import Params
 
 __all__ = ["FlatLayout", "MPISum", "NCCLSum"]
@@ -37,7 +37,7 @@ class FlatLayout:
     def pack(self, grads: Params, loss_sum: float, count: int):
         """The flat (P + 2,) buffer of `grads`, `loss_sum` and `count`, on the gradients' side."""
         tail = np.array([loss_sum, count], self.dtype)
-        if isinstance(next(iter(grads)), np.ndarray):
+        if on_host(next(iter(grads))):
             flat = np.empty(self.size, self.dtype)
             for g, start, stop in zip(grads, self.offsets, self.offsets[1:]):
                 flat[start:stop] = g.reshape(-1)
@@ -56,7 +56,7 @@ class FlatLayout:
         """(gradients as views of `flat`, loss_sum, count)."""
         grads = Params.from_items((name, flat[start:stop].reshape(shape)) for name, shape, start, stop
                                   in zip(self.names, self.shapes, self.offsets, self.offsets[1:]))
-        tail = backend_for(flat).to_host(flat[self.size - 2:])
+        tail = to_host(flat[self.size - 2:])
         return grads, float(tail[0]), int(round(float(tail[1])))
 
 
@@ -72,12 +72,12 @@ class MPISum:
         self.in_place = MPI.IN_PLACE
 
     def __call__(self, flat):
-        if isinstance(flat, np.ndarray):
+        if on_host(flat):
             self.comm.Allreduce(self.in_place, flat, op=self.op)
             return flat
         from .backends import cuda_memory as mem
 
-        host = np.ascontiguousarray(mem.to_host(flat))
+        host = np.ascontiguousarray(to_host(flat))
         self.comm.Allreduce(self.in_place, host, op=self.op)
         return mem.asarray(host)
 

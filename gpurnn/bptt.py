@@ -24,9 +24,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, NamedTuple
 
-import numpy as np
-
 from . import recurrence, stack
+from .arrays import on_host, to_host
 from .backends import get_backend
 from .model import Params
 from .validation import Problem, check_call, check_one_recurrence, check_params
@@ -157,7 +156,7 @@ def final_logits(params: Params, s_last, *, backend="auto"):
     be = get_backend(backend)
     P = params.map(be.asarray)
     z = be.affine(stack.top_last(be, P, be.asarray(s_last, P.dtype)), P.V, P.c)
-    return be.to_host(z) if isinstance(next(iter(params)), np.ndarray) else z
+    return to_host(z) if on_host(next(iter(params))) else z
 
 
 def check_dropout(dropout, name="dropout"):
@@ -167,7 +166,7 @@ def check_dropout(dropout, name="dropout"):
 
 def _place(be, params: Params, problem: Problem):
     """The call's arrays and the parameters moved to the backend once."""
-    return recurrence.Placement(be, problem, isinstance(next(iter(params)), np.ndarray)), params.map(be.asarray)
+    return recurrence.Placement(be, problem, on_host(next(iter(params)))), params.map(be.asarray)
 
 
 def _visible(be, P: Params, p: Problem, H, s_last, lengths):

@@ -24,7 +24,7 @@ import numpy as np
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save
 
-from .backends import backend_for
+from .arrays import to_host
 from .model import Params
 from .validation import check_params
 
@@ -58,21 +58,16 @@ class Checkpoint:
         return self.meta.get("vocab")
 
 
-def to_host(array) -> np.ndarray:
-    """A C-contiguous NumPy copy of any backend's array (the NumPy array itself when it is one)."""
-    return np.ascontiguousarray(backend_for(array).to_host(array))
-
-
 def save_checkpoint(path, params: Params, *, arrays: dict | None = None, meta: dict | None = None) -> Path:
     """Write `params`, `arrays` and the JSON-serialisable `meta` to `path` atomically; return the path."""
     check_params(params)
     path = Path(path)
-    tensors = {f"{PARAMS}{name}": to_host(value) for name, value in params.items()}
+    tensors = {f"{PARAMS}{name}": np.ascontiguousarray(to_host(value)) for name, value in params.items()}
     for name, value in (arrays or {}).items():
         if name.startswith(PARAMS):
             raise ValueError(f"arrays must not use a name starting {PARAMS!r} such as {name!r} "
                              "(reserved for the parameters)")
-        tensors[name] = to_host(value)
+        tensors[name] = np.ascontiguousarray(to_host(value))
     header = {"format": FORMAT, "version": VERSION, **(meta or {})}
     try:
         text = json.dumps(header, allow_nan=False)

@@ -4,7 +4,7 @@
     gpurnn sample | complete | tag | classify | predict  CHECKPOINT ...
     gpurnn eval CHECKPOINT --data PATH...        ends with lines `metric SPLIT/NAME VALUE`
 
-(and `diagnose`, registered by `gpurnn.diagnose`). A CHECKPOINT is a `.safetensors` file or
+(and `diagnose`, registered by `gpurnn.diagnostics.figures`). A CHECKPOINT is a `.safetensors` file or
 a run directory (its `best.safetensors` when there is one, else `checkpoint.safetensors`).
 Option values are checked as the command line is read, and every user error ends as one
 line on stderr with exit status 2 (`gpurnn.cli_checks`); `train` is run by `gpurnn.train_run`.
@@ -17,7 +17,7 @@ from typing import List, Optional
 import typer
 
 from .cli_checks import DEBUG, OneLineErrors, choices, fail, finite
-from .diagnose import diagnose_command
+from .diagnostics.figures import diagnose_command
 from .model import RECURRENT_INITS
 from .distributed import abort_job_on_error
 from .train_run import DEFAULTS, run_training, scored_split

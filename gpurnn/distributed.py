@@ -35,7 +35,7 @@ import numpy as np
 
 from .allreduce import FlatLayout, MPISum, NCCLSum
 from .batches import part_of, shard
-from .checkpoint import to_host
+from .arrays import to_host
 
 __all__ = ["DataParallel", "abort_job_on_error", "abort_on_error", "install_abort_hook", "launched_as_ranks", "world"]
 

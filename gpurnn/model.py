@@ -1,10 +1,9 @@
 """The model's parameters: the `Params` tree and its initialisation.
 
 A stack of `layers` Elman layers, each with one direction (`fw`) or two (`fw`, `bw`), and an
-output layer (`head`). Row-vector convention (docs/design.md), per layer ℓ and direction:
+output layer (`head`). Row-vector convention (docs/design.md): each layer ℓ and direction is
+a `gpurnn.cell` (U (n_ℓ,d), W (d,d), b (d,); n_0 = n, n_ℓ = D·d above), and the head reads
 
-    a_t = x_t U + s_{t-1} W + b      U (n_ℓ,d)  W (d,d)  b (d,)   n_0 = n, n_ℓ = D·d above
-    s_t = σ(a_t)
     z_t = h_t V + c                  V (D·d,k)  c (k,)             h_t: the top layer's states,
                                                                    directions concatenated
 `Params` is an ordered name → array tree with one way to iterate (`items`, iteration over
@@ -14,23 +13,17 @@ optimizer, clipping rule, checkpoint and monitor goes through those and names no
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Iterator, NamedTuple
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from .arrays import array_module
+from .cell import CELL_FIELDS, RECURRENT_INITS, Cell, draw_cell, init_recurrent
+
 FIELDS = ("U", "W", "V", "b", "c")          # a single-layer model's names, in the tree's order
-CELL_FIELDS = ("U", "W", "b")               # one layer-direction's arrays
 HEAD_FIELDS = ("V", "c")
 DIRECTIONS = ("fw", "bw")
-_NAME = re.compile(r"layers\.(\d+)\.(fw|bw)\.([UWb])|head\.([Vc])")
-
-
-class Cell(NamedTuple):
-    """One layer-direction's arrays: U (n_ℓ,d), W (d,d), b (d,)."""
-
-    U: Any
-    W: Any
-    b: Any
+_NAME = re.compile(rf"layers\.(\d+)\.(fw|bw)\.([{''.join(CELL_FIELDS)}])|head\.([{''.join(HEAD_FIELDS)}])")
 
 
 def tree_names(layers: int, directions: int) -> list[str]:
@@ -105,8 +98,6 @@ class Params:
 
     def flatten(self):
         """All arrays raveled into one 1-D array (in the tree's order, on the arrays' device)."""
-        from .arrays import array_module
-
         return array_module(next(iter(self))).concatenate([a.reshape(-1) for a in self])
 
     def unflatten(self, flat) -> "Params":
@@ -134,10 +125,7 @@ class Params:
 
     def cell(self, layer: int, direction: str = "fw") -> Cell:
         """Layer `layer`'s arrays in `direction` ("fw" or "bw")."""
-        if self.layers == 1 and self.directions == 1:
-            return Cell(self._arrays["U"], self._arrays["W"], self._arrays["b"])
-        prefix = f"layers.{layer}.{direction}."
-        return Cell(self._arrays[prefix + "U"], self._arrays[prefix + "W"], self._arrays[prefix + "b"])
+        return Cell(*(self._arrays[self.cell_name(layer, direction, field)] for field in CELL_FIELDS))
 
     def cells(self) -> Iterator[tuple[int, str, Cell]]:
         """(layer, direction, cell) bottom-up, fw before bw within a layer."""
@@ -214,9 +202,6 @@ def _structure(names) -> tuple[int, int]:
     return max(layers, 1), max(directions, 1)
 
 
-RECURRENT_INITS = ("uniform", "identity", "orthogonal")
-
-
 def init_params(n_in: int, hidden: int, n_out: int, *, layers: int = 1, bidirectional: bool = False, seed: int = 0,
                 dtype="float32", scale: float | None = None, recurrent_scale: float | None = None,
                 recurrent: str = "uniform") -> Params:
@@ -230,11 +215,9 @@ def init_params(n_in: int, hidden: int, n_out: int, *, layers: int = 1, bidirect
     ℓ > 0 reads D·d inputs (D = 2 directions or 1). Draws: each cell's U then W, bottom-up, fw
     before bw, then V (a single layer draws U, W, V as it always has).
 
-    `recurrent` chooses every cell's W for long sequences: "identity" (W = I, the IRNN of Le et
-    al. 2015: with relu the state starts as a running sum) or "orthogonal" (a random orthogonal
-    W, Saxe et al. 2014, Keras' default: every singular value 1, so ‖s_{t−1} W‖ = ‖s_{t−1}‖
-    and only σ' shrinks a gradient going back), drawn after V cell by cell. U and V are the
-    same draws whatever W is.
+    `recurrent` chooses every cell's W for long sequences (`gpurnn.cell.init_recurrent`:
+    "uniform", "identity" or "orthogonal"), drawn after V cell by cell. U and V are the same
+    draws whatever W is.
     """
     for name, value in (("n_in", n_in), ("hidden", hidden), ("n_out", n_out), ("layers", layers)):
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
@@ -254,16 +237,11 @@ def init_params(n_in: int, hidden: int, n_out: int, *, layers: int = 1, bidirect
     for layer in range(layers):
         rows = n_in if layer == 0 else directions * hidden
         for direction in DIRECTIONS[:directions]:
-            arrays[layer, direction] = Cell(rng.uniform(-bound, bound, (rows, hidden)).astype(dtype),
-                                            rng.uniform(-w_bound, w_bound, (hidden, hidden)).astype(dtype),
-                                            np.zeros(hidden, dtype))
+            arrays[layer, direction] = draw_cell(rng, rows, hidden, bound, w_bound, dtype)
     V = rng.uniform(-bound, bound, (directions * hidden, n_out)).astype(dtype)
     c = np.zeros(n_out, dtype)
     for key, cell in arrays.items():
-        if recurrent == "identity":
-            arrays[key] = cell._replace(W=np.eye(hidden, dtype=dtype))
-        elif recurrent == "orthogonal":
-            arrays[key] = cell._replace(W=random_orthogonal(hidden, rng).astype(dtype))
+        arrays[key] = init_recurrent(cell, recurrent, rng)
     if layers == 1 and directions == 1:
         U, W, b = arrays[0, "fw"]
         return Params(U, W, V, b, c)
@@ -271,10 +249,3 @@ def init_params(n_in: int, hidden: int, n_out: int, *, layers: int = 1, bidirect
              for (layer, direction), cell in arrays.items() for field, value in zip(CELL_FIELDS, cell)}
     return Params.from_items({**named, "head.V": V, "head.c": c})
 
-
-def random_orthogonal(d: int, rng: np.random.Generator) -> np.ndarray:
-    """A (d,d) orthogonal matrix drawn uniformly (Haar measure): the Q of a Gaussian matrix's
-    QR, its columns' signs fixed by R's diagonal so the distribution does not depend on
-    LAPACK's sign convention (Mezzadri 2007)."""
-    q, r = np.linalg.qr(rng.standard_normal((d, d)))
-    return q * np.sign(np.diag(r))

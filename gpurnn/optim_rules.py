@@ -22,6 +22,7 @@ import math
 import numba
 import numpy as np
 
+from .arrays import on_host
 from .backends import backend_for
 
 SGD, NESTEROV, ADAGRAD, RMSPROP, ADAM = range(5)
@@ -62,7 +63,7 @@ def update(code, p, g, s1, s2, scalars) -> None:
     `scalars` = (lr, a, b, eps, c1, c2) as Python floats."""
     size = int(np.prod(p.shape))
     flat = [x.reshape(size) for x in (p, g, s1, s2)]
-    if isinstance(p, np.ndarray):
+    if on_host(p):
         _update_cpu(code, *flat, *scalars)
         return
     from gpurnn.kernels.optimizer_update import launch_update

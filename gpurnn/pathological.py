@@ -1,7 +1,7 @@
-"""The pathological long-memory tasks (Hochreiter and Schmidhuber 1997; Martens and Sutskever
+"""The pathological long-memory problems (Hochreiter and Schmidhuber 1997; Martens and Sutskever
 2011; Pascanu, Mikolov and Bengio 2013) as seeded data generators with a length parameter T.
 
-Every task answers `generate(length, batch, rng) -> Sample` (time-major arrays for
+Every problem answers `generate(length, batch, rng) -> Sample` (time-major arrays for
 `gpurnn.forward`/`bptt`) and `evaluate(params, length, …)` on fresh sequences (10,000 by
 default) against its success criterion.
 
@@ -23,7 +23,7 @@ temporal order (m = 2|3)  tokens: distractors a b c d (0-3), relevant X Y (4, 5)
 memorization (P = 5 bits) tokens: bits 0/1, blank 2, trigger 3. Steps 0..P−1 show the bits, then blanks,
                         the trigger at step P+T−1, then P blanks during which the targets are the bits
                         in order (sequence length 2P+T; every other target −1). T is the delay.
-Success for the classification tasks: fewer than 1% of the sequences wrong (a sequence is wrong if any
+Success for the classification problems: fewer than 1% of the sequences wrong (a sequence is wrong if any
 of its outputs' argmax differs from its target).
 """
 from __future__ import annotations
@@ -34,11 +34,11 @@ from typing import Any
 
 import numpy as np
 
-from .arrays import array_module
+from .arrays import to_host
 from .bptt import forward
 
 FRESH = 10_000         # sequences each evaluation draws
-ERROR_RATE = 0.01      # classification tasks: solved when fewer than 1% of sequences are wrong
+ERROR_RATE = 0.01      # classification problems: solved when fewer than 1% of sequences are wrong
 ADDING_MSE = 0.04      # adding: solved when the mean squared error is below this
 
 
@@ -67,7 +67,7 @@ class Evaluation:
         return self.error < self.threshold
 
 
-class Task(abc.ABC):
+class SyntheticProblem(abc.ABC):
     """Shared evaluation; subclasses set name, n_in, n_out, output, threshold, min_length."""
 
     name = ""
@@ -90,20 +90,20 @@ class Task(abc.ABC):
 
     def evaluate(self, params, length, *, activation="tanh", sequences=FRESH, seed=12345,
                  backend="auto", chunk=1000) -> Evaluation:
-        """The task's error on `sequences` fresh sequences of this length (drawn with `seed`)."""
+        """The problem's error on `sequences` fresh sequences of this length (drawn with `seed`)."""
         rng = np.random.default_rng(seed)
         total, done = 0.0, 0
         while done < sequences:
             batch = min(chunk, sequences - done)
             sample = self.generate(length, batch, rng)
             logits = forward(params, sample.inputs, activation=activation, backend=backend).logits
-            logits = logits if isinstance(logits, np.ndarray) else array_module(logits).asnumpy(logits)
+            logits = to_host(logits)
             total += float(self.errors(logits.astype(np.float64), sample).sum())
             done += batch
         return Evaluation(total / sequences, self.threshold, sequences)
 
 
-class Adding(Task):
+class Adding(SyntheticProblem):
     name, n_in, min_length, threshold = "adding", 2, 2, ADDING_MSE
 
     def __init__(self, bins: int = 20):
@@ -132,7 +132,7 @@ class Adding(Task):
         return (p @ self.centres - sample.values) ** 2
 
 
-class TemporalOrder(Task):
+class TemporalOrder(SyntheticProblem):
     output, n_in, min_length = "last", 8, 10
     WINDOWS = {2: ((0.1, 0.2), (0.4, 0.5)), 3: ((0.1, 0.2), (0.3, 0.4), (0.6, 0.7))}
 
@@ -162,7 +162,7 @@ class TemporalOrder(Task):
         return (logits[-1].argmax(axis=1) != np.asarray(sample.targets)).astype(np.float64)
 
 
-class Memorization(Task):
+class Memorization(SyntheticProblem):
     name, output, n_in, n_out, min_length = "memorization", "all", 4, 2, 1
 
     def __init__(self, bits: int = 5):
@@ -191,12 +191,12 @@ def _check_count(value, name, low):
         raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
 
 
-TASKS = {"adding": Adding, "temporal-order-2": lambda: TemporalOrder(2),
-         "temporal-order-3": lambda: TemporalOrder(3), "memorization": Memorization}
+PROBLEMS = {"adding": Adding, "temporal-order-2": lambda: TemporalOrder(2),
+            "temporal-order-3": lambda: TemporalOrder(3), "memorization": Memorization}
 
 
-def make_task(name: str) -> Task:
-    """A task by name: adding, temporal-order-2, temporal-order-3, memorization."""
-    if name not in TASKS:
-        raise ValueError(f"task must be one of {', '.join(TASKS)}, got {name!r}")
-    return TASKS[name]()
+def make_problem(name: str) -> SyntheticProblem:
+    """A problem by name: adding, temporal-order-2, temporal-order-3, memorization."""
+    if name not in PROBLEMS:
+        raise ValueError(f"problem must be one of {', '.join(PROBLEMS)}, got {name!r}")
+    return PROBLEMS[name]()

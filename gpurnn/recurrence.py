@@ -40,12 +40,32 @@ def states(be, inputs, U, b, W, s0, lengths, activation):
     return be.recurrence_forward(XP, W, s0, lengths, activation)
 
 
+def states_cells(be, inputs, Us, bs, Ws, s0s, lengths, activation):
+    """[S] of the cells of one layer (lists, cell i's `states` arguments), in one launch where the
+    backend can (`Backend.recurrence_forward_cells`)."""
+    XPs = [be.project_inputs(x, U, b, lengths) for x, U, b in zip(inputs, Us, bs)]
+    return be.recurrence_forward_cells(XPs, Ws, s0s, lengths, activation)
+
+
 def backprop(be, inputs, S, U, W, G, g_last, lengths, activation, truncate, *, input_grad=False) -> RecurrenceGrads:
     """Gradients from G (T,B,d) (0 past each length, or None) and g_last (B,d) (or None) on
     backend `be`; n = U's rows. dX only when `input_grad` (dense inputs)."""
-    T, B, d = S.shape[0] - 1, S.shape[1], S.shape[2]
-    n = U.shape[0]
     delta, ds0 = be.recurrence_backward(G, g_last, S, W, lengths, activation, truncate)
+    return _grads(be, inputs, S, U, delta, ds0, lengths, input_grad)
+
+
+def backprop_cells(be, inputs, Ss, Us, Ws, Gs, g_lasts, lengths, activation, truncate, *,
+                   input_grad=False) -> list[RecurrenceGrads]:
+    """[RecurrenceGrads] of the cells of one layer (lists, cell i's `backprop` arguments), their
+    recurrences in one launch where the backend can (`Backend.recurrence_backward_cells`)."""
+    back = be.recurrence_backward_cells(Gs, g_lasts, Ss, Ws, lengths, activation, truncate)
+    return [_grads(be, x, S, U, delta, ds0, lengths, input_grad) for x, S, U, (delta, ds0) in zip(inputs, Ss, Us, back)]
+
+
+def _grads(be, inputs, S, U, delta, ds0, lengths, input_grad) -> RecurrenceGrads:
+    """dW, db, dU (and dX when `input_grad`) from Δ (T,B,d); ds0 passed through."""
+    T, B, d = delta.shape
+    n = U.shape[0]
     flat = delta.reshape(T * B, d)
     dW = be.matmul(S[:-1].reshape(T * B, d), flat, trans_a=True)
     db = be.sum_rows(flat)

@@ -6,7 +6,8 @@
     h_n  = S[T], S'[T] per cell  (B,d)     S'[T]: the bw state after the sequence's first step,
                                            as torch's h_n (padding is never read either way)
 backward, top layer first, from G = ∂L/∂H_top (T,B,D·d) and/or g = ∂L/∂[S[T], S'[T]] (B,D·d):
-    each cell's `recurrence.backprop` gives its dU, dW, db, ds0 and dX = ∂L/∂(its inputs);
+    each cell's `recurrence.backprop` gives its dU, dW, db, ds0 and dX = ∂L/∂(its inputs)
+    (a layer's cells together: `recurrence.states_cells`, `backprop_cells`, one launch on a GPU);
     ∂L/∂X_ℓ = dX_fw + rev(dX_bw), and ∂L/∂H_{ℓ−1} = ∂L/∂X_ℓ ⊙ M_ℓ (one product per layer).
 rev is its own inverse (positions past a length stay put). A single cell (one layer, one
 direction) is the plain recurrence: no reversal, no copy.
@@ -56,15 +57,15 @@ def forward(be, P: Params, inputs, s0, lengths, activation, masks=None) -> Stack
     for layer in range(P.layers):
         if masks[layer] is not None:
             x = be.array_op(lambda xp, a, m: a * m, x, masks[layer])
-        outputs = []
-        for direction in DIRECTIONS[:P.directions]:
-            cell = P.cell(layer, direction)
-            own = x if direction == "fw" else _reverse(be, x, lengths)
-            S = recurrence.states(be, own, cell.U, cell.b, cell.W, _cell_s0(P, s0, len(record.states)), lengths,
-                                  activation)
-            record.inputs.append(own)
-            record.states.append(S)
-            outputs.append(S[1:] if direction == "fw" else _reverse(be, S[1:], lengths))
+        directions = DIRECTIONS[:P.directions]
+        cells = [P.cell(layer, direction) for direction in directions]
+        owns = [x if direction == "fw" else _reverse(be, x, lengths) for direction in directions]
+        s0s = [_cell_s0(P, s0, len(record.states) + j) for j in range(len(cells))]
+        Ss = recurrence.states_cells(be, owns, [c.U for c in cells], [c.b for c in cells], [c.W for c in cells], s0s,
+                                     lengths, activation)
+        record.inputs += owns
+        record.states += Ss
+        outputs = [S[1:] if direction == "fw" else _reverse(be, S[1:], lengths) for direction, S in zip(directions, Ss)]
         x = outputs[0] if len(outputs) == 1 else be.array_op(lambda xp, *o: xp.concatenate(o, axis=2), *outputs)
     record.top = x
     return record
@@ -94,16 +95,16 @@ def backward(be, P: Params, record: StackRecord, G, g_last, lengths, activation,
     for layer in reversed(range(P.layers)):
         wants_dx = layer > 0 or input_grad
         dX = None
-        for j, direction in enumerate(DIRECTIONS[:D]):
-            i = layer * D + j
-            cell = P.cell(layer, direction)
-            if G is not None and direction == "bw":
-                G_own = _reverse(be, G, lengths, slice(j * d, (j + 1) * d))
-            else:
-                G_own = _part(be, G, j, d, D)
-            back = recurrence.backprop(be, record.inputs[i], record.states[i], cell.U, cell.W, G_own,
-                                       _part(be, g_last, j, d, D), lengths, activation, truncate,
-                                       input_grad=wants_dx)
+        directions, first = DIRECTIONS[:D], layer * D
+        cells = [P.cell(layer, direction) for direction in directions]
+        Gs = [_reverse(be, G, lengths, slice(j * d, (j + 1) * d)) if G is not None and direction == "bw"
+              else _part(be, G, j, d, D) for j, direction in enumerate(directions)]
+        backs = recurrence.backprop_cells(be, record.inputs[first:first + D], record.states[first:first + D],
+                                          [c.U for c in cells], [c.W for c in cells], Gs,
+                                          [_part(be, g_last, j, d, D) for j in range(D)], lengths, activation,
+                                          truncate, input_grad=wants_dx)
+        for j, (direction, back) in enumerate(zip(directions, backs)):
+            i = first + j
             grads.update({P.cell_name(layer, direction, f): g
                           for f, g in zip(CELL_FIELDS, (back.dU, back.dW, back.db))})
             ds0[i] = back.ds0

@@ -1,10 +1,9 @@
 """Move a model between gpurnn and PyTorch's `nn.RNN` + `nn.Linear`.
 
-PyTorch computes h_t = σ(x_t W_ihᵀ + b_ih + h_{t−1} W_hhᵀ + b_hh) and y = h Wᵀ + b, so for
-each layer ℓ and direction (suffix "" for fw, "_reverse" for bw)
+Each layer ℓ and direction's cell maps to `rnn.<name>_lℓ` (suffix "" for fw, "_reverse" for
+bw) with the names `gpurnn.cell.to_torch` gives (weight_ih = Uᵀ, weight_hh = Wᵀ, bias_ih = b,
+bias_hh = 0; import sums the two biases), and the head to `nn.Linear`:
 
-    rnn.weight_ih_lℓ = Uᵀ (d,n_ℓ)   rnn.weight_hh_lℓ = Wᵀ (d,d)
-    rnn.bias_ih_lℓ   = b  (d,)      rnn.bias_hh_lℓ   = 0            (import sums the two)
     linear.weight    = Vᵀ (k,D·d)   linear.bias      = c (k,)
 
 `nn.RNN(num_layers=L, bidirectional=...)` concatenates the directions' states as gpurnn's
@@ -17,8 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backends import backend_for
-from .model import CELL_FIELDS, DIRECTIONS, FIELDS, Params, tree_names
+from .arrays import to_host
+from .cell import from_torch, to_torch
+from .cell import CELL_FIELDS
+from .model import DIRECTIONS, FIELDS, Params, tree_names
 from .validation import check_params
 
 __all__ = ["from_torch_state_dict", "to_torch_state_dict"]
@@ -36,12 +37,11 @@ def to_torch_state_dict(params: Params, *, activation: str = "tanh", tensors: bo
     if activation not in TORCH_NONLINEARITIES:
         raise ValueError(f"activation must be one of {TORCH_NONLINEARITIES} (those nn.RNN offers), "
                          f"got {activation!r}")
-    P = params.map(lambda a: backend_for(a).to_host(a))
+    P = params.map(to_host)
     arrays = {}
     for layer, direction, cell in P.cells():
         key = f"l{layer}{SUFFIXES[direction]}"
-        arrays.update({f"{rnn_prefix}weight_ih_{key}": cell.U.T, f"{rnn_prefix}weight_hh_{key}": cell.W.T,
-                       f"{rnn_prefix}bias_ih_{key}": cell.b, f"{rnn_prefix}bias_hh_{key}": np.zeros_like(cell.b)})
+        arrays.update({f"{rnn_prefix}{name}_{key}": value for name, value in to_torch(cell).items()})
     arrays.update({f"{linear_prefix}weight": P.V.T, f"{linear_prefix}bias": P.c})
     arrays = {key: np.ascontiguousarray(value) for key, value in arrays.items()}
     if not tensors:
@@ -73,8 +73,7 @@ def from_torch_state_dict(state_dict: dict, *, rnn_prefix: str = "rnn.", linear_
     for layer in range(layers):
         for direction in DIRECTIONS[:directions]:
             key = f"l{layer}{SUFFIXES[direction]}"
-            cells.append((get(f"{rnn_prefix}weight_ih_{key}").T, get(f"{rnn_prefix}weight_hh_{key}").T,
-                          get(f"{rnn_prefix}bias_ih_{key}") + get(f"{rnn_prefix}bias_hh_{key}")))
+            cells.append(from_torch(lambda name: get(f"{rnn_prefix}{name}_{key}")))
     dtype = np.dtype(dtype or cells[0][1].dtype)
     by_field = {field: [cell[i] for cell in cells] for i, field in enumerate(CELL_FIELDS)}
     by_field.update(V=[get(f"{linear_prefix}weight").T], c=[get(f"{linear_prefix}bias")])

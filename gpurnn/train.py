@@ -27,7 +27,8 @@ from tqdm.auto import tqdm
 from .backends import get_backend
 from .batches import Batch
 from .bptt import bptt, output_logits
-from .checkpoint import load_checkpoint, save_checkpoint, to_host
+from .arrays import on_host, to_host
+from .checkpoint import load_checkpoint, save_checkpoint
 from .clip import NonFiniteGradientError, clip_grad_norm, clip_grad_value, global_norm
 from .distributed import DataParallel
 from .model import Params
@@ -227,7 +228,7 @@ class Trainer:
         if moved is not data and self.backend.name != "cpu":
             cfg = self.config
             for batch in data.iter_epoch(None):
-                if not isinstance(batch.inputs, np.ndarray):
+                if not on_host(batch.inputs):
                     break                        # moved (and checked) already
                 check_call(self.params, batch.inputs, lengths=batch.lengths, activation=cfg.activation,
                            output=cfg.output, targets=batch.targets, need_targets=True, check_values=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 from typing import NamedTuple
 
-from .activations import activation_code
+from .cell import activation_code
 from .bptt import check_dropout
 from .clip import NonFiniteGradientError
 from .optim import OPTIMIZERS, SCHEDULES

@@ -14,9 +14,9 @@ import dataclasses
 
 import numpy as np
 
-from .activations import activation_code
-from .arrays import array_module, is_array
-from .model import CELL_FIELDS, Params
+from .arrays import array_module, is_array, on_host
+from .cell import CELL_FIELDS, activation_code, cell_shapes
+from .model import Params
 
 OUTPUTS = ("all", "last", "mean", "max")
 POOLS = ("mean", "max")   # outputs read from a pool over each sequence's real states s_1..s_L
@@ -61,7 +61,7 @@ def check_params(params, *, check_values=True) -> tuple[np.dtype, int, int, int]
     expected = {}
     for layer, direction, _ in params.cells():
         rows = n if layer == 0 else width
-        for field, shape in zip(CELL_FIELDS, ((rows, d), (d, d), (d,))):
+        for field, shape in zip(CELL_FIELDS, cell_shapes(rows, d)):
             expected[params.cell_name(layer, direction, field)] = shape
     expected.update(zip(params.head_names(), ((width, k), (k,))))
     for name, value in params.items():
@@ -128,7 +128,7 @@ def check_recurrence(inputs, U, W, b, *, s0=None, lengths=None, activation="tanh
     named = {"U": U, "W": W} if b is None else {"U": U, "W": W, "b": b}
     dtype = _check_weights(named, "U, W and b")
     n, d = _shape(U, "U", 2)
-    expected = {"U": (n, d), "W": (d, d), "b": (d,)}
+    expected = cell_shapes(n, d)._asdict()
     for name, value in named.items():
         if tuple(value.shape) != expected[name]:
             raise ValueError(f"{name} must have shape {expected[name]} (from U {(n, d)}), got {tuple(value.shape)}")
@@ -179,7 +179,7 @@ def _check_state(value, name, names, shape, dtype=None, finite=True):
 
 def _wanted(array, check_values) -> bool:
     """Whether `array`'s values are checked: always on the host (NumPy), on a GPU unless told not to."""
-    return check_values or isinstance(array, np.ndarray)
+    return check_values or on_host(array)
 
 
 def _check_inputs(inputs, n, check_values):
@@ -249,7 +249,7 @@ def _loss_targets(targets, output, lengths, T, B, k, check_values):
     if _wanted(targets, check_values) and int(targets.max()) >= k:
         raise ValueError(f"targets must be < k = {k} (columns of V; negative means no loss), "
                          f"got a maximum of {int(targets.max())}")
-    xp = array_module(targets if isinstance(lengths, np.ndarray) else lengths)   # host targets go where lengths are
+    xp = array_module(targets if on_host(lengths) else lengths)   # host targets go where lengths are
     targets = xp.asarray(targets).astype(xp.int64)
     if output != "all":
         return xp.where(targets >= 0, targets, -1)

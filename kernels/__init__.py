@@ -1,6 +1,6 @@
 """Numba CUDA device code for gpurnn, one file per operation (installed as `gpurnn.kernels`).
 
-device         σ, σ' (from `gpurnn.activations`) and the shared-memory tile product
+device         σ, σ' (from `gpurnn.cell`) and the shared-memory tile product
 gemm           C = op(A) op(B) (+ bias): the tiled GEMM
 step_forward   one recurrence step forward: s_t W + XP_t, σ, lengths
 step_backward  one BPTT step (exact or truncated chains) and the sum of chains
@@ -9,4 +9,5 @@ reductions     deterministic column sums and sum of squares
 elementwise    scaling and clamping (gradient clipping)
 rows           token-row gather (x U + b) and the deterministic scatter-add for dU
 persistent_*   whole-sequence persistent kernels
+launch_types   the argument types each kernel is launched with (for the PTX tests)
 """

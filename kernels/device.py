@@ -1,6 +1,6 @@
 """Device functions shared by the kernels: σ, σ' and the shared-memory tile product.
 
-σ and σ' are `gpurnn.activations`' scalar functions compiled for the device (the same
+σ and σ' are `gpurnn.cell`'s scalar functions compiled for the device (the same
 source the CPU backend compiles with `njit`), never copies. Every device function here is
 inlined at the Numba IR level (`inline="always"`): it costs nothing at run time, and unlike a
 plain `cuda.jit(device=True)` function it compiles with `compile_ptx` on a machine without a
@@ -22,7 +22,7 @@ try:   # numba-cuda 0.2x and later keep their own settings module; older ones re
 except ImportError:
     from numba import config
 
-from gpurnn import activations
+from gpurnn import cell
 
 SIM = bool(config.ENABLE_CUDASIM)
 TILE = 4 if SIM else 16
@@ -31,8 +31,16 @@ LANES = (4, 2) if SIM else (32, 8)
 THREADS = 8 if SIM else 256
 
 inline = cuda.jit(device=True, inline="always")
-sigma = inline(activations.sigma)
-sigma_prime = inline(activations.sigma_prime_from_state)
+sigma = inline(cell.sigma)
+sigma_prime = inline(cell.sigma_prime_from_state)
+
+
+@inline
+def pick(cell, first, second):
+    """Cell `cell`'s array (0: `first`, 1: `second`). A recurrent kernel's launch runs one or
+    two cells (a layer's two directions, each its own arrays), each block the cell its block
+    index names; a one-cell launch passes its arrays as both."""
+    return first if cell == 0 else second
 
 
 @inline

@@ -23,7 +23,10 @@ Integration (CUDABackend.recurrence_backward):
         delta = device_array((T, B, d)); ds0 = device_array((B, d))
         pb.persistent_backward(G, g_last, S, W, lengths, code, truncate, delta, ds0, plan=p)
 
-G (T,B,d) and g_last (B,d) may be None. W is passed as is (the kernel transposes it on load).
+G (T,B,d) and g_last (B,d) may be None (the kernel gets 0-row arrays: `gpurnn.backends.base`'s
+convention). W is passed as is (the kernel transposes it on load). Both directions of a layer in
+one launch: `persistent_backward_cells([(G, g_last, S, W, delta, ds0), (…)], lengths, code,
+truncate, plan=plan_backward(B, d, dtype, truncate, cells=2))`, as `persistent_forward_cells`.
 """
 from __future__ import annotations
 
@@ -34,8 +37,21 @@ from . import persistent_common as pc
 from . import persistent_plan as pp
 
 
+def _over_cells(run):
+    """The kernel (G, G', g_last, g_last', S, S', W, W', delta, delta', ds0, ds0', lengths, act)
+    of one cell's `run`, as `persistent_forward._over_cells`."""
+
+    def kernel(G_a, G_b, g_last_a, g_last_b, S_a, S_b, W_a, W_b, delta_a, delta_b, ds0_a, ds0_b, lengths, act):
+        if cuda.blockIdx.y == 0:
+            run(G_a, g_last_a, S_a, W_a, delta_a, ds0_a, lengths, act)
+        else:
+            run(G_b, g_last_b, S_b, W_b, delta_b, ds0_b, lengths, act)
+
+    return kernel
+
+
 def _block_backward(dtype, rows, chains, rreg, exact, pairs):
-    """Block variant: ⌈B/rows⌉ blocks × ⌈d/32⌉·32 threads; thread j owns unit j of `rows`
+    """Block variant: ⌈B/rows⌉ blocks per cell × ⌈d/32⌉·32 threads; thread j owns unit j of `rows`
     sequences and its `chains` gradient chains (R = rows·chains register accumulators).
     Shared memory: W^T rows [rreg, d), then two buffers of R·d local gradients ∂L_t/∂a_k."""
     f = pc.numba_float(dtype)
@@ -44,7 +60,8 @@ def _block_backward(dtype, rows, chains, rreg, exact, pairs):
     nreg = max(rreg, 1)             # local arrays need constant, non-zero sizes
     nraw = 3 * rows
 
-    def kernel(G, g_last, S, W, lengths, act, delta, ds0):
+    @pc.inline
+    def run(G, g_last, S, W, delta, ds0, lengths, act):
         T, B, d = delta.shape
         zero = delta.dtype.type(0)
         j = cuda.threadIdx.x
@@ -99,21 +116,22 @@ def _block_backward(dtype, rows, chains, rreg, exact, pairs):
                         total += g_last[b, j]
                     ds0[b, j] = total
 
-    return kernel
+    return _over_cells(run)
 
 
 def _coop_backward(dtype, rows, pairs):
-    """Cooperative variant (exact only): G·⌈B/rows⌉ blocks × COOP_THREADS threads, block g·…
+    """Cooperative variant (exact only): G·⌈B/rows⌉ blocks per cell × COOP_THREADS threads, block g·…
     owning units [g·C, (g+1)·C) with W^T[:, those units] in shared memory; h for its
     rows·C outputs stays in the registers of the thread that owns each output; Δ_k crosses
-    blocks through global memory, one grid barrier per step."""
+    blocks through global memory, one grid barrier per step (over every cell's blocks)."""
     f = pc.numba_float(dtype)
     C, NT = pp.COOP_COLUMNS, pp.COOP_THREADS
     per_thread = (rows * C + NT - 1) // NT
     nraw = 3 * per_thread
     product = pc.make_coop_product(rows, pairs)
 
-    def kernel(G, g_last, S, W, lengths, act, delta, ds0):
+    @pc.inline
+    def run(G, g_last, S, W, delta, ds0, lengths, act):
         T, B, d = delta.shape
         groups = (d + C - 1) // C
         g = cuda.blockIdx.x % groups
@@ -161,7 +179,7 @@ def _coop_backward(dtype, rows, pairs):
                     total += g_last[b, col]
                 ds0[b, col] = total
 
-    return kernel
+    return _over_cells(run)
 
 
 _cache: dict = {}
@@ -180,19 +198,23 @@ def backward_kernel(the_plan: pp.Plan, dtype, exact=True):
 
 
 def backward_signature(dtype):
-    """(G, g_last, S, W, lengths, act, delta, ds0) as launched."""
+    """(G, G', g_last, g_last', S, S', W, W', delta, delta', ds0, ds0', lengths, act) as launched
+    (' the second cell's)."""
     a1, a2, a3, lens = pc.arrays(dtype)
-    return (a3, a2, a3, a2, lens, pc.int64, a3, a2)
+    return (a3, a3, a2, a2, a3, a3, a2, a2, a3, a3, a2, a2, lens, pc.int64)
 
 
-def plan_backward(B, d, dtype, truncate=None, *, force=None, limits=None):
-    """`persistent_common.plan` for the backward direction on the current device."""
+def plan_backward(B, d, dtype, truncate=None, *, force=None, limits=None, cells=1):
+    """`persistent_plan.plan` for the backward direction on the current device."""
     return pp.plan(B, d, dtype, direction="backward", truncate=truncate,
-                   limits=limits or pp.device_limits(), force=force)
+                   limits=limits or pp.device_limits(), force=force, cells=cells)
 
 
-def _empty(like, shape, dtype):
-    """A 0-row stand-in for an absent G or g_last, on the same side as `like`."""
+def _present(array, like, shape, dtype):
+    """`array`, or for None (absent) the 0-row array of `shape` the kernel takes in its place,
+    on the same side as `like`."""
+    if array is not None:
+        return array
     return np.zeros(shape, dtype) if isinstance(like, np.ndarray) else cuda.device_array(shape, dtype)
 
 
@@ -200,20 +222,36 @@ def persistent_backward(G, g_last, S, W, lengths, activation_code, truncate, out
                         *, plan=None, stream=0):
     """Fill out_delta (T,B,d) = ∂L/∂a_t and out_ds0 (B,d) (see the module docstring).
     `plan` defaults to `plan_backward(B, d, dtype, truncate)`; a "step" plan raises ValueError."""
+    persistent_backward_cells([(G, g_last, S, W, out_delta, out_ds0)], lengths, activation_code, truncate,
+                              plan=plan, stream=stream)
+
+
+CELL_NAMES = ("G", "g_last", "S", "W", "out_delta", "out_ds0")
+
+
+def persistent_backward_cells(cells, lengths, activation_code, truncate, *, plan=None, stream=0):
+    """One launch over 1 or 2 cells, each (G, g_last, S, W, out_delta, out_ds0), the last four of
+    equal shapes (G, g_last each cell's own, present or None), sharing lengths: fills each out_delta and
+    out_ds0. `plan` (its `cells` = len(cells)) defaults to `plan_backward(B, d, dtype, truncate,
+    cells=len(cells))`, which must then pair them; a "step" plan raises ValueError."""
+    G, g_last, S, W, out_delta, out_ds0 = cells[0]
     T, B, d = out_delta.shape
     dtype = S.dtype
-    the_plan = plan or plan_backward(B, d, dtype, truncate)
+    cells = [(_present(G_, S_, (0, B, d), dtype), _present(last, S_, (0, d), dtype), S_, W_, delta_, ds0_)
+             for G_, last, S_, W_, delta_, ds0_ in cells]
+    pc.check_same_shapes([cell[2:] for cell in cells], CELL_NAMES[2:])   # G, g_last: each cell's own
+    the_plan = plan or plan_backward(B, d, dtype, truncate, cells=len(cells))
     if the_plan.variant == "step":
         raise ValueError(f"no persistent backward for B={B}, d={d}, τ={truncate}: {the_plan.reason}")
+    if the_plan.cells != len(cells):
+        raise ValueError(f"the plan launches {the_plan.cells} cells, got {len(cells)}: {the_plan.reason}")
     chains = 1 if truncate is None else truncate + 1
     if the_plan.chains != chains:
         raise ValueError(f"plan holds {the_plan.chains} chains, truncate={truncate} needs {chains}")
     if tuple(S.shape) != (T + 1, B, d) or tuple(W.shape) != (d, d) or tuple(out_ds0.shape) != (B, d):
         raise ValueError(f"shapes: S {S.shape} (expected ({T + 1}, {B}, {d})), W {W.shape}, "
                          f"out_ds0 {out_ds0.shape} (expected ({B}, {d}))")
-    G = _empty(S, (0, B, d), dtype) if G is None else G
-    g_last = _empty(S, (0, d), dtype) if g_last is None else g_last
     kernel, sig = backward_kernel(the_plan, dtype, exact=truncate is None)
-    args = (G, g_last, S, W, lengths, int(activation_code), out_delta, out_ds0)
-    names = ("G", "g_last", "S", "W", "lengths", "activation_code", "out_delta", "out_ds0")
-    pc.launch(kernel, sig, the_plan, names, args, stream)
+    names, args = pc.cell_arguments(cells, CELL_NAMES)
+    pc.launch(kernel, sig, the_plan, names + ["lengths", "activation_code"],
+              args + [lengths, int(activation_code)], stream)

@@ -166,6 +166,29 @@ def check_arrays(names, args, sig):
             raise ValueError(f"{name} must be a C-contiguous {ty.ndim}-d array, got shape {tuple(value.shape)}")
 
 
+def cell_arguments(cells, names):
+    """(names, arguments) of a launch over `cells` (1 or 2 tuples of one cell's arrays, in
+    `names` order): each name's first and second cell's array side by side, a single cell's
+    arrays passed twice (its blocks run only the first)."""
+    if len(cells) not in (1, 2):
+        raise ValueError(f"one launch runs 1 or 2 cells, got {len(cells)}")
+    second = cells[-1]
+    args, labels = [], []
+    for i, name in enumerate(names):
+        args += [cells[0][i], second[i]]
+        labels += [name, f"{name} (second cell)"]
+    return labels, args
+
+
+def check_same_shapes(cells, names):
+    """Every cell's arrays have the first cell's shapes (one plan runs them all)."""
+    for cell in cells[1:]:
+        for name, a, b in zip(names, cells[0], cell):
+            if tuple(a.shape) != tuple(b.shape):
+                raise ValueError(f"{name}: the cells of one launch need equal shapes, got {tuple(a.shape)} "
+                                 f"and {tuple(b.shape)}")
+
+
 def launch(dispatcher, sig, the_plan: Plan, names, args, stream=0):
     """Check the arguments against `sig`, compile `dispatcher` for it, check the compiled
     kernel fits the device as `the_plan` launches it (`persistent_plan.launch_blocker`: its
@@ -176,10 +199,24 @@ def launch(dispatcher, sig, the_plan: Plan, names, args, stream=0):
     check_arrays(names, args, sig)
     if not SIMULATOR:
         _check_fits(dispatcher, sig, the_plan)
+    args, written_back = _host_arrays_moved(args, stream)
     try:
-        dispatcher[the_plan.grid, the_plan.threads, stream, the_plan.smem](*args)
+        dispatcher[(the_plan.grid, the_plan.cells), the_plan.threads, stream, the_plan.smem](*args)
     except CudaAPIError as error:      # what the checks above did not foresee
         raise PersistentUnavailable(f"the driver refused the launch: {error}") from error
+    for host, device in written_back:
+        device.copy_to_host(host, stream=stream)
+
+
+def _host_arrays_moved(args, stream):
+    """`args` with each NumPy array copied to the device once (one passed for both cells of a
+    launch must stay one array: Numba's own copies would be two, the second's copy-back
+    overwriting the first's results), and the (host, device) pairs to copy back."""
+    moved = {}
+    for a in args:
+        if isinstance(a, np.ndarray) and id(a) not in moved:
+            moved[id(a)] = (a, cuda.to_device(a, stream=stream))
+    return [moved[id(a)][1] if id(a) in moved else a for a in args], list(moved.values())
 
 
 def _check_fits(dispatcher, sig, the_plan: Plan):

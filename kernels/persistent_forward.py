@@ -17,6 +17,10 @@ Integration (CUDABackend.recurrence_forward, `gpurnn.backends.base` contract):
 All arrays C-contiguous on the device (Numba device arrays or any `__cuda_array_interface__`
 object, e.g. CuPy, passed as is: one launch, so one conversion), XP/W/s0/S one float dtype,
 lengths int64 (B,). The kernel writes S[0] = s0 itself. One launch, asynchronous on `stream`.
+
+Both directions of a layer in one launch (each its own XP, W, s0, S; the same lengths):
+`persistent_forward_cells([(XP, W, s0, S), (XP', W', s0', S')], lengths, code, plan=p)` with
+`p = plan_forward(B, d, dtype, cells=2)` where `p.cells == 2` (else one launch per cell).
 """
 from __future__ import annotations
 
@@ -26,15 +30,32 @@ from . import persistent_common as pc
 from . import persistent_plan as pp
 
 
+def _over_cells(run):
+    """The kernel (XP, XP', W, W', s0, s0', S, S', lengths, act) of one cell's `run` (' the
+    second cell's arrays): each block runs the cell of its blockIdx.y on arrays taken straight
+    from the kernel parameters. (A branch per cell, not arrays chosen at run time: those would
+    keep their pointers and shapes in registers, 138 → 255 registers and spills in the
+    cooperative backward.)"""
+
+    def kernel(XP_a, XP_b, W_a, W_b, s0_a, s0_b, S_a, S_b, lengths, act):
+        if cuda.blockIdx.y == 0:
+            run(XP_a, W_a, s0_a, S_a, lengths, act)
+        else:
+            run(XP_b, W_b, s0_b, S_b, lengths, act)
+
+    return kernel
+
+
 def _block_forward(dtype, rows, rreg, pairs):
-    """Block variant: grid ⌈B/rows⌉ blocks × ⌈d/32⌉·32 threads; thread j owns unit j of the
+    """Block variant: grid ⌈B/rows⌉ blocks per cell × ⌈d/32⌉·32 threads; thread j owns unit j of the
     block's `rows` sequences. Shared memory: W rows [rreg, d) (d·(d−rreg) elements), then two
     state buffers of rows·d (s_t is read from one while s_{t+1} is written to the other)."""
     f = pc.numba_float(dtype)
     matvec = pc.make_matvec(rows, rreg, pairs)
     nreg = max(rreg, 1)             # a local array needs a constant, non-zero size
 
-    def kernel(XP, W, s0, lengths, act, S):
+    @pc.inline
+    def run(XP, W, s0, S, lengths, act):
         T, B, d = XP.shape
         zero = XP.dtype.type(0)
         j = cuda.threadIdx.x
@@ -73,19 +94,21 @@ def _block_forward(dtype, rows, rreg, pairs):
             # done before step t+1 overwrites it with s_{t+2}.
             cuda.syncthreads()
 
-    return kernel
+    return _over_cells(run)
 
 
 def _coop_forward(dtype, rows, pairs):
     """Cooperative variant: grid G·⌈B/rows⌉ blocks (G = ⌈d/C⌉ column groups, block g·… owns
-    columns [g·C, (g+1)·C)) × COOP_THREADS threads; one grid barrier per step, s_t read back
-    from S in global memory. Shared memory: W[:, cols] (d·C), xs (rows·d), partials (KS·rows·C)."""
+    columns [g·C, (g+1)·C)) per cell × COOP_THREADS threads; one grid barrier per step (over
+    every cell's blocks), s_t read back from S in global memory. Shared memory: W[:, cols]
+    (d·C), xs (rows·d), partials (KS·rows·C)."""
     f = pc.numba_float(dtype)
     C, NT = pp.COOP_COLUMNS, pp.COOP_THREADS
     per_thread = (rows * C + NT - 1) // NT      # outputs (sequence, column) per thread
     product = pc.make_coop_product(rows, pairs)
 
-    def kernel(XP, W, s0, lengths, act, S):
+    @pc.inline
+    def run(XP, W, s0, S, lengths, act):
         T, B, d = XP.shape
         groups = (d + C - 1) // C
         g = cuda.blockIdx.x % groups
@@ -124,7 +147,7 @@ def _coop_forward(dtype, rows, pairs):
                     S[t + 1, b, col] = v
             grid.sync()             # S[t+1] complete before any block reads it at step t+1
 
-    return kernel
+    return _over_cells(run)
 
 
 _cache: dict = {}
@@ -141,27 +164,42 @@ def forward_kernel(the_plan: pp.Plan, dtype):
 
 
 def forward_signature(dtype):
-    """(XP, W, s0, lengths, act, S) as launched."""
+    """(XP, XP', W, W', s0, s0', S, S', lengths, act) as launched (' the second cell's)."""
     a1, a2, a3, lens = pc.arrays(dtype)
-    return (a3, a2, a2, lens, pc.int64, a3)
+    return (a3, a3, a2, a2, a2, a2, a3, a3, lens, pc.int64)
 
 
-def plan_forward(B, d, dtype, *, force=None, limits=None):
-    """`persistent_common.plan` for the forward direction on the current device."""
-    return pp.plan(B, d, dtype, direction="forward", limits=limits or pp.device_limits(), force=force)
+def plan_forward(B, d, dtype, *, force=None, limits=None, cells=1):
+    """`persistent_plan.plan` for the forward direction on the current device."""
+    return pp.plan(B, d, dtype, direction="forward", limits=limits or pp.device_limits(), force=force, cells=cells)
 
 
 def persistent_forward(XP, W, s0, lengths, activation_code, out_S, *, plan=None, stream=0):
     """Fill out_S (T+1,B,d) with the states of the recurrence (see the module docstring).
     `plan` defaults to `plan_forward(B, d, dtype)`; a "step" plan raises ValueError."""
+    persistent_forward_cells([(XP, W, s0, out_S)], lengths, activation_code, plan=plan, stream=stream)
+
+
+CELL_NAMES = ("XP", "W", "s0", "out_S")
+
+
+def persistent_forward_cells(cells, lengths, activation_code, *, plan=None, stream=0):
+    """One launch over 1 or 2 cells, each (XP, W, s0, out_S) of equal shapes, sharing lengths:
+    fills each out_S. `plan` (its `cells` = len(cells)) defaults to `plan_forward(B, d, dtype,
+    cells=len(cells))`, which must then pair them; a "step" plan raises ValueError."""
+    XP, W, s0, out_S = cells[0]
     T, B, d = XP.shape
     dtype = XP.dtype
-    the_plan = plan or plan_forward(B, d, dtype)
+    pc.check_same_shapes(cells, CELL_NAMES)
+    the_plan = plan or plan_forward(B, d, dtype, cells=len(cells))
     if the_plan.variant == "step":
         raise ValueError(f"no persistent forward for B={B}, d={d}, {dtype}: {the_plan.reason}")
+    if the_plan.cells != len(cells):
+        raise ValueError(f"the plan launches {the_plan.cells} cells, got {len(cells)}: {the_plan.reason}")
     if tuple(out_S.shape) != (T + 1, B, d) or tuple(W.shape) != (d, d) or tuple(s0.shape) != (B, d):
         raise ValueError(f"shapes: XP {XP.shape}, W {W.shape} (expected ({d}, {d})), s0 {s0.shape} "
                          f"(expected ({B}, {d})), out_S {out_S.shape} (expected ({T + 1}, {B}, {d}))")
     kernel, sig = forward_kernel(the_plan, dtype)
-    pc.launch(kernel, sig, the_plan, ("XP", "W", "s0", "lengths", "activation_code", "out_S"),
-              (XP, W, s0, lengths, int(activation_code), out_S), stream)
+    names, args = pc.cell_arguments(cells, CELL_NAMES)
+    pc.launch(kernel, sig, the_plan, names + ["lengths", "activation_code"],
+              args + [lengths, int(activation_code)], stream)

@@ -10,6 +10,13 @@ Two variants (kernels in `persistent_forward` / `persistent_backward`):
          (C = 32 columns) in shared memory and computes those columns for its `rows` sequences;
          the state crosses blocks through global memory, one grid-wide barrier per step.
 
+Both directions of a layer ("cells": each its own W, inputs and states, the same lengths) can
+run in one launch, the cell chosen by the grid's y (`Plan.cells` = 2): the block variant's
+blocks are independent, so a pair always fits (its rows per block chosen for 2·B sequences, so
+the doubled grid fills the device as one direction's would); the cooperative variant's pair
+must be co-resident as one grid (2 × its blocks), else each direction gets a launch of its own
+(the plan says why).
+
 `plan()` is a function of the shape and the device limits alone, so the backend, the tests
 and the profiling scripts all see the same choice; `custom_plan()` builds any other.
 `launch_blocker()` then checks a plan against what the compiled kernel needs (its register
@@ -19,6 +26,7 @@ the backend runs the step path instead.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -39,6 +47,7 @@ PAIRS_UNROLL_LIMIT = 64  # the same with paired state loads (ptxas: 64·1 → 11
 DEFAULT_SMEM_CARVE = 1024  # bytes the runtime reserves per block on sm_80+ (not usable)
 DEFAULT_DYNAMIC_SMEM = 48 * 1024   # dynamic shared memory a kernel gets without opting in
 REG_UNIT = 256             # registers are allocated per warp in units of this many
+MAX_CELLS = 2              # cells (a layer's directions) one launch runs, one per grid row y
 
 
 class PersistentUnavailable(RuntimeError):
@@ -78,7 +87,8 @@ class Plan:
     the state is read from shared memory two float32 at a time (8-byte broadcasts), which
     halves the state loads of the product (float32 with even d only; `plan` takes it for the
     cooperative variant, where those loads dominate; the block variant's W in registers
-    needs the registers more)."""
+    needs the registers more). cells: cells launched together (grid (grid, cells), blockIdx.y
+    the cell; `grid` counts one cell's blocks)."""
 
     variant: str
     reason: str
@@ -91,6 +101,7 @@ class Plan:
     threads: int = 0
     smem: int = 0
     pairs: bool = False
+    cells: int = 1
 
 
 def block_registers(regs_per_thread: int, threads: int) -> int:
@@ -124,8 +135,9 @@ def launch_blocker(the_plan: Plan, *, regs_per_thread: int, max_threads_per_bloc
             per_sm = min(limits.regs_per_sm // block_registers(regs_per_thread, the_plan.threads),
                          limits.smem_per_sm // (the_plan.smem + DEFAULT_SMEM_CARVE))
             most = per_sm * limits.sm_count
-        if the_plan.grid > most:
-            return (f"a cooperative grid of {the_plan.grid} blocks, but only {most} can be resident at once "
+        blocks = the_plan.grid * the_plan.cells
+        if blocks > most:
+            return (f"a cooperative grid of {blocks} blocks, but only {most} can be resident at once "
                     f"({regs_per_thread} registers per thread, {the_plan.smem} bytes of shared memory per block)")
     return None
 
@@ -149,27 +161,33 @@ def pairs_possible(d, dtype) -> bool:
     return np.dtype(dtype) == np.float32 and d % 2 == 0
 
 
-def custom_plan(variant, B, d, dtype, *, rows, rreg=0, chains=1, pairs=False, reason="chosen by hand"):
-    """A plan with the given `rows` (and `rreg`, `chains` for "block", `pairs`), its grid,
-    threads and shared memory computed; for tests and experiments (no check that it fits a
-    device: with pairs, keep rreg·rows·chains ≤ PAIRS_UNROLL_LIMIT)."""
+def _check_cells(cells):
+    if cells not in range(1, MAX_CELLS + 1):
+        raise ValueError(f"cells must be 1 or {MAX_CELLS} (a layer's directions), got {cells!r}")
+
+
+def custom_plan(variant, B, d, dtype, *, rows, rreg=0, chains=1, pairs=False, cells=1, reason="chosen by hand"):
+    """A plan with the given `rows` (and `rreg`, `chains` for "block", `pairs`, `cells`), its
+    grid, threads and shared memory computed; for tests and experiments (no check that it fits
+    a device: with pairs, keep rreg·rows·chains ≤ PAIRS_UNROLL_LIMIT)."""
     isz = np.dtype(dtype).itemsize
+    _check_cells(cells)
     if pairs and not pairs_possible(d, dtype):
         raise ValueError(f"pairs needs float32 and an even d, got {np.dtype(dtype)} and d = {d}")
     if variant == "block":
         return Plan("block", reason, rows=rows, chains=chains, rreg=rreg, cols=d, grid=math.ceil(B / rows),
                     threads=max(32, 32 * math.ceil(d / 32)), smem=block_smem(d, rreg, rows, chains, isz),
-                    pairs=pairs)
+                    pairs=pairs, cells=cells)
     if variant == "coop":
         return Plan("coop", reason, rows=rows, cols=COOP_COLUMNS, ksplit=COOP_THREADS // COOP_COLUMNS,
                     grid=math.ceil(d / COOP_COLUMNS) * math.ceil(B / rows), threads=COOP_THREADS,
-                    smem=coop_smem(d, rows, isz), pairs=pairs)
+                    smem=coop_smem(d, rows, isz), pairs=pairs, cells=cells)
     raise ValueError(f"variant must be 'block' or 'coop', got {variant!r}")
 
 
-def _block_plan(B, d, dtype, chains, limits):
+def _block_plan(B, d, dtype, chains, limits, cells):
     threads = max(32, 32 * math.ceil(d / 32))
-    rows = min(_pow2_at_least(math.ceil(B / limits.sm_count)), MAX_ACC // chains)
+    rows = min(_pow2_at_least(math.ceil(cells * B / limits.sm_count)), MAX_ACC // chains)
     isz = np.dtype(dtype).itemsize
     while rows >= 1:
         for rreg in sorted(REG_OPTIONS, reverse=True):   # more W in registers: less smem traffic
@@ -178,13 +196,14 @@ def _block_plan(B, d, dtype, chains, limits):
             if (rreg <= d and rreg * acc <= UNROLL_LIMIT
                     and block_smem(d, rreg, rows, chains, isz) <= limits.smem_per_block
                     and regs <= min(255, limits.regs_per_sm // threads)):
-                return custom_plan("block", B, d, dtype, rows=rows, rreg=rreg, chains=chains,
-                                   reason=f"W on chip: {rreg} rows in registers, the rest in shared memory")
+                both = f"; {cells} cells as independent blocks of one launch" if cells > 1 else ""
+                return custom_plan("block", B, d, dtype, rows=rows, rreg=rreg, chains=chains, cells=cells,
+                                   reason=f"W on chip: {rreg} rows in registers, the rest in shared memory{both}")
         rows //= 2
     return None
 
 
-def _coop_plan(B, d, dtype, limits):
+def _coop_plan(B, d, dtype, limits, cells):
     groups = math.ceil(d / COOP_COLUMNS)
     for rows in (1, 2, 4, 8):
         smem = coop_smem(d, rows, np.dtype(dtype).itemsize)
@@ -192,16 +211,30 @@ def _coop_plan(B, d, dtype, limits):
             return None
         per_sm = min(limits.smem_per_sm // (smem + DEFAULT_SMEM_CARVE),
                      limits.regs_per_sm // (COOP_THREADS * COOP_REGS))
-        if groups * math.ceil(B / rows) <= per_sm * limits.sm_count:
-            return custom_plan("coop", B, d, dtype, rows=rows, pairs=pairs_possible(d, dtype),
-                               reason=f"W split over {groups} column groups, one grid barrier per step")
+        if cells * groups * math.ceil(B / rows) <= per_sm * limits.sm_count:
+            both = f"; {cells} cells in one grid" if cells > 1 else ""
+            return custom_plan("coop", B, d, dtype, rows=rows, pairs=pairs_possible(d, dtype), cells=cells,
+                               reason=f"W split over {groups} column groups, one grid barrier per step{both}")
     return None
 
 
-def plan(B, d, dtype, *, direction="forward", truncate=None, limits=H100, force=None) -> Plan:
+def plan(B, d, dtype, *, direction="forward", truncate=None, limits=H100, force=None, cells=1) -> Plan:
     """The persistent variant for a (B, d) recurrence in `dtype` ("forward" or "backward";
     `truncate` τ for truncated backward). `force` "block" | "coop" picks one (a "step" plan
-    with the reason when it cannot run); None takes block when W fits one block, else coop."""
+    with the reason when it cannot run); None takes block when W fits one block, else coop.
+    `cells` 2: both directions of a layer in one launch where they fit; else the plan of one
+    direction (cells = 1, launched once per direction), its reason saying why."""
+    _check_cells(cells)
+    single = _plan(B, d, dtype, direction, truncate, limits, force, 1)
+    if cells == 1 or single.variant == "step":
+        return single
+    paired = _plan(B, d, dtype, direction, truncate, limits, force, cells)
+    if paired.variant != "step":
+        return paired
+    return dataclasses.replace(single, reason=f"one launch per direction ({paired.reason}); {single.reason}")
+
+
+def _plan(B, d, dtype, direction, truncate, limits, force, cells) -> Plan:
     if direction not in ("forward", "backward"):
         raise ValueError(f"direction must be 'forward' or 'backward', got {direction!r}")
     if force not in (None, "block", "coop"):
@@ -213,14 +246,15 @@ def plan(B, d, dtype, *, direction="forward", truncate=None, limits=H100, force=
     chains = 1 if (direction == "forward" or truncate is None) else truncate + 1
     if chains > MAX_ACC:
         return Plan("step", f"truncation τ = {truncate} keeps {chains} chains > {MAX_ACC} registers")
-    block = _block_plan(B, d, dtype, chains, limits) if force != "coop" else None
+    block = _block_plan(B, d, dtype, chains, limits, cells) if force != "coop" else None
     if block is not None:
         return block
     if force == "block":
         return Plan("step", f"W ({d}x{d} {np.dtype(dtype)}) does not fit one block's registers + shared memory")
     if chains > 1:
         return Plan("step", "truncated backward has no cooperative variant (the chains would cross blocks)")
-    coop = _coop_plan(B, d, dtype, limits)
+    coop = _coop_plan(B, d, dtype, limits, cells)
     if coop is not None:
         return coop
-    return Plan("step", f"B = {B}, d = {d}: more blocks than one cooperative grid holds")
+    both = f" × {cells} cells" if cells > 1 else ""
+    return Plan("step", f"B = {B}{both}, d = {d}: more blocks than one cooperative grid holds")

@@ -6,22 +6,30 @@
 with s_t = S[t] (s0 when t = 0; that launch also stores S[0] = s0). XP = x U + b was
 computed for all steps beforehand, so the bias is already in it; the product s_t W is
 `tile_product`'s shared-memory tiles, fused with the add, σ and the store of the state
-(σ' is later computed from the stored state alone). With use_product set, the product was
+(σ' is later computed from the stored state alone). Where PROD has rows, the product was
 computed beforehand into PROD (B,d) (cuBLAS, for large B·d²) and the kernel is the fused
-epilogue only (the flag is uniform over the grid, so no thread skips a barrier alone).
+epilogue only (PROD's rows are the same for every thread of a block, so no thread skips a
+barrier alone); a PROD of 0 rows: no product given (`gpurnn.backends.base`'s convention).
 
-Launch: block (TILE, TILE), grid (ceil(B/TILE), ceil(d/TILE)); thread (ty, tx) of block
-(bx, by) owns S[t+1][bx·TILE + ty, by·TILE + tx]. The barriers are `tile_product`'s.
+Launch: block (TILE, TILE), grid (ceil(B/TILE), ceil(d/TILE), cells); thread (ty, tx) of
+block (bx, by, c) owns S[t+1][bx·TILE + ty, by·TILE + tx] of cell c. One launch steps one or
+two cells (a layer's two directions, each its own arrays, the same lengths): each array comes
+as the first cell's and the second's, and a one-cell launch passes its arrays twice. The
+barriers are `tile_product`'s.
 """
 from numba import cuda
 
-from .device import PAD, TILE, sigma, tile_product
+from .device import PAD, TILE, pick, sigma, tile_product
 
 
 @cuda.jit(cache=True)
-def step_forward(S, XP, W, s0, lengths, t, act, PROD, use_product):
-    """S (T+1,B,d) XP (T,B,d) W (d,d) s0 (B,d) lengths (B,) int64; t: the step; act: σ's code;
-    PROD (B,d): s_t W when use_product (else a dummy)."""
+def step_forward(S_a, S_b, XP_a, XP_b, W_a, W_b, s0_a, s0_b, PROD_a, PROD_b, lengths, t, act):
+    """Per cell: S (T+1,B,d) XP (T,B,d) W (d,d) s0 (B,d), PROD (B,d): s_t W, or 0 rows (the
+    kernel computes it); lengths (B,) int64; t: the step; act: σ's code."""
+    cell = cuda.blockIdx.z
+    S, XP, W, s0 = pick(cell, S_a, S_b), pick(cell, XP_a, XP_b), pick(cell, W_a, W_b), pick(cell, s0_a, s0_b)
+    PROD = pick(cell, PROD_a, PROD_b)
+    use_product = PROD.shape[0] > 0
     prev = s0 if t == 0 else S[t]
     acc = S.dtype.type(0)
     if not use_product:

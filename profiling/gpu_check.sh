@@ -11,7 +11,8 @@
 #   versions    card, driver, `numba -s` essentials, library versions, cuda.detect(); gpurnn
 #               installed offline (pip --no-index --no-deps -e .) or run from a source copy
 #   smoke       profiling/gpu_smoke.py: every kernel family once, checked against the CPU
-#   gputests    the tests that touch the GPU (persistent and CUDA-backend files first), -v,
+#               (`cells`: a layer's two directions in one launch, after `coop`)
+#   gputests    the tests that touch the GPU (persistent, paired-cells and CUDA-backend files first), -v,
 #               a 60 s per-test timeout, pairwise test matrices; not the PTX tests CI runs
 #   bench       profiling/bench_gpu.py against torch, TF32 off on both sides, a JSON row per row
 #   persistent  profiling/bench_persistent.py: µs per step against persistent_model.py
@@ -160,8 +161,8 @@ run_pytest() {   # run_pytest FILE...: -v, warnings reported not raised, PTX tes
 }
 
 gpu_first_files() {
-    echo tests/test_persistent.py tests/test_persistent_fallback.py tests/test_cuda_backend.py
-    find tests -name 'test_*.py' | sort | grep -vE 'test_(persistent|persistent_fallback|cuda_backend|ptx)\.py'
+    echo tests/test_persistent.py tests/test_persistent_fallback.py tests/test_cells.py tests/test_cuda_backend.py
+    find tests -name 'test_*.py' | sort | grep -vE 'test_(persistent|persistent_fallback|cells|cuda_backend|ptx)\.py'
 }
 
 gputests() {

@@ -10,6 +10,10 @@ Families, in the order a short GPU slot values them (all by default; name some t
   block       persistent block kernels: forward, exact and truncated backward (W rows in registers)
   optin       a block kernel asking for more than 48 KB of dynamic shared memory (the opt-in)
   coop        the cooperative kernels: 9 blocks, a grid barrier per step (cudadevrt linked)
+  cells       a layer's two directions in one launch: paired block (exact, truncated) and
+              cooperative (2 × 9 blocks, one grid) kernels, each cell equal to its launch alone;
+              the backend's routes; a 2-layer bidirectional bptt (paired persistent and
+              paired step paths) against the CPU
   pairs       paired 8-byte state loads, block and cooperative
   default     bptt through the default backend (the planner's own choice at B = 8, d = 256)
   numba-gemm  the step path on the tiled Numba GEMM instead of cuBLAS
@@ -42,8 +46,8 @@ F32 = np.float32
 def compare(label, got, want, tol):
     """got and want BPTTResults: the loss, every gradient and ds0 within `tol` (relative)."""
     errors = {"loss": abs(got.loss - want.loss) / max(abs(want.loss), 1e-30)}
-    for name, a, b in zip(("dU", "dW", "dV", "db", "dc"), got.grads, want.grads):
-        errors[name] = float(np.max(np.abs(np.asarray(a) - b)) / (np.max(np.abs(b)) + 1e-30))
+    for (name, a), b in zip(got.grads.items(), want.grads):
+        errors[f"d{name}"] = float(np.max(np.abs(np.asarray(a) - b)) / (np.max(np.abs(b)) + 1e-30))
     errors["ds0"] = float(np.max(np.abs(np.asarray(got.ds0) - want.ds0)) / (np.max(np.abs(want.ds0)) + 1e-30))
     worst = max(errors, key=errors.get)
     ok = got.count == want.count and all(e < tol for e in errors.values())
@@ -51,17 +55,19 @@ def compare(label, got, want, tol):
     return ok
 
 
-def bptt_case(backend, *, T=13, B=6, n=9, d=40, k=7, tokens=True, output="all", truncate=None, dtype=F32, seed=0):
+def bptt_case(backend, *, T=13, B=6, n=9, d=40, k=7, tokens=True, output="all", truncate=None, dtype=F32, seed=0,
+              layers=1, bidirectional=False):
     """The same random problem on `backend` and on the CPU: (ours, the CPU's)."""
     import gpurnn
 
     rng = np.random.default_rng(seed)
-    params = gpurnn.init_params(n, d, k, seed=seed, dtype=dtype)
+    params = gpurnn.init_params(n, d, k, seed=seed, dtype=dtype, layers=layers, bidirectional=bidirectional)
     inputs = rng.integers(0, n, (T, B)) if tokens else rng.standard_normal((T, B, n)).astype(dtype)
     lengths = rng.integers(1, T + 1, B)
     lengths[0] = T
     targets = rng.integers(-1, k, (T, B) if output == "all" else (B,))
-    s0 = (0.5 * rng.standard_normal((B, d))).astype(dtype)
+    cells = layers * (2 if bidirectional else 1)
+    s0 = (0.5 * rng.standard_normal((B, d) if cells == 1 else (cells, B, d))).astype(dtype)
     kwargs = dict(lengths=lengths, s0=s0, output=output, truncate=truncate)
     return (gpurnn.bptt(params, inputs, targets, **kwargs, backend=backend),
             gpurnn.bptt(params, inputs, targets, **kwargs, backend="cpu"))
@@ -117,6 +123,31 @@ def pairs_family():
                            ("coop pairs fwd + exact bwd", 96, coop, coop, None))
 
 
+def cells_family():
+    from gpurnn.backends import cuda_recurrence
+    from gpurnn.backends.cuda import CUDABackend
+
+    d = 96
+    block = pp.custom_plan("block", ps.B, d, F32, rows=2, rreg=32, cells=2)
+    trunc = pp.custom_plan("block", ps.B, d, F32, rows=2, rreg=32, chains=ps.TAU + 1, cells=2)
+    coop = pp.custom_plan("coop", ps.B, d, F32, rows=2, cells=2)
+    print(f"cells coop: grid {coop.grid} blocks × {coop.cells} cells × {coop.threads} threads", flush=True)
+    ok = [ps.run_cells("cells block fwd + truncated bwd", d, F32, block, trunc, ps.TAU),
+          ps.run_cells("cells block fwd + exact bwd", d, F32, block, block, None),
+          ps.run_cells("cells coop fwd + exact bwd", d, F32, coop, coop, None)]
+    be = CUDABackend()
+    for B, d_, truncate in ((8, 96, None), (32, 512, None), (64, 512, None), (8, 96, 3)):
+        for direction in ("forward", "backward"):
+            way = cuda_recurrence.route(be, direction, B, d_, F32, truncate if direction == "backward" else None, 2)
+            path = "step" if way.plan is None else f"{way.plan.variant} × {way.plan.cells}"
+            print(f"route {direction} B={B} d={d_} τ={truncate}: {path}: {way.reason}", flush=True)
+    for persistent in (True, False):
+        label = f"2-layer bidirectional {'persistent' if persistent else 'step'} τ=None"
+        ok.append(compare(label, *bptt_case(CUDABackend(persistent=persistent), d=96, layers=2, bidirectional=True,
+                                            tokens=False), 1e-4))
+    return all(ok)
+
+
 def default_family():
     from gpurnn.kernels import persistent_forward as pf
 
@@ -167,7 +198,8 @@ def stream_family():
 
 
 FAMILIES = {"step": step_family, "block": block_family, "optin": optin_family, "coop": coop_family,
-            "pairs": pairs_family, "default": default_family, "numba-gemm": lambda: step_family("numba"),
+            "cells": cells_family, "pairs": pairs_family, "default": default_family,
+            "numba-gemm": lambda: step_family("numba"),
             "trainer": trainer_family, "stream": stream_family}
 
 

@@ -9,6 +9,7 @@ Variants: the block kernels with W rows in registers and 2 sequences per block (
 exact and truncated backward), and the cooperative kernels over 3 column groups × 3 batch
 groups (9 blocks, a grid barrier per step). Exit status 1 on any mismatch.
 """
+import dataclasses
 import sys
 import time
 
@@ -59,6 +60,36 @@ def run(label, d, dtype, fplan, bplan, truncate):
     return all([check(f"{label} S", S.copy_to_host(), S_ref),
                 check(f"{label} delta", delta.copy_to_host(), d_ref),
                 check(f"{label} ds0", ds0.copy_to_host(), ds0_ref)])
+
+
+def run_cells(label, d, dtype, fplan, bplan, truncate):
+    """Two cells (a layer's directions) in one launch of each paired plan: each cell's S, Δ and
+    ds0 equal (bit for bit) to a launch of that cell alone, and close to the CPU backend."""
+    single = {plan: dataclasses.replace(plan, cells=1) for plan in (fplan, bplan)}
+    cells = [inputs(np.random.default_rng(seed), d, dtype) for seed in (0, 1)]
+    lengths = cuda.to_device(cells[0][3])
+    dev = [[cuda.to_device(a) for a in (XP, W, s0, G, g_last)] for XP, W, s0, _, G, g_last in cells]
+    out = [[cuda.to_device(np.full(shape, np.nan, dtype)) for shape in ((T + 1, B, d), (T, B, d), (B, d))]
+           for _ in range(2 * len(cells))]   # each cell paired, then alone
+    start = time.perf_counter()
+    alone = (single[fplan], single[bplan])
+    for fp, bp, group in ((fplan, bplan, [0, 1]), (*alone, [2]), (*alone, [3])):
+        which = [i % 2 for i in group]
+        pf.persistent_forward_cells([(*dev[c][:3], out[i][0]) for c, i in zip(which, group)], lengths, 0, plan=fp)
+        pb.persistent_backward_cells([(dev[c][3], dev[c][4], out[i][0], dev[c][1], out[i][1], out[i][2])
+                                      for c, i in zip(which, group)], lengths, 0, truncate, plan=bp)
+    cuda.synchronize()
+    print(f"{label}: compile + run {time.perf_counter() - start:.1f} s", flush=True)
+    cpu, ok = get_backend("cpu"), []
+    for c, (XP, W, s0, host_lengths, G, g_last) in enumerate(cells):
+        paired, alone = [a.copy_to_host() for a in out[c]], [a.copy_to_host() for a in out[2 + c]]
+        same = all(a.tobytes() == b.tobytes() for a, b in zip(paired, alone))
+        print(f"{label} cell {c} paired == alone: {'ok' if same else 'MISMATCH'}", flush=True)
+        S_ref = cpu.recurrence_forward(XP, W, s0, host_lengths, 0)
+        refs = (S_ref, *cpu.recurrence_backward(G, g_last, S_ref, W, host_lengths, 0, truncate))
+        ok += [same] + [check(f"{label} cell {c} {name}", got, ref)
+                        for name, got, ref in zip(("S", "delta", "ds0"), paired, refs)]
+    return all(ok)
 
 
 def main():

@@ -3,7 +3,7 @@
     .venv/bin/python profiling/ptx_report.py [--arch sm_90]
 
 Compiles each kernel with the argument types the backend launches it with
-(`gpurnn.kernels.signatures`) and prints one row per kernel and dtype.
+(`gpurnn.kernels.launch_types`) and prints one row per kernel and dtype.
 """
 import pathlib
 import sys
@@ -15,7 +15,7 @@ from numba import cuda
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
 from test_ptx import ptxas_report  # noqa: E402  (the tests' parser of ptxas -v)
 
-from gpurnn.kernels.signatures import HOT, launched  # noqa: E402
+from gpurnn.kernels.launch_types import HOT, launched  # noqa: E402
 
 
 def main(arch: str = "sm_90"):

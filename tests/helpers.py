@@ -1,7 +1,8 @@
 """Shared test utilities: random problems, tolerances, finite differences, and a plain
 per-step NumPy reference of the Elman RNN, independent of gpurnn's engine.
 
-The reference (flax's "cell vs fused loop" idea) runs one `cell` per step in Python and
+The reference (flax's "cell vs fused loop" idea) runs the cell's own reference step
+(`gpurnn.cell.reference_step`: NumPy, not the compiled σ) once per step in Python and
 backpropagates each loss term on its own (brute force, O(T²)), walking back at most τ
 Jacobian factors: for the loss L_t read from s_t,
 
@@ -22,6 +23,7 @@ import os
 import numpy as np
 
 from gpurnn import Params
+from gpurnn.cell import reference_sigma_prime, reference_step
 
 # Comparison tolerances keyed by dtype: |actual − ref| <= atol·max(1, max|ref|) + rtol·|ref|
 # (CuPy's atol + rtol·|ref|, with atol taken relative to the array's scale: an entry that is
@@ -127,23 +129,6 @@ def _draw(rng, T, B, n, d, k, tokens, activation, output, lengths, s0, truncate)
 
 # --- the plain per-step reference ------------------------------------------------------------
 
-def sigma(act, a):
-    if act == "tanh":
-        return np.tanh(a)
-    if act in ("logistic", "sigmoid"):
-        return 1.0 / (1.0 + np.exp(-a))
-    return np.maximum(a, 0.0)
-
-
-def sigma_prime(act, s):
-    """σ'(a) through s = σ(a)."""
-    if act == "tanh":
-        return 1.0 - s * s
-    if act in ("logistic", "sigmoid"):
-        return s * (1.0 - s)
-    return (s > 0).astype(s.dtype)
-
-
 def _lengths(case):
     T, B = case.inputs.shape[:2]
     return np.full(B, T) if case.lengths is None else case.lengths
@@ -161,8 +146,7 @@ def _x(case, t, i):
 def cell(case, t, i, s_prev):
     """One step of one sequence: (a_t, s_t) from s_{t−1}."""
     P = case.params
-    a = _x(case, t, i) @ P.U + s_prev @ P.W + P.b
-    return a, sigma(case.activation, a)
+    return reference_step(P.cell(0), _x(case, t, i), s_prev, case.activation)
 
 
 def preactivations(case):
@@ -255,7 +239,7 @@ def reference_bptt(case):
             g = w * (P.V @ dz)                           # ∂L_t/∂s_t: this step's share
             first = 1 if case.truncate is None else max(1, t - case.truncate)
             for step in range(t, first - 1, -1):        # s_step = σ(x_step U + s_{step−1} W + b)
-                delta = g * sigma_prime(case.activation, S[step, i])
+                delta = g * reference_sigma_prime(case.activation, S[step, i])
                 grads["W"] += np.outer(S[step - 1, i], delta)
                 grads["b"] += delta
                 grads["U"] += np.outer(_x(case, step - 1, i), delta)

@@ -18,7 +18,7 @@ import numpy as np
 from mpi4py import MPI
 
 from gpurnn.batches import SentenceBatches, TokenStreams
-from gpurnn.checkpoint import to_host
+from gpurnn.arrays import to_host
 from gpurnn.model import init_params
 from gpurnn.train import TrainConfig, Trainer
 

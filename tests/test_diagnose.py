@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from gpurnn.diagnose import measured_rate, run_diagnose
+from gpurnn.diagnostics.figures import measured_rate, run_diagnose
 from gpurnn.diagnostics import spectral_radius
 from gpurnn.diagnostics.studies import lag_study, longest_solved, recurrent_matrix, train_run
 

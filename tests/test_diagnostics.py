@@ -6,6 +6,7 @@ import pytest
 
 import gpurnn
 from gpurnn import diagnostics as D
+from gpurnn.cell import reference_sigma_prime, reference_step
 
 ACTIVATIONS = ("tanh", "logistic", "relu")
 
@@ -20,12 +21,10 @@ def _model(activation="tanh", d=4, n=3, k=3, T=5, B=2, scale=1.0, seed=0):
 
 
 def _states(params, inputs, activation, s0):
-    """s_1..s_T of one sequence (inputs (T,)) by a plain loop, and the step function."""
-    sigma = {"tanh": np.tanh, "logistic": lambda a: 1 / (1 + np.exp(-a)),
-             "relu": lambda a: np.maximum(a, 0)}[activation]
-
+    """s_1..s_T of one sequence (inputs (T,)) by the cell's reference step, and the step function."""
     def step(s, t, W=params.W):
-        return sigma(params.U[inputs[t]] + s @ W + params.b)
+        x = np.eye(params.n_in)[inputs[t]]
+        return reference_step(params.cell(0)._replace(W=W), x, s, activation)[1]
 
     states = [s0]
     for t in range(len(inputs)):
@@ -60,8 +59,7 @@ def test_jacobian_norms_equal_products_and_finite_differences(activation):
         for k in range(t, 0, -1):          # product = ∂s_t/∂s_k, built from the left
             if k < t:
                 s = states[k + 1]
-                dsig = {"tanh": 1 - s**2, "logistic": s * (1 - s), "relu": (s > 0) * 1.0}[activation]
-                product = product @ (dsig[:, None] * params.W.T)
+                product = product @ (reference_sigma_prime(activation, s)[:, None] * params.W.T)
             assert norms[t - 1, k - 1] == pytest.approx(np.linalg.norm(product, 2), rel=1e-10, abs=1e-12)
             if activation != "relu":           # relu's kink makes differences one-sided
                 fd = _fd_jacobian(step, states, k, t)

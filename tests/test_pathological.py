@@ -1,9 +1,9 @@
-"""The pathological tasks' generators produce the documented sequences and statistics."""
+"""The pathological problems' generators produce the documented sequences and statistics."""
 import numpy as np
 import pytest
 
 import gpurnn
-from gpurnn.pathological import Adding, Memorization, TemporalOrder, make_task
+from gpurnn.pathological import Adding, Memorization, TemporalOrder, make_problem
 
 
 def test_adding_markers_and_target_formula():
@@ -71,7 +71,7 @@ def test_memorization_layout():
 
 def test_evaluate_counts_wrong_sequences():
     """An untrained model is far from solving; a perfect oracle logit scores 0 errors."""
-    task = make_task("temporal-order-2")
+    task = make_problem("temporal-order-2")
     params = gpurnn.init_params(task.n_in, 4, task.n_out, dtype="float64")
     result = task.evaluate(params, 12, sequences=300, chunk=128, backend="cpu")
     assert result.sequences == 300 and 0.3 < result.error <= 1 and not result.solved
@@ -82,15 +82,15 @@ def test_evaluate_counts_wrong_sequences():
 
 
 def test_generators_are_seeded_and_check_arguments():
-    a = make_task("adding").generate(20, 3, np.random.default_rng(7))
-    b = make_task("adding").generate(20, 3, np.random.default_rng(7))
+    a = make_problem("adding").generate(20, 3, np.random.default_rng(7))
+    b = make_problem("adding").generate(20, 3, np.random.default_rng(7))
     np.testing.assert_array_equal(a.inputs, b.inputs)
     with pytest.raises(ValueError, match="length"):
-        make_task("temporal-order-3").generate(5, 2, np.random.default_rng(0))
+        make_problem("temporal-order-3").generate(5, 2, np.random.default_rng(0))
     with pytest.raises(ValueError, match="batch"):
-        make_task("memorization").generate(5, 0, np.random.default_rng(0))
-    with pytest.raises(ValueError, match="task"):
-        make_task("parity")
+        make_problem("memorization").generate(5, 0, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="problem"):
+        make_problem("parity")
     with pytest.raises(ValueError, match="symbols"):
         TemporalOrder(4)
     with pytest.raises(ValueError, match="bins"):

@@ -212,6 +212,8 @@ PTX_CASES = {   # name: (plan, dtype, direction, truncate)
                             np.float32, "forward", None),
     "bwd-block-pairs-trunc-f32": (pp.custom_plan("block", 8, 128, np.float32, rows=2, rreg=16, chains=4, pairs=True),
                                   np.float32, "backward", 3),
+    "bwd-block-cells2-f32": (pp.plan(128, 256, np.float32, direction="backward", cells=2),   # rows 2, 128 in regs
+                             np.float32, "backward", None),
     "fwd-coop-f32": (pp.plan(64, 512, np.float32), np.float32, "forward", None),
     "bwd-coop-f32": (pp.plan(64, 512, np.float32, direction="backward"), np.float32, "backward", None),
 }

@@ -53,15 +53,16 @@ def test_a_cooperative_grid_must_be_co_resident():
 def test_backend_falls_back_to_the_step_path_and_warns_once(monkeypatch):
     import gpurnn
     from gpurnn.backends import cuda as cuda_backend
+    from gpurnn.backends import cuda_recurrence
     from gpurnn.kernels import persistent_backward as pb
     from gpurnn.kernels import persistent_forward as pf
 
     def refuse(*args, **kwargs):
         raise pp.PersistentUnavailable("a test says no")
 
-    monkeypatch.setattr(pf, "persistent_forward", refuse)
-    monkeypatch.setattr(pb, "persistent_backward", refuse)
-    monkeypatch.setattr(cuda_backend, "_warned", set())
+    monkeypatch.setattr(pf, "persistent_forward_cells", refuse)
+    monkeypatch.setattr(pb, "persistent_backward_cells", refuse)
+    monkeypatch.setattr(cuda_recurrence, "_warned", set())
     params = gpurnn.init_params(5, 4, 3, seed=0, dtype="float64")
     rng = np.random.default_rng(0)
     inputs, targets = rng.integers(0, 5, (4, 2)), rng.integers(0, 3, (4, 2))

@@ -1,5 +1,5 @@
 """Every CUDA kernel compiles to PTX for sm_90 and sm_80 with the argument types the backend
-launches it with (`gpurnn.kernels.signatures`), and, where `ptxas` is installed, the hot
+launches it with (`gpurnn.kernels.launch_types`), and, where `ptxas` is installed, the hot
 kernels assemble for sm_90 without register spills.
 
 No GPU is needed: numba-cuda's NVVM compiles PTX anywhere. This runs in the normal pytest
@@ -13,7 +13,7 @@ import subprocess
 import pytest
 
 from conftest import SIMULATOR
-from gpurnn.kernels.signatures import HOT, launched
+from gpurnn.kernels.launch_types import HOT, launched
 
 pytestmark = pytest.mark.skipif(SIMULATOR, reason="PTX compilation needs the real Numba CUDA target, not the simulator")
 

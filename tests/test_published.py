@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gpurnn.diagnose import RHOS, markdown_tables, measured_rate
+from gpurnn.diagnostics.figures import RHOS, markdown_tables, measured_rate
 from gpurnn.diagnostics.studies import lag_study, train_run
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -29,13 +29,14 @@ def _sentences(count=23, seed=1, last=False):
     return xs, ys
 
 
-def _trainer(d=8, k=V, **config):
-    return Trainer(init_params(V, d, k, seed=3), TrainConfig(backend="cpu", **config))
+def _trainer(d=8, k=V, layers=1, **config):
+    return Trainer(init_params(V, d, k, layers=layers, seed=3), TrainConfig(backend="cpu", **config))
 
 
-def test_streaming_carries_states_and_stops_gradients_at_chunk_borders():
-    """Chunk j starts from chunk j−1's final states; its gradient is that chunk's BPTT alone,
-    divided by its number of targets (loss_norm="mean")."""
+@pytest.mark.parametrize("layers", [1, 2])
+def test_streaming_carries_states_and_stops_gradients_at_chunk_borders(layers):
+    """Chunk j starts from chunk j−1's final states (every layer's, (layers,B,d), in a stack);
+    its gradient is that chunk's BPTT alone, divided by its number of targets (loss_norm="mean")."""
     seen = []
 
     class Record:
@@ -43,12 +44,13 @@ def test_streaming_carries_states_and_stops_gradients_at_chunk_borders():
             assert step == trainer.step_count + 1
             seen.append(grads.map(np.copy))
 
-    trainer = _trainer(optimizer="sgd", lr=0.0, clip="none")
+    trainer = _trainer(layers=layers, optimizer="sgd", lr=0.0, clip="none")
     trainer.callbacks.append(Record())
     data = TokenStreams(_text(), batch_size=4, seq_len=5)
     chunks = list(data.iter_epoch())
     trainer.fit(data, steps=3, progress=False)
-    params, s0 = init_params(V, 8, V, seed=3), None
+    params, s0 = init_params(V, 8, V, layers=layers, seed=3), None
+    assert len(seen) == 3
     for chunk, grads in zip(chunks, seen):
         ref = bptt(params, chunk.inputs, chunk.targets, s0=s0, backend="cpu")
         for got, want in zip(grads, ref.grads):
@@ -56,8 +58,10 @@ def test_streaming_carries_states_and_stops_gradients_at_chunk_borders():
         s0 = ref.s_last
 
 
-def test_evaluate_streams_equals_one_forward_over_each_stream():
-    trainer = _trainer()
+@pytest.mark.parametrize("layers", [1, 2])
+def test_evaluate_streams_equals_one_forward_over_each_stream(layers):
+    """Chunks with every layer's states carried score as one pass over the whole streams."""
+    trainer = _trainer(layers=layers)
     data = TokenStreams(_text(), batch_size=4, seq_len=7)
     stats = trainer.evaluate(data)
     logits = forward(trainer.params, data.X, backend="cpu").logits       # (L,B,k), the whole streams

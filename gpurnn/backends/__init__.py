@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import functools
 
-import numpy as np
+from ..arrays import on_host
 
 BACKENDS = ("auto", "cpu", "cuda")
 
@@ -50,4 +50,4 @@ def get_backend(name="auto"):
 
 def backend_for(array):
     """The backend that owns `array`: the CPU for NumPy arrays, else the CUDA backend."""
-    return _cpu() if isinstance(array, np.ndarray) else _cuda()
+    return _cpu() if on_host(array) else _cuda()

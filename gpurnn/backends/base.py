@@ -3,6 +3,12 @@
 Arrays are the backend's own (NumPy on the CPU, device arrays on the GPU), time-major
 and C-contiguous. Shapes: T steps, B sequences, n inputs, d hidden units, k outputs,
 R = T·B rows.
+
+No output gradient (G or g_last of `recurrence_backward`): the caller passes None; inside a
+backend, its compiled code (Numba loops, every CUDA kernel) receives a 0-row array in its
+place (G (0,B,d), g_last (0,d)) and reads a term only when `shape[0] > 0`. This is the one
+convention: no zeros array is made to stand for "none", and no flag travels beside a dummy
+(the step kernels' optional precomputed product is passed the same way).
 """
 from __future__ import annotations
 
@@ -18,7 +24,7 @@ class Backend(Protocol):
         """The backend's array for a host (or its own) array; no copy when already there."""
 
     def to_host(self, array) -> Any:
-        """A NumPy copy of a backend array (the array itself on the CPU)."""
+        """A NumPy array of a backend array: `gpurnn.arrays.to_host` (the array itself on the CPU)."""
 
     def zeros(self, shape, dtype) -> Array: ...
 
@@ -35,6 +41,12 @@ class Backend(Protocol):
     def recurrence_forward(self, XP, W, s0, lengths, activation) -> Array:
         """S (T+1,B,d): S[0] = s0, S[t+1] = σ(XP[t] + S[t] W) while t < lengths[b], else
         S[t+1][b] = S[t][b] (a finished sequence keeps its state)."""
+
+    def recurrence_forward_cells(self, XPs, Ws, s0s, lengths, activation) -> list[Array]:
+        """The cells of one layer together (1 or 2: its directions), cell i's XPs[i], Ws[i], s0s[i]
+        as `recurrence_forward`'s (equal shapes), one lengths: [S_i], each exactly what
+        `recurrence_forward` gives for cell i alone. The CUDA backend runs both in one launch
+        where they fit (`gpurnn.backends.cuda_recurrence`); a backend may simply loop."""
 
     def pool_states(self, H, lengths, mode) -> tuple[Array, Array]:
         """The pool over each sequence's real states H[0..L−1] = s_1..s_L (L = lengths[b] ≥ 1),
@@ -60,6 +72,11 @@ class Backend(Protocol):
         sequences of length 0). G must be 0 past each sequence's length. `truncate` None: exact; τ: each loss term keeps
         at most τ factors ∂s_j/∂s_{j−1} (O(T·τ) work)."""
 
+    def recurrence_backward_cells(self, Gs, g_lasts, Ss, Ws, lengths, activation,
+                                  truncate) -> list[tuple[Array, Array]]:
+        """The cells of one layer together, as `recurrence_forward_cells`: [(Δ_i, ds0_i)], each
+        exactly what `recurrence_backward(Gs[i], g_lasts[i], Ss[i], Ws[i], ...)` gives."""
+
     def matmul(self, A, B, *, trans_a=False, trans_b=False) -> Array:
         """op(A) op(B) for 2-D arrays."""
 
@@ -79,3 +96,15 @@ class Backend(Protocol):
 
     def clamp(self, A, limit) -> Array:
         """A clamped to [−limit, limit], a new array."""
+
+
+class CellsOneByOne:
+    """`recurrence_forward_cells` / `recurrence_backward_cells` as a loop over the cells, for a
+    backend that runs one cell at a time (its own `recurrence_forward` / `recurrence_backward`)."""
+
+    def recurrence_forward_cells(self, XPs, Ws, s0s, lengths, activation):
+        return [self.recurrence_forward(XP, W, s0, lengths, activation) for XP, W, s0 in zip(XPs, Ws, s0s)]
+
+    def recurrence_backward_cells(self, Gs, g_lasts, Ss, Ws, lengths, activation, truncate):
+        return [self.recurrence_backward(G, g_last, S, W, lengths, activation, truncate)
+                for G, g_last, S, W in zip(Gs, g_lasts, Ss, Ws)]

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from ..arrays import to_host
+from .base import CellsOneByOne
 from .cpu_blas import activate, gemm, sigma_prime
 from .cpu_threads import run_sliced, stepwise_blas
 
@@ -66,8 +68,14 @@ def _recurrence_forward(XP, W, S, lengths, act):
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _delta_row(act, h, g, s, out):
-    """out = (h + g) ⊙ σ'(s) over one row (d,): ∂L/∂a from ∂L/∂s (later steps h, this step g)."""
+def _delta_row(act, h, G, t, i, s, out):
+    """out = (h + G[t, i]) ⊙ σ'(s) over one row (d,): ∂L/∂a from ∂L/∂s (later steps h, this
+    step G[t, i]; no term when G has 0 rows)."""
+    if G.shape[0] == 0:
+        for j in range(out.shape[0]):
+            out[j] = h[j] * sigma_prime(act, s[j])
+        return
+    g = G[t, i]
     for j in range(out.shape[0]):
         out[j] = (h[j] + g[j]) * sigma_prime(act, s[j])
 
@@ -75,11 +83,11 @@ def _delta_row(act, h, g, s, out):
 @njit(cache=True, nogil=True, inline="always")
 def _delta_step(act, t, h, G, S, lengths, dt):
     """Step t of full BPTT before its product h ← Δ_t Wᵀ: Δ_t = (G_t + h) ⊙ σ'(a_t) per
-    active sequence, 0 for finished ones. h, dt (B,d); G (T,B,d); S (T+1,B,d)."""
+    active sequence, 0 for finished ones. h, dt (B,d); G (T,B,d) or (0,B,d); S (T+1,B,d)."""
     st = S[t + 1]
     for i in range(dt.shape[0]):
         if t < lengths[i]:
-            _delta_row(act, h[i], G[t, i], st[i], dt[i])
+            _delta_row(act, h[i], G, t, i, st[i], dt[i])
         else:
             dt[i] = 0
 
@@ -88,7 +96,7 @@ def _delta_step(act, t, h, G, S, lengths, dt):
 def _backward_exact(G, S, WT, lengths, act, delta, ds0):
     """Full BPTT: h = ∂L/∂s_t from every later loss; Δ_t = (G_t + h) ⊙ σ'(a_t); h ← Δ_t Wᵀ.
 
-    G (T,B,d) explicit ∂L_t/∂s_t, S (T+1,B,d), WT = Wᵀ (d,d) contiguous; writes Δ (T,B,d),
+    G (T,B,d) explicit ∂L_t/∂s_t (0 rows: none), S (T+1,B,d), WT = Wᵀ (d,d) contiguous; writes Δ (T,B,d),
     adds to ds0 (B,d).
     """
     T, B, d = delta.shape
@@ -113,7 +121,10 @@ def _backward_truncated(G, S, WT, lengths, act, tau, delta, ds0):
     chains = np.zeros((m, B, d), delta.dtype)     # ∂L_t/∂s_k for each live chain t
     local = np.zeros((m, B, d), delta.dtype)      # the same chains' ∂L_t/∂a_k
     for k in range(T - 1, -1, -1):
-        chains[k % m] = G[k]
+        if G.shape[0] > 0:
+            chains[k % m] = G[k]
+        else:
+            chains[k % m] = 0
         sk, dk = S[k + 1], delta[k]
         for i in range(B):
             active = k < lengths[i]
@@ -191,7 +202,7 @@ def _softmax_xent(Z, targets):
     return float(terms.sum(dtype=np.float64)), int(rows.size), dZ
 
 
-class CPUBackend:
+class CPUBackend(CellsOneByOne):
     """NumPy + Numba. See `gpurnn.backends.base.Backend` for each operation's contract."""
 
     name = "cpu"
@@ -199,8 +210,7 @@ class CPUBackend:
     def asarray(self, array, dtype=None):
         return np.ascontiguousarray(array, dtype=dtype)
 
-    def to_host(self, array):
-        return array
+    to_host = staticmethod(to_host)
 
     def zeros(self, shape, dtype):
         return np.zeros(shape, dtype)
@@ -254,11 +264,13 @@ class CPUBackend:
 
     def recurrence_backward(self, G, g_last, S, W, lengths, activation, truncate):
         T, B, d = S.shape[0] - 1, S.shape[1], S.shape[2]
-        G = np.zeros((T, B, d), S.dtype) if G is None else G.copy() if g_last is not None else G
         delta = np.empty((T, B, d), S.dtype)
         ds0 = np.zeros((B, d), S.dtype)
-        if g_last is not None:
+        if g_last is not None:       # folded into the explicit terms (a copy: the caller's G is kept)
+            G = np.zeros((T, B, d), S.dtype) if G is None else G.copy()
             _fold_last(g_last, lengths, G, ds0)
+        elif G is None:
+            G = np.empty((0, B, d), S.dtype)      # absent: 0 rows (gpurnn.backends.base)
         WT = np.ascontiguousarray(W.T)        # BLAS runs Δ·Wᵀ for small B 3-4× slower than Δ·(Wᵀ copied)
         if truncate is None and stepwise_blas(B, d):
             h = np.zeros((B, d), S.dtype)

@@ -8,7 +8,7 @@ accumulate into C), transposed operands without copies, and row views of larger 
 minimax fit Eigen uses; within 2.4e-7 of libm's tanhf, at most 5 ulp from it and from the
 correctly rounded tanh, checked by tests/test_tanh32.py) that LLVM turns into
 vector instructions, about 40× faster than a scalar libm call per element; float64
-keeps libm's tanh, and logistic and relu keep `gpurnn.activations`' definitions.
+keeps libm's tanh, and logistic and relu keep `gpurnn.cell`'s definitions.
 """
 from __future__ import annotations
 
@@ -18,11 +18,11 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-from .. import activations
+from .. import cell
 
-TANH = activations.TANH
-sigma = njit(activations.sigma, cache=True)
-sigma_prime = njit(activations.sigma_prime_from_state, cache=True)
+TANH = cell.TANH
+sigma = njit(cell.sigma, cache=True)
+sigma_prime = njit(cell.sigma_prime_from_state, cache=True)
 
 
 def _xxgemm(dtype):

@@ -8,6 +8,7 @@ kernel launch takes, through `__cuda_array_interface__` (no copy); the backend c
 each array once per operation and launches many kernels on the views.
 
 Allocation failures raise `DeviceMemoryError`, naming the shape, dtype and bytes asked for.
+The kernels' launch geometry (grid, block, stream) is here too (`tiles`, `lanes`, `line`).
 """
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import functools
 import numpy as np
 from numba import cuda
 
+from gpurnn.arrays import to_host      # the one copy to host; the backend calls it as mem.to_host
+from gpurnn.kernels.device import LANES, THREADS, TILE
 from gpurnn.kernels.device import SIM as SIMULATOR
 
 
@@ -85,15 +88,9 @@ def asarray(array, dtype=None):
     if is_device_array(array):
         if array.dtype == dtype and array.is_c_contiguous():
             return array
-        array = array.copy_to_host()
+        array = to_host(array)
     host = np.ascontiguousarray(array, dtype)
     return allocating("a copy", host.shape, dtype, lambda: cuda.to_device(host))
-
-
-def to_host(array):
-    """A NumPy copy of a device array."""
-    cp = cupy_module()
-    return cp.asnumpy(array) if cp else array.copy_to_host()
 
 
 def kernel_view(array):
@@ -130,3 +127,25 @@ def device_index_op(fn, *arrays):
     if cupy_module():
         return fn(*arrays)
     return tuple(asarray(result) for result in fn(*(to_host(a) for a in arrays)))
+
+
+def blocks(count, size):
+    """Blocks of `size` that cover `count` (at least one)."""
+    return max(1, -(-count // size))
+
+
+def tiles(rows, cols, cells=1):
+    """Grid, block and stream of the (TILE, TILE) tiled kernels for a (rows, cols) output (row
+    tiles along the grid's x, which has room for any row count), per cell along z."""
+    return (blocks(rows, TILE), blocks(cols, TILE), cells), (TILE, TILE), launch_stream()
+
+
+def lanes(rows, cols, cells=1):
+    """Grid, block and stream of the LANES-shaped elementwise kernels for a (rows, cols)
+    output, per cell along z."""
+    return (blocks(rows, LANES[1]), blocks(cols, LANES[0]), cells), LANES, launch_stream()
+
+
+def line(count):
+    """Grid, block and stream of the 1-D kernels over `count` elements."""
+    return blocks(count, THREADS), THREADS, launch_stream()

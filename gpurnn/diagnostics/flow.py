@@ -14,7 +14,7 @@ import dataclasses
 
 import numpy as np
 
-from .. import activations
+from .. import cell
 from .jacobians import jacobian_norms, lecture_bound, spectral_norm, spectral_radius
 from .profile import GradientProfile, bound_violations, gradient_profile, summarize_by_lag
 
@@ -49,7 +49,7 @@ def measure_flow(params, inputs, targets, *, activation="tanh", s0=None, sequenc
 def assemble_flow(jac, profile: GradientProfile, W, activation) -> GradientFlow:
     """The `GradientFlow` of measured Jacobian norms (T,T), a loss-gradient profile and W."""
     T = jac.shape[0]
-    gamma = activations.GAMMA[activations.activation_code(activation)]
+    gamma = cell.GAMMA[cell.activation_code(activation)]
     rho = spectral_radius(W)
     violations = (bound_violations(jac, W, activation)
                   + bound_violations(profile.norms, W, activation, relative_to=np.diag(profile.norms)))

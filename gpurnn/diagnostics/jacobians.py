@@ -19,27 +19,14 @@ the pair (t, k); pairs with k > t are NaN. Arrays may be NumPy or CuPy (`gpurnn.
 """
 from __future__ import annotations
 
-import numba
 import numpy as np
 
-from .. import activations
-from ..arrays import array_module
+from ..arrays import array_module, to_host
 from ..bptt import forward
+from ..cell import GAMMA, activation_code, sigma_prime_states
 from ..validation import check_one_recurrence
 
-# σ'(a) from s = σ(a), elementwise on host arrays: the shared scalar definition, vectorised.
-_sigma_prime = numba.vectorize(["float32(int64, float32)", "float64(int64, float64)"],
-                               cache=True)(activations.sigma_prime_from_state)
-
 SVD_MAX_HIDDEN = 64   # "auto" uses an exact SVD up to this d, power iteration above
-
-
-def sigma_prime_states(states, activation) -> object:
-    """σ'(a) for every state (any shape), computed from the states s = σ(a) themselves."""
-    xp = array_module(states)
-    code = activations.activation_code(activation)
-    values = _sigma_prime(code, np.ascontiguousarray(host(states)))
-    return values if xp is np else xp.asarray(values)
 
 
 def run_states(params, inputs, *, activation="tanh", s0=None, backend="auto"):
@@ -54,19 +41,19 @@ def run_states(params, inputs, *, activation="tanh", s0=None, backend="auto"):
 
 def spectral_norm(W) -> float:
     """λ = ‖W‖₂, the largest singular value (exact)."""
-    W = host(W)
+    W = to_host(W)
     return float(np.linalg.norm(W.astype(np.float64), 2))
 
 
 def spectral_radius(W) -> float:
     """ρ(W) = max |eigenvalue of W|."""
-    W = host(W)
+    W = to_host(W)
     return float(np.abs(np.linalg.eigvals(W.astype(np.float64))).max())
 
 
 def lecture_bound(W, activation, lags) -> np.ndarray:
     """(γλ)^lag for each lag, λ = ‖W‖₂ and γ = max σ' of the activation."""
-    gamma = activations.GAMMA[activations.activation_code(activation)]
+    gamma = GAMMA[activation_code(activation)]
     return (gamma * spectral_norm(W)) ** np.asarray(lags, dtype=np.float64)
 
 
@@ -82,7 +69,7 @@ def batched_spectral_norm(M, *, method="auto", iterations=300, tol=1e-12, seed=0
         raise ValueError(f"method must be 'auto', 'svd' or 'power', got {method!r}")
     xp = array_module(M)
     if method == "svd" or (method == "auto" and M.shape[-1] <= SVD_MAX_HIDDEN):
-        return host(xp.linalg.svd(M, compute_uv=False)[..., 0]).astype(np.float64)
+        return to_host(xp.linalg.svd(M, compute_uv=False)[..., 0]).astype(np.float64)
     rng = np.random.default_rng(seed)
     v = xp.asarray(rng.standard_normal(M.shape[:-1]).astype(M.dtype))
     v /= xp.linalg.norm(v, axis=-1, keepdims=True)
@@ -97,7 +84,7 @@ def batched_spectral_norm(M, *, method="auto", iterations=300, tol=1e-12, seed=0
         estimate = new
         if done:
             break
-    return host(estimate).astype(np.float64)
+    return to_host(estimate).astype(np.float64)
 
 
 def jacobian_norms(params, inputs, *, activation="tanh", s0=None, sequence=0, method="auto", max_lag=None,
@@ -148,15 +135,10 @@ def explicit_dW(params, inputs, k, *, activation="tanh", s0=None, sequence=0, ba
     T = states.shape[0]
     if not 1 <= k <= T:
         raise ValueError(f"k must be a step in [1, T] = [1, {T}], got {k!r}")
-    previous = host(start[sequence] if k == 1 else states[k - 2, sequence]).astype(np.float64)
-    dk = host(dsig[k - 1, sequence]).astype(np.float64)
+    previous = to_host(start[sequence] if k == 1 else states[k - 2, sequence]).astype(np.float64)
+    dk = to_host(dsig[k - 1, sequence]).astype(np.float64)
     d = dk.shape[0]
     E = np.zeros((d, d, d))
     E[np.arange(d), np.arange(d), :] = dk[:, None] * previous[None, :]
     return E
 
-
-def host(array):
-    """A NumPy view or copy of a NumPy or CuPy array."""
-    xp = array_module(array)
-    return array if xp is np else xp.asnumpy(array)

@@ -8,10 +8,10 @@ target). Its gradient with respect to the states at step k ≤ t (a row vector p
 
 (the row vector times the column Jacobian ∂s_k/∂s_{k−1} = diag(σ'(a_k)) Wᵀ). The norm is
 the Frobenius norm over the batch and the d units: sequences are independent, so it is the
-norm of ∂L_t/∂(s_k of every sequence). All T chains (one per loss step t) are propagated
-together: at step k every live chain t ≥ k is one row block of a (T·B, d) @ (d, d) product,
-as the CPU backend's truncated BPTT ring does, so the whole matrix takes T sequential
-products and O(T² B d²) work, on the parameters' device (NumPy or CuPy arrays).
+norm of ∂L_t/∂(s_k of every sequence). Each loss step's chain is the backend's own
+`recurrence_backward` with G nonzero at that step only (∂L_t/∂s_k = G_k + Δ_{k+1} Wᵀ): the
+chains of several loss steps run as one batch of copies of the B sequences, O(T² B d²) work
+in all, on the parameters' device (NumPy or CuPy arrays).
 
 With output "last" the only loss term is at step T; with "mean" or "max" the loss term at
 step t is that step's share of the pooled loss (`gpurnn.bptt.explicit_state_grads`), so a
@@ -24,10 +24,13 @@ import dataclasses
 
 import numpy as np
 
-from ..arrays import array_module
-from ..backends import get_backend
+from ..arrays import array_module, to_host
+from ..backends import backend_for
 from ..bptt import explicit_state_grads
-from .jacobians import host, lecture_bound, run_states
+from ..cell import activation_code
+from .jacobians import lecture_bound, run_states
+
+CHAIN_BATCH = 2 ** 22   # scalars of one batch of chains, (T+1)·(steps·B)·d: bounds the memory they take
 
 
 @dataclasses.dataclass
@@ -79,34 +82,52 @@ def gradient_profile(params, inputs, targets, *, activation="tanh", s0=None, out
     Runs where `params` live (CuPy arrays stay on the GPU) after a forward pass through
     `backend`. `keep_vectors` also returns every ∂L_t/∂s_k (T·T·B·d numbers: small runs only).
     """
-    states, _, dsig, _ = run_states(params, inputs, activation=activation, s0=s0, backend=backend)
+    states = run_states(params, inputs, activation=activation, s0=s0, backend=backend)[0]
     explicit = explicit_state_grads(params, inputs, targets, s0=s0, activation=activation, output=output,
                                     backend=backend)                # ∂L_t/∂s_t (T,B,d)
     xp = array_module(states)
     explicit = xp.asarray(explicit, dtype=states.dtype)
-    return chain_profile(explicit, dsig, xp.asarray(params.W, dtype=states.dtype), keep_vectors=keep_vectors)
+    return chain_profile(explicit, states, xp.asarray(params.W, dtype=states.dtype), activation,
+                         keep_vectors=keep_vectors)
 
 
-def chain_profile(explicit, dsig, W, *, keep_vectors=False) -> GradientProfile:
-    """‖∂L_t/∂s_k‖ from the explicit terms ∂L_t/∂s_t (T,B,d), σ'(a_t) (T,B,d) and W (d,d), all
-    NumPy or all CuPy arrays of one dtype (see the module docstring)."""
-    xp = array_module(explicit)
-    be = get_backend("cpu" if xp is np else "cuda")
+def chain_profile(explicit, states, W, activation, *, keep_vectors=False) -> GradientProfile:
+    """‖∂L_t/∂s_k‖ from the explicit terms ∂L_t/∂s_t (T,B,d), the states s_1..s_T (T,B,d) and
+    W (d,d), all NumPy or all CuPy arrays of one dtype (see the module docstring)."""
+    xp, be = array_module(explicit), backend_for(explicit)
     T, B, d = explicit.shape
-    chains = xp.zeros((T, B, d), explicit.dtype)                  # chains[t] = ∂L_t/∂s_k at step k
-    norms, totals = np.full((T, T), np.nan), np.zeros(T)
+    norms, totals = np.full((T, T), np.nan), xp.zeros((T, B, d), xp.float64)
     vectors = np.zeros((T, T, B, d)) if keep_vectors else None
-    for k in range(T - 1, -1, -1):
-        chains[k] = explicit[k]
-        live = chains[k:]
-        wide = live.astype(xp.float64)
-        norms[k:, k] = host(xp.sqrt((wide ** 2).sum(axis=(1, 2))))
-        totals[k] = float(xp.sqrt((wide.sum(axis=0) ** 2).sum()))
-        if keep_vectors:
-            vectors[k:, k] = host(live)
-        local = live * dsig[k]                                    # ∂L_t/∂a_k
-        chains[k:] = be.matmul(local.reshape(-1, d), W, trans_b=True).reshape(-1, B, d)
-    return GradientProfile(norms, totals, vectors)
+    steps = max(1, CHAIN_BATCH // ((T + 1) * B * d))              # loss steps per batch of chains
+    for first in range(0, T, steps):
+        last = min(T, first + steps)                              # loss steps first..last−1
+        grads = _chains(be, xp, explicit, states, W, activation_code(activation), first, last)
+        wide = grads.reshape(last, last - first, B, d).astype(xp.float64)    # [k, t − first]
+        norms_k_t = to_host(xp.sqrt((wide ** 2).sum(axis=(2, 3))))
+        for t in range(first, last):
+            norms[t, :t + 1] = norms_k_t[:t + 1, t - first]
+            if keep_vectors:
+                vectors[t, :t + 1] = to_host(wide[:t + 1, t - first])
+        totals[:last] += wide.sum(axis=1)
+    return GradientProfile(norms, to_host(xp.sqrt((totals ** 2).sum(axis=(1, 2)))), vectors)
+
+
+def _chains(be, xp, explicit, states, W, code, first, last):
+    """∂L_t/∂s_k (last, (last−first)·B, d) for the loss steps t = first..last−1 (batch block
+    t − first) and the steps k < last (0 where k > t): one `recurrence_backward` over that many
+    copies of the B sequences, each with G = ∂L_t/∂s_t at its own step t only."""
+    T, B, d = explicit.shape
+    copies = last - first
+    S = xp.zeros((last + 1, copies * B, d), explicit.dtype)
+    S[1:] = xp.tile(states[:last], (1, copies, 1))
+    G = xp.zeros((last, copies * B, d), explicit.dtype)
+    for t in range(first, last):
+        G[t, (t - first) * B:(t - first + 1) * B] = explicit[t]
+    lengths = be.asarray(np.full(copies * B, last, np.int64))
+    delta = be.recurrence_backward(G, None, S, W, lengths, code, None)[0]      # ∂L_t/∂a_k
+    if last > 1:                                                   # ∂L_t/∂s_k = G_k + Δ_{k+1} Wᵀ
+        G[:-1] += be.matmul(delta[1:].reshape(-1, d), W, trans_b=True).reshape(last - 1, copies * B, d)
+    return G
 
 
 def bound_violations(norms, W, activation, relative_to=None, rtol=1e-6) -> int:

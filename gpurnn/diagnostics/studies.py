@@ -3,7 +3,7 @@
 lag_study      for each σ and each target ρ(W): W = a Gaussian matrix rescaled so that its spectral
                radius is exactly ρ, random tokens; `measure_flow` (‖∂s_t/∂s_k‖₂ and the relative
                loss-gradient profile by lag, the bound (γλ)^(t−k), the pairs above it).
-train_run      plain SGD on a pathological task through `gpurnn.train.Trainer` (optimizer "sgd",
+train_run      plain SGD on a pathological problem through `gpurnn.train.Trainer` (optimizer "sgd",
                momentum 0, loss_norm "mean": the batch-mean gradient), with clip "norm" or "none",
                and a `GradientNormLog` callback (one row per step, norm before clipping); two runs
                with the same seed differ only in the clipping.
@@ -18,7 +18,7 @@ import numpy as np
 
 from ..batches import Batch
 from ..model import init_params
-from ..pathological import Evaluation, make_task
+from ..pathological import Evaluation, make_problem
 from ..train import TrainConfig, Trainer, TrainingDiverged
 from .flow import GradientFlow, measure_flow
 from .jacobians import spectral_radius
@@ -50,7 +50,7 @@ def lag_study(activation_names=("tanh", "logistic", "relu"), rhos=(0.5, 1.0, 1.5
 class TrainingRun:
     """One training run: its per-step log and weight norms, the final evaluation."""
 
-    task: str
+    problem: str
     length: int
     seed: int
     clip: float | None
@@ -60,38 +60,38 @@ class TrainingRun:
     diverged: bool               # a non-finite loss or gradient stopped the run
 
 
-def train_run(task_name="temporal-order-2", length=20, *, clip=None, lr=0.3, rho=1.2, steps=1500,
+def train_run(problem_name="temporal-order-2", length=20, *, clip=None, lr=0.3, rho=1.2, steps=1500,
               hidden=32, batch=20, activation="tanh", seed=0, check_every=0, sequences=10_000) -> TrainingRun:
     """Plain SGD (`gpurnn.train.Trainer`, momentum 0) θ ← θ − lr·g, g the batch-mean gradient,
     clipped to ‖g‖ ≤ clip when given (clip None: no clipping).
 
     W starts with ρ(W) = rho (`recurrent_matrix`), U and V uniform in ±0.5. Every `check_every`
     steps (0: never) the model is scored on 500 fresh sequences and training stops early once it
-    makes no error there; the run ends with the task's evaluation on `sequences` fresh ones.
+    makes no error there; the run ends with the problem's evaluation on `sequences` fresh ones.
     A non-finite loss or gradient (`TrainingDiverged`) ends the run with diverged=True.
     """
-    task = make_task(task_name)
-    params = init_params(task.n_in, hidden, task.n_out, seed=seed, dtype="float64", scale=0.5)
+    problem = make_problem(problem_name)
+    params = init_params(problem.n_in, hidden, problem.n_out, seed=seed, dtype="float64", scale=0.5)
     params.W[:] = recurrent_matrix(hidden, rho, seed)
-    config = TrainConfig(activation=activation, optimizer="sgd", momentum=0.0, lr=lr, output=task.output,
+    config = TrainConfig(activation=activation, optimizer="sgd", momentum=0.0, lr=lr, output=problem.output,
                          clip="none" if clip is None else "norm", max_norm=clip or 1.0, seed=seed, backend="cpu")
     log, weight_norm = GradientNormLog(), []
     trainer = Trainer(params, config, callbacks=[log])
     rng, diverged = np.random.default_rng(seed), False
     for step in range(steps):
-        sample = task.generate(length, batch, rng)
+        sample = problem.generate(length, batch, rng)
         try:
             trainer.step(Batch(sample.inputs, sample.targets))
         except TrainingDiverged:
             diverged = True
             break
         weight_norm.append(float(np.linalg.norm(trainer.params.W)))
-        if check_every and (step + 1) % check_every == 0 and task.evaluate(
+        if check_every and (step + 1) % check_every == 0 and problem.evaluate(
                 trainer.params, length, activation=activation, sequences=500, seed=seed + step,
                 backend="cpu").error == 0:
             break
-    evaluation = task.evaluate(trainer.params, length, activation=activation, sequences=sequences, backend="cpu")
-    return TrainingRun(task_name, length, seed, clip, log, np.array(weight_norm), evaluation, diverged)
+    evaluation = problem.evaluate(trainer.params, length, activation=activation, sequences=sequences, backend="cpu")
+    return TrainingRun(problem_name, length, seed, clip, log, np.array(weight_norm), evaluation, diverged)
 
 
 def longest_solved(lengths, seeds=(0, 1, 2), *, min_solved: int | None = None,

@@ -16,7 +16,8 @@ import torch
 from torch.nn.utils.rnn import PackedSequence
 
 from ..diagnostics.flow import GradientFlow, assemble_flow
-from ..diagnostics.jacobians import sigma_prime_states, slope_jacobian_norms
+from ..cell import sigma_prime_states
+from ..diagnostics.jacobians import slope_jacobian_norms
 from ..diagnostics.profile import chain_profile
 from .function import to_array
 
@@ -49,7 +50,7 @@ def gradient_flow(module, input, loss_fn, *, hx=None, reverse=False, sequence=0,
     weight = getattr(module, f"weight_hh_l{module.num_layers - 1}{'_reverse' if reverse else ''}")
     W = to_array(weight.detach().t().contiguous())
     dsig = sigma_prime_states(to_array(states.contiguous()), module.nonlinearity)
-    profile = chain_profile(to_array(explicit.contiguous()), dsig, W)
+    profile = chain_profile(to_array(explicit.contiguous()), to_array(states.contiguous()), W, module.nonlinearity)
     if not 0 <= sequence < dsig.shape[1]:
         raise ValueError(f"sequence must be in [0, B) = [0, {dsig.shape[1]}), got {sequence!r}")
     jac = slope_jacobian_norms(dsig[:, sequence, :], W, method=method, max_lag=max_lag)

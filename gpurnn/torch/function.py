@@ -13,11 +13,11 @@ gpurnn's row layout: U (n,d) = weight_ihᵀ, W (d,d) = weight_hhᵀ, b (d,) = bi
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch.autograd.function import once_differentiable
 
 from .. import recurrence
+from ..arrays import on_host
 
 
 def to_array(tensor):
@@ -33,7 +33,7 @@ def to_array(tensor):
 def to_tensor(array, device):
     """A torch tensor on `device` over the array's memory (a copy only when the backend's result
     lives elsewhere: the CUDA backend run on CPU tensors, e.g. under the simulator)."""
-    tensor = torch.from_numpy(array) if isinstance(array, np.ndarray) else torch.from_dlpack(array)
+    tensor = torch.from_numpy(array) if on_host(array) else torch.from_dlpack(array)
     return tensor.to(device)
 
 

@@ -17,10 +17,11 @@ import math
 import numpy as np
 from numba import njit
 
-from gpurnn import activations
+from gpurnn import cell
+from gpurnn.backends.base import CellsOneByOne
 
-sigma = njit(activations.sigma, cache=True)
-sigma_prime = njit(activations.sigma_prime_from_state, cache=True)
+sigma = njit(cell.sigma, cache=True)
+sigma_prime = njit(cell.sigma_prime_from_state, cache=True)
 
 
 @njit(cache=True)
@@ -158,7 +159,7 @@ def _add_length0(g_last, lengths, ds0):
             ds0[i] += g_last[i]
 
 
-class CPUBackend:
+class CPUBackend(CellsOneByOne):
     """NumPy + Numba. See `gpurnn.backends.base.Backend` for each operation's contract."""
 
     name = "cpu"

@@ -4,7 +4,7 @@ use to compile eagerly. Arrays are C-contiguous (CuPy arrays and their views, Nu
 arrays); Python ints are int64, Python bools boolean, Python floats float64. Token ids keep
 the caller's integer dtype (int64 listed; int32 compiles the same way).
 """
-from numba import boolean, float32, float64, int64
+from numba import float32, float64, int64
 
 from . import elementwise, gemm, pooling, reductions, rows, softmax_xent, step_backward, step_forward
 
@@ -23,10 +23,10 @@ def launched(dtype):
     w2 = float64[:, ::1]
     return {
         "gemm": (gemm.gemm, (v2, v2, v1, int64, int64, int64, v2)),
-        "step_forward": (step_forward.step_forward, (v3, v3, v2, v2, i1, int64, int64, v2, boolean)),
-        "step_backward": (step_backward.step_backward, (v3, int64, v2, v3, boolean, v2, boolean, v3, i1, int64,
-                                                        int64, int64, int64, v3, int64, v2, boolean)),
-        "sum_chains": (step_backward.sum_chains, (v3, int64, int64, v3, int64)),
+        "step_forward": (step_forward.step_forward, (v3, v3, v3, v3, v2, v2, v2, v2, v2, v2, i1, int64, int64)),
+        "step_backward": (step_backward.step_backward, (v3, v3, v2, v2, v3, v3, v2, v2, v3, v3, v3, v3, v2, v2,
+                                                        int64, i1, int64, int64, int64, int64, int64)),
+        "sum_chains": (step_backward.sum_chains, (v3, v3, v3, v3, int64, int64, int64)),
         "softmax_xent": (softmax_xent.softmax_xent, (v2, i1, v2, w2)),
         "sum_rows": (reductions.sum_rows, (v2, v2)),
         "sum_squares": (reductions.sum_squares, (v1, float64[::1])),

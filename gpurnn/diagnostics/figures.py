@@ -1,4 +1,5 @@
-"""`gpurnn diagnose`: measure vanishing and exploding gradients and draw the report's figures.
+"""`gpurnn diagnose`: the figures and numbers of docs/gradient-flow.md (vanishing and exploding
+gradients, measured).
 
 It runs the three studies of `gpurnn.diagnostics.studies` on the CPU in float64 and writes
 
@@ -24,8 +25,8 @@ import pathlib
 import numpy as np
 import typer
 
-from .diagnostics.studies import lag_study, longest_solved, train_run
-from .provenance import provenance
+from ..provenance import provenance
+from .studies import lag_study, longest_solved, train_run
 
 RHOS = (0.5, 1.0, 1.5, 3.0)
 SEARCH_LENGTHS = (10, 15, 20, 30, 40, 60)
