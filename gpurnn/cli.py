@@ -118,8 +118,11 @@ def train(
     patience: int = typer.Option(2, min=0, help="stop after this many evaluations without a lower validation loss "
                                  "and score the best model (0: train to the end and score the last)"),
     min_count: int = typer.Option(2, min=1, help="tag/classify: rarer words get unknown-word ids"),
-    pool: Pool = typer.Option("mean", help="classify: mean (label at every step) | last; sequences: last | mean "
-                              "| max, the output read from that pool of the states over each sequence's real steps"),
+    pool: Pool = typer.Option("mean", help="classify: mean (label at every step) | last | max (of the states); "
+                              "sequences: last | mean | max, the output read from that pool of the states over each "
+                              "sequence's real steps"),
+    signatures: bool = typer.Option(False, help="classify: rarer words read their spelling signature (as the "
+                                    "tagger's, e.g. <unk|x|||ly>) instead of <unk>"),
     word_dropout: float = typer.Option(0.25, parser=finite(0, 1, high_open=True),
                                        help="classify: chance a training word reads as unknown"),
     features: Optional[str] = typer.Option(None, help="tag: spelling fields read beside each word, comma-separated "
@@ -230,11 +233,12 @@ def tag_command(checkpoint: Path, sentence: str = typer.Argument(..., help="word
 def classify_command(checkpoint: Path, sentence: str = typer.Argument(..., help="the sentence to classify"),
                      backend: BackendName = CpuBackend) -> None:
     """Class probabilities of a sentence, most probable first."""
+    from .data.signatures import WordEncoder
     from .generate import class_probabilities
 
     words = _words(sentence.lower())
     reader, meta = _reader(checkpoint, backend, "classify")
-    p = class_probabilities(reader, reader.vocab.encode(words), pool=meta["pool"])
+    p = class_probabilities(reader, WordEncoder(reader.vocab).encode(words), pool=meta["pool"])
     for i in p.argsort()[::-1]:
         typer.echo(f"{meta['labels'][i]} {p[i]:.4f}")
 

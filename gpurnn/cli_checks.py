@@ -57,11 +57,14 @@ LANGUAGE_MODELS = ("charlm", "autocomplete")
 def check_model_options(settings: dict) -> None:
     """The `train` settings that depend on each other: a language model predicts the next symbol,
     so a backward direction, which would read that symbol, is refused; dropout acts between layers;
+    spelling signatures replace a classifier's unknown word (the tagger always has them);
     --features and --signature-dropout are a tagger's."""
     if settings["bidirectional"] and settings["task"] in LANGUAGE_MODELS:
         raise fail(f"a {settings['task']} model predicts each next character, which a backward direction would "
                    "already have read: train it without --bidirectional (tag, classify and sequences take it)",
                    "--bidirectional")
+    if settings["signatures"] and settings["task"] != "classify":
+        raise fail("spelling signatures are a classify option (the tagger always uses them)", "--signatures")
     if settings["dropout"] and settings["layers"] < 2:
         raise fail(f"--dropout {settings['dropout']} acts between stacked layers: give --layers 2 or more", "--dropout")
     for option in ("features", "signature_dropout"):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import log_softmax, softmax
 
-from .bptt import final_logits, forward
+from .bptt import forward, output_logits
 from .data.vocab import Vocab
 from .data.words import STOP
 from .model import Params
@@ -137,13 +137,10 @@ def tag(reader: Reader, ids: np.ndarray, tags: list[str]) -> tuple[list[str], np
     return [tags[i] for i in best], p[np.arange(len(best)), best]
 
 
-def pooled_probabilities(logits: np.ndarray, lengths: np.ndarray, pool: str, final=None) -> np.ndarray:
-    """p(class) (B,k) from logits (T,B,k): the softmax at each sequence's last step
-    (pool="last"; of `final` (B,k) when given, `gpurnn.bptt.final_logits`, which a bidirectional
-    model needs), or the mean over its steps of each step's softmax (pool="mean", for models
-    trained with the label at every step)."""
-    if pool == "last" and final is not None:
-        return softmax(np.asarray(final, np.float64), axis=1)
+def pooled_probabilities(logits: np.ndarray, lengths: np.ndarray, pool: str) -> np.ndarray:
+    """p(class) (B,k) from per-step logits (T,B,k): the softmax at each sequence's last step
+    (pool="last", a one-directional model's), or the mean over its steps of each step's softmax
+    (pool="mean", for models trained with the label at every step)."""
     p = softmax(logits.astype(np.float64), axis=2)
     lengths = np.asarray(lengths)
     if pool == "last":
@@ -154,8 +151,27 @@ def pooled_probabilities(logits: np.ndarray, lengths: np.ndarray, pool: str, fin
     raise ValueError(f"pool must be 'last' or 'mean', got {pool!r}")
 
 
+# A classifier's pool -> the engine's output mode it trains and reads (`gpurnn.bptt`): "mean"
+# trains with the label at every step (target replication) and averages the steps'
+# probabilities; "last" reads the final states; "max" the per-unit max over the real states.
+CLASS_OUTPUTS = {"mean": "all", "last": "last", "max": "max"}
+
+
+def sentence_probabilities(params: Params, inputs, lengths, pool: str, *, activation: str = "tanh",
+                           backend: str = "cpu") -> np.ndarray:
+    """p(class) (B,k) for B sentences of word ids `inputs` (T,B) with `lengths` (B,), read as
+    the classifier's `pool` (a key of CLASS_OUTPUTS) says."""
+    if pool not in CLASS_OUTPUTS:
+        raise ValueError(f"pool must be one of {tuple(CLASS_OUTPUTS)}, got {pool!r}")
+    logits, _ = output_logits(params, inputs, lengths=lengths, activation=activation, output=CLASS_OUTPUTS[pool],
+                              backend=backend)
+    if pool == "mean":
+        return pooled_probabilities(np.asarray(logits), lengths, "mean")
+    return softmax(np.asarray(logits, np.float64), axis=1)
+
+
 def class_probabilities(reader: Reader, ids: np.ndarray, *, pool: str = "last") -> np.ndarray:
-    """p(class) (k,) for one sentence of word ids (L,) (see `pooled_probabilities`)."""
-    logits, s_last = reader.run(np.asarray(ids).reshape(-1, 1))
-    final = final_logits(reader.params, s_last, backend=reader.backend)
-    return pooled_probabilities(logits, np.array([logits.shape[0]]), pool, final)[0]
+    """p(class) (k,) for one sentence of word ids (L,) (see `sentence_probabilities`)."""
+    ids = np.asarray(ids, np.int64)
+    return sentence_probabilities(reader.params, ids.reshape(-1, 1), np.array([len(ids)]), pool,
+                                  activation=reader.activation, backend=reader.backend)[0]

@@ -35,7 +35,7 @@ DEFAULTS = {"charlm": (256, 2e-3, 32, 1), "autocomplete": (128, 5e-3, 32, 10), "
 # in the epoch and the streams' states belong to it).
 FIXED = ("task", "hidden", "layers", "bidirectional", "dropout", "activation", "recurrent_init", "optimizer",
          "schedule", "clip", "truncate", "batch_size", "seq_len", "valid_fraction", "min_count", "pool", "word_dropout",
-         "features", "signature_dropout", "seed")
+         "features", "signature_dropout", "signatures", "seed")
 # What a resumed run may change: the trainer's configuration takes the new value.
 ADJUSTABLE = ("lr", "max_norm", "patience", "eval_every", "checkpoint_every")
 EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}
@@ -138,7 +138,7 @@ def _task_options(settings: dict, ranks: int):
     return Options(batch_size=settings["batch_size"] * ranks,
                    features=tuple(settings["features"].split(",")) if settings.get("features") else (),
                    **{k: settings[k] for k in ("seq_len", "valid_fraction", "min_count", "pool", "word_dropout",
-                                               "signature_dropout", "seed")})
+                                               "signature_dropout", "signatures", "seed")})
 
 
 def _check_tensorboardx():

@@ -55,6 +55,7 @@ TRAIN_CASES = [                      # (extra arguments to TRAIN, what the one l
     (["--dropout", "1"], "--dropout"),
     (["--dropout", "0.2"], "--layers 2"),            # one layer: nothing between layers
     (["--bidirectional"], "--bidirectional"),       # an autocomplete model must not read ahead
+    (["--signatures"], "--signatures"),             # a classify option
 ]
 USE_CASES = [                        # (command line, what the one line must name)
     (["sample", "{tmp}/nope/"], "CHECKPOINT"),

@@ -43,7 +43,7 @@ def test_tagged_and_labelled_batches():
     labelled = [data.LabelledSentence(["good", "film"], "pos"), data.LabelledSentence(["bad"], "neg")]
     vocab = data.Vocab.build(w for s in labelled for w in s.words)
     (last,) = data.labelled_batches(labelled, vocab, ["neg", "pos"], 2, shuffle=False).iter_epoch(None)
-    (mean,) = data.labelled_batches(labelled, vocab, ["neg", "pos"], 2, pool="mean", shuffle=False).iter_epoch(None)
+    (mean,) = data.labelled_batches(labelled, vocab, ["neg", "pos"], 2, every_step=True, shuffle=False).iter_epoch(None)
     assert last.targets.tolist() == [1, 0] and mean.targets.tolist() == [[1, 0], [1, -1]]
     with pytest.raises(ValueError, match="missing \\['neg'\\]"):
         data.labelled_batches(labelled, vocab, ["pos"], 2)

@@ -2,13 +2,14 @@
 
     tagged_batches     CoNLL-U sentences (words, tags): word ids (L,) in, tag ids (L,) out
     labelled_batches   labelled sentences (words, label): word ids (L,) in, the label's id at
-                       every step (pool "mean") or once at the last step (pool "last")
+                       every step (`every_step`) or once per sentence
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ..batches import SentenceBatches
+from .signatures import WordEncoder
 from .vocab import Vocab
 
 
@@ -19,16 +20,15 @@ def tagged_batches(sentences, encoder, tags: Vocab, batch_size: int, *, shuffle:
                            batch_size, shuffle=shuffle)
 
 
-def labelled_batches(sentences, vocab: Vocab, labels: list[str], batch_size: int, *, pool: str = "last",
-                     shuffle: bool = True) -> SentenceBatches:
-    """`LabelledSentence`s -> batches of word ids (L,) with the index of the label in `labels` as
-    the target at every step (pool "mean", target replication) or once per sentence ("last")."""
-    if pool not in ("mean", "last"):
-        raise ValueError(f"pool must be 'mean' or 'last', got {pool!r}")
+def labelled_batches(sentences, vocab: Vocab | WordEncoder, labels: list[str], batch_size: int, *,
+                     every_step: bool = False, shuffle: bool = True) -> SentenceBatches:
+    """`LabelledSentence`s -> batches of word ids (L,) (`vocab.encode`: a `Vocab`, or a
+    `WordEncoder` for signatures) with the index of the label in `labels` as the target at every
+    step (`every_step`, target replication) or once per sentence."""
     unknown = sorted({s.label for s in sentences} - set(labels))
     if unknown:
         raise ValueError(f"labels must hold every sentence's label; missing {unknown}")
     ids = [vocab.encode(s.words) for s in sentences]
     y = [labels.index(s.label) for s in sentences]
-    targets = [np.full(len(x), c, np.int64) for x, c in zip(ids, y)] if pool == "mean" else y
+    targets = [np.full(len(x), c, np.int64) for x, c in zip(ids, y)] if every_step else y
     return SentenceBatches(ids, targets, batch_size, shuffle=shuffle)

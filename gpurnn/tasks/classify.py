@@ -5,11 +5,17 @@ file. The sentences are split once and for all with `fixed_split` (the permutati
 `numpy.random.default_rng(0)`, last 10% for test, whatever the run's seed), and the
 last `valid_fraction` of the training part is held out for early stopping.
 
-Word dropout (Iyyer et al. 2015) replaces each training word by the unknown id with
-probability `word_dropout`, drawn afresh every epoch, so the model cannot lean on single
-rare words. pool="mean" trains with the label as the target at every step (target replication,
-Lipton et al. 2016) and predicts the mean over steps of p(class | prefix); pool="last"
-trains and predicts from the last step only (many to one).
+Words seen fewer than `min_count` times in training read the unknown id, or with `signatures`
+their spelling class (`gpurnn.data.signatures`, as the tagger's), learned from the rare
+training words. Word dropout (Iyyer et al. 2015) replaces each training word by the unknown
+id with probability `word_dropout`, drawn afresh every epoch, so the model cannot lean on
+single rare words.
+
+The pool says how a sentence's class is read (`gpurnn.generate.CLASS_OUTPUTS`): "mean" trains
+with the label as the target at every step (target replication, Lipton et al. 2016) and
+predicts the mean over steps of p(class | prefix); "last" trains and predicts from the final
+states (many to one); "max" from the per-unit max over the sentence's states (of both
+directions when bidirectional: the BiLSTM-max of Conneau et al. 2017, here with Elman cells).
 """
 from __future__ import annotations
 
@@ -20,13 +26,15 @@ import numpy as np
 from ..checkpoint import load_checkpoint
 from ..data.batching import labelled_batches
 from ..data.sentences import fixed_split, read_files_per_label, read_label_column
+from ..data.signatures import WordEncoder
 from ..data.vocab import Vocab
 from ..data.word_dropout import WordDropout
-from ..generate import pooled_probabilities
-from . import Options, Prepared, logits_of
+from ..generate import CLASS_OUTPUTS, sentence_probabilities
+from . import Options, Prepared
 
 TEST_FRACTION = 0.1
 SPLIT_SEED = 0      # the fixed split: numpy.random.default_rng(0).permutation of all sentences
+EVAL_BATCH = 256
 
 
 def read_sentences(paths: list[str]):
@@ -46,13 +54,19 @@ def split(sentences, seed: int, held_out: bool):
     return [sentences[i] for i in train], [sentences[i] for i in test]
 
 
+def word_encoder(meta: dict) -> WordEncoder:
+    """The model's words -> ids: its vocabulary, whose signature ids (if it has any) rare and
+    unseen words read."""
+    return WordEncoder(Vocab.from_json(meta["vocab"]))
+
+
 class Classify:
     name = "classify"
     held_out_in_data = True     # whether `evaluate` scores a held-out part of the training files
 
     def prepare(self, paths: list[str], valid: str | None, opts: Options) -> Prepared:
-        if opts.pool not in ("mean", "last"):
-            raise ValueError(f"pool must be 'mean' or 'last', got {opts.pool!r}")
+        if opts.pool not in CLASS_OUTPUTS:
+            raise ValueError(f"pool must be one of {tuple(CLASS_OUTPUTS)} for classify, got {opts.pool!r}")
         train, _ = split(read_sentences(paths), SPLIT_SEED, held_out=True)
         if valid:
             held = read_sentences([valid])
@@ -60,15 +74,19 @@ class Classify:
             cut = len(train) - int(round(len(train) * opts.valid_fraction))
             train, held = train[:cut], train[cut:]
         labels = sorted({s.label for s in train})
-        vocab = Vocab.build((w for s in train for w in s.words), min_count=opts.min_count)
+        if opts.signatures:
+            encoder = WordEncoder.build((s.words for s in train), min_count=opts.min_count)
+        else:
+            encoder = WordEncoder(Vocab.build((w for s in train for w in s.words), min_count=opts.min_count))
+        vocab, every_step = encoder.vocab, opts.pool == "mean"
         meta = {"task": self.name, "vocab": vocab.to_json(), "labels": labels, "pool": opts.pool,
                 "split_seed": SPLIT_SEED, "data": paths,
                 "majority": Counter(s.label for s in train).most_common(1)[0][0]}
-        valid_batches = labelled_batches(held, vocab, labels, 256, pool=opts.pool, shuffle=False) if held else None
-        train_batches = WordDropout(labelled_batches(train, vocab, labels, opts.batch_size, pool=opts.pool),
+        valid_batches = (labelled_batches(held, encoder, labels, EVAL_BATCH, every_step=every_step, shuffle=False)
+                         if held else None)
+        train_batches = WordDropout(labelled_batches(train, encoder, labels, opts.batch_size, every_step=every_step),
                                     opts.word_dropout, vocab.unk_id)
-        return Prepared(train_batches, valid_batches,
-                        len(vocab), len(labels), "all" if opts.pool == "mean" else "last", meta)
+        return Prepared(train_batches, valid_batches, len(vocab), len(labels), CLASS_OUTPUTS[opts.pool], meta)
 
     def evaluate(self, checkpoint_path, paths: list[str], meta: dict, backend: str, ensemble=()) -> dict:
         """Accuracy on the fixed split's test part of the training data (or on all of `paths`
@@ -79,12 +97,12 @@ class Classify:
         for path, model in zip(ensemble, models[1:]):
             if (model.meta.get("vocab"), model.meta.get("labels")) != (meta["vocab"], meta["labels"]):
                 raise ValueError(f"ensemble member {path} has another vocabulary or label set")
-        vocab, labels = Vocab.from_json(meta["vocab"]), meta["labels"]
+        labels = meta["labels"]
         sentences = read_sentences(paths)
         test = split(sentences, meta["split_seed"], held_out=True)[1] if paths == meta["data"] else sentences
-        batches = labelled_batches(test, vocab, labels, 256, shuffle=False)
-        p = sum(np.concatenate([pooled_probabilities(logits, batch.lengths, m.meta["pool"], final)
-                                for batch, logits, final in logits_of(m.params, batches, m.activation, backend)])
+        batches = list(labelled_batches(test, word_encoder(meta), labels, EVAL_BATCH, shuffle=False).iter_epoch(None))
+        p = sum(np.concatenate([sentence_probabilities(m.params, b.inputs, b.lengths, m.meta["pool"],
+                                                       activation=m.activation, backend=backend) for b in batches])
                 for m in models) / len(models)
         truth = np.array([labels.index(s.label) for s in test])
         majority = sum(s.label == meta["majority"] for s in test)

@@ -1,0 +1,83 @@
+"""Validation accuracy of a polarity classifier after every epoch, per seed and averaged: what
+docs/results.md ("Polarity: what validation chose") chose the model with. The test split is
+never read.
+
+    .venv/bin/python profiling/polarity_validation.py --hidden 256 --pool max --signatures \
+        --min-count 2 --epochs 6 [--bidirectional] [--seeds 0 1 2] [--data ../shared/data]
+
+Each run is the one `gpurnn train --task classify` makes with the same options (relu, W = I
+unless `--activation`/`--recurrent-init` say otherwise, Adam, clipping at 5, batches of 32,
+word dropout 0.25): the same data split, vocabulary, initial weights, batches and updates (its
+validation losses are the ones `train` prints), with the validation split's sentence accuracy
+measured after every epoch. One line of JSON per seed, then the mean per epoch.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from gpurnn.generate import sentence_probabilities
+from gpurnn.model import init_params
+from gpurnn.tasks import Options
+from gpurnn.tasks.classify import Classify
+from gpurnn.train import Trainer
+from gpurnn.train_config import TrainConfig
+
+
+def validation_curve(data: Path, a, seed: int) -> list[float]:
+    """Validation accuracy (%) after each of `a.epochs` epochs of one run."""
+    opts = Options(batch_size=a.batch_size, min_count=a.min_count, pool=a.pool, word_dropout=a.word_dropout,
+                   signatures=a.signatures, seed=seed)
+    prepared = Classify().prepare([f"pos={data / 'rt-polarity.pos'}", f"neg={data / 'rt-polarity.neg'}"], None, opts)
+    params = init_params(prepared.n_in, a.hidden, prepared.n_out, layers=a.layers, bidirectional=a.bidirectional,
+                         seed=seed, recurrent=a.recurrent_init)
+    config = TrainConfig(output=prepared.output, backend="cpu", activation=a.activation, lr=a.lr,
+                         schedule=a.schedule, dropout=a.dropout, seed=seed)
+    valid = list(prepared.valid.iter_epoch(None))
+    curve = []
+
+    class Accuracy:
+        def on_eval(self, trainer, stats):
+            P, right, count = trainer.host_params(), 0, 0
+            for batch in valid:
+                p = sentence_probabilities(P, batch.inputs, batch.lengths, a.pool, activation=a.activation)
+                truth = batch.targets if batch.targets.ndim == 1 else batch.targets[0]   # "mean": every step's
+                right, count = right + int(np.sum(p.argmax(axis=1) == truth)), count + len(truth)
+            curve.append(round(100 * right / count, 2))
+
+    Trainer(params, config, callbacks=[Accuracy()]).fit(prepared.train, epochs=a.epochs, valid=prepared.valid,
+                                                        progress=False)
+    return curve
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, default=Path("../shared/data"))
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--hidden", type=int, default=64)
+    ap.add_argument("--layers", type=int, default=1)
+    ap.add_argument("--dropout", type=float, default=0.0)
+    ap.add_argument("--bidirectional", action="store_true")
+    ap.add_argument("--pool", choices=("mean", "last", "max"), default="max")
+    ap.add_argument("--activation", default="relu")
+    ap.add_argument("--recurrent-init", default="identity")
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--schedule", default="constant")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--word-dropout", type=float, default=0.25)
+    ap.add_argument("--min-count", type=int, default=1)
+    ap.add_argument("--signatures", action="store_true")
+    a = ap.parse_args()
+    curves = []
+    for seed in a.seeds:
+        curves.append(validation_curve(a.data, a, seed))
+        print(json.dumps({"seed": seed, "valid_accuracy_per_epoch": curves[-1]}), flush=True)
+    print(json.dumps({"mean_per_epoch": np.round(np.mean(curves, axis=0), 2).tolist()}))
+
+
+if __name__ == "__main__":
+    main()
