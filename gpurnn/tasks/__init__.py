@@ -10,9 +10,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import numpy as np
 
-from ..bptt import final_logits, forward
+from ..arrays import to_host
+from ..bptt import forward
 from ..model import Params
 
 
@@ -45,11 +45,10 @@ class Options:
 
 
 def logits_of(params: Params, source, activation: str, backend: str):
-    """Yield (batch, logits (T,B,k), final logits (B,k) as output="last" reads them) NumPy, for
-    every batch of `source` in its fixed order."""
+    """Yield (batch, logits (T,B,k) NumPy) for every batch of `source` in its fixed order."""
     for batch in source.iter_epoch(None):
         out = forward(params, batch.inputs, lengths=batch.lengths, activation=activation, backend=backend)
-        yield batch, np.asarray(out.logits), np.asarray(final_logits(params, out.s_last, backend=backend))
+        yield batch, to_host(out.logits)
 
 
 def get_task(name: str):

@@ -72,7 +72,7 @@ class Tag:
         right = unseen_right = unseen = 0
         batches = tagged_batches(sentences, encoder, tags, 256, shuffle=False)
         order = iter(sentences)
-        for batch, logits, _ in logits_of(ckpt.params, batches, ckpt.activation, backend):
+        for batch, logits in logits_of(ckpt.params, batches, ckpt.activation, backend):
             predicted = logits.argmax(axis=2)
             for b in range(logits.shape[1]):
                 s = next(order)
