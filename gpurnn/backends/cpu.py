@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .cpu_blas import activate, gemm, sigma_prime
-from .cpu_threads import run_sliced, stepwise_blas
+from .cpu_loops import activate_step, backward_loop, delta_step, forward_loop, truncated_loop
+from .cpu_threads import plan, run
 
 
 @njit(cache=True)
@@ -40,114 +40,6 @@ def _scatter_rows(tokens, delta, lengths, dU):
                 row, src = dU[tokens[t, i]], delta[t, i]
                 for j in range(d):
                     row[j] += src[j]
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _activate_step(act, t, XP, prev, nxt, lengths):
-    """Step t after its product nxt = prev W: nxt[i] = σ(nxt[i] + XP[t, i]) per active
-    sequence i, nxt[i] = prev[i] for finished ones. prev, nxt (B,d) = S[t], S[t+1]."""
-    for i in range(nxt.shape[0]):
-        if t < lengths[i]:
-            activate(act, nxt[i], XP[t, i], nxt[i])
-        else:
-            nxt[i] = prev[i]
-
-
-@njit(cache=True, nogil=True)
-def _recurrence_forward(XP, W, S, lengths, act):
-    """S[t+1] = σ(S[t] W + XP[t]) per active sequence, S[t] carried for finished ones.
-
-    XP (T,B,d), W (d,d), S (T+1,B,d) with S[0] set: one GEMM (B,d)·(d,d) per step, then
-    σ row by row.
-    """
-    for t in range(XP.shape[0]):
-        gemm(False, False, 1.0, S[t], W, 0.0, S[t + 1])
-        _activate_step(act, t, XP, S[t], S[t + 1], lengths)
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def _delta_row(act, h, G, t, i, s, out):
-    """out = (h + G[t, i]) ⊙ σ'(s) over one row (d,): ∂L/∂a from ∂L/∂s (later steps h, this
-    step G[t, i]; no term when G has 0 rows)."""
-    if G.shape[0] == 0:
-        for j in range(out.shape[0]):
-            out[j] = h[j] * sigma_prime(act, s[j])
-        return
-    g = G[t, i]
-    for j in range(out.shape[0]):
-        out[j] = (h[j] + g[j]) * sigma_prime(act, s[j])
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _delta_step(act, t, h, G, S, lengths, dt):
-    """Step t of full BPTT before its product h ← Δ_t Wᵀ: Δ_t = (G_t + h) ⊙ σ'(a_t) per
-    active sequence, 0 for finished ones. h, dt (B,d); G (T,B,d) or (0,B,d); S (T+1,B,d)."""
-    st = S[t + 1]
-    for i in range(dt.shape[0]):
-        if t < lengths[i]:
-            _delta_row(act, h[i], G, t, i, st[i], dt[i])
-        else:
-            dt[i] = 0
-
-
-@njit(cache=True, nogil=True)
-def _backward_exact(G, S, WT, lengths, act, delta, ds0):
-    """Full BPTT: h = ∂L/∂s_t from every later loss; Δ_t = (G_t + h) ⊙ σ'(a_t); h ← Δ_t Wᵀ.
-
-    G (T,B,d) explicit ∂L_t/∂s_t (0 rows: none), S (T+1,B,d), WT = Wᵀ (d,d) contiguous; writes Δ (T,B,d),
-    adds to ds0 (B,d).
-    """
-    T, B, d = delta.shape
-    h = np.zeros((B, d), delta.dtype)
-    for t in range(T - 1, -1, -1):
-        _delta_step(act, t, h, G, S, lengths, delta[t])
-        gemm(False, False, 1.0, delta[t], WT, 0.0, h)   # (B,d)·(d,d): the one sequential product
-    ds0 += h
-
-
-@njit(cache=True, nogil=True)
-def _backward_truncated(G, S, WT, lengths, act, tau, delta, ds0):
-    """Truncated BPTT: the loss at step t reaches steps t, t−1, …, t−τ only.
-
-    Each loss step t starts a chain; up to τ+1 chains are alive at once, kept in a ring
-    of slots (chain t in slot t mod (τ+1)) and propagated together by one product
-    ((τ+1)·B, d)·(d, d) per step. Chain t retires after its term at step t−τ, and the
-    chain entering next (t−τ−1) takes its slot.
-    """
-    T, B, d = delta.shape
-    m = tau + 1
-    chains = np.zeros((m, B, d), delta.dtype)     # ∂L_t/∂s_k for each live chain t
-    local = np.zeros((m, B, d), delta.dtype)      # the same chains' ∂L_t/∂a_k
-    for k in range(T - 1, -1, -1):
-        if G.shape[0] > 0:
-            chains[k % m] = G[k]
-        else:
-            chains[k % m] = 0
-        sk, dk = S[k + 1], delta[k]
-        for i in range(B):
-            active = k < lengths[i]
-            for j in range(d):
-                dsig = sigma_prime(act, sk[i, j]) if active else 0
-                total = 0.0
-                for c in range(m):
-                    local[c, i, j] = chains[c, i, j] * dsig
-                    total += local[c, i, j]
-                dk[i, j] = total
-        gemm(False, False, 1.0, local.reshape((m * B, d)), WT, 0.0, chains.reshape((m * B, d)))
-    # ds0 = Δ_0 Wᵀ: every chain still holding a term at step 0 contributes (docs/design.md's
-    # Σ_k ∂L_t/∂s_k ∂⁺s_k/∂θ with θ = s0, whose only explicit term is at the first step).
-    for c in range(m):
-        ds0 += chains[c]
-
-
-@njit(cache=True)
-def _fold_last(g_last, lengths, G, ds0):
-    """Add ∂L/∂s_last (B,d) to G (T,B,d) at each sequence's last step, or to ds0 for length 0."""
-    for i in range(lengths.shape[0]):
-        if lengths[i] == 0:
-            ds0[i] += g_last[i]
-        else:
-            G[lengths[i] - 1, i] += g_last[i]
 
 
 @njit(cache=True)
@@ -200,6 +92,15 @@ def _softmax_xent(Z, targets):
     return float(terms.sum(dtype=np.float64)), int(rows.size), dZ
 
 
+def _rows(args, rows, batched):
+    """args with the arrays at indices `batched` restricted to the batch rows `rows` (views)."""
+    args = list(args)
+    for i in batched:
+        A = args[i]
+        args[i] = A[:, rows] if A.ndim == 3 else A[rows]
+    return tuple(args)
+
+
 class CPUBackend:
     """NumPy + Numba. See `gpurnn.backends.base.Backend` for each operation's contract."""
 
@@ -226,16 +127,26 @@ class CPUBackend:
         return self.affine(inputs.reshape(T * B, -1), U, b).reshape(T, B, -1)
 
     def recurrence_forward(self, XP, W, s0, lengths, activation):
-        T, B, d = XP.shape
-        S = np.empty((T + 1, B, d), XP.dtype)
-        S[0] = s0
-        if stepwise_blas(B, d):
-            for t in range(T):
-                np.matmul(S[t], W, out=S[t + 1])
-                _activate_step(activation, t, XP, S[t], S[t + 1], lengths)
+        return self.layer_forward(XP, [W], [s0], lengths, activation)[1][0]
+
+    def layer_forward(self, XP, Ws, s0s, lengths, activation):
+        T, B, width = XP.shape
+        D, d = len(Ws), width // len(Ws)
+        Ss = [np.empty((T + 1, B, d), XP.dtype) for _ in range(D)]
+        for S, s0 in zip(Ss, s0s):
+            S[0] = s0
+        H = np.empty((T if D > 1 else 0, B, width), XP.dtype)    # one forward cell: H = S[1:]
+        tasks = [(j, (XP, j * d, W, S, lengths, activation, j == 1, H)) for j, (W, S) in enumerate(zip(Ws, Ss))]
+        choice = plan(B, d, D, None)
+        if choice.kind == "stepwise":
+            for _, (XP, c, W, S, lengths, act, rev, H) in tasks:
+                for t in range(T):
+                    np.matmul(S[t], W, out=S[t + 1])
+                    activate_step(act, t, XP, c, S[t], S[t + 1], lengths, rev, H)
         else:
-            run_sliced(_recurrence_forward, B, d, lambda r: (XP[:, r], W, S[:, r], lengths[r], activation))
-        return S
+            run(choice, forward_loop, [(rows, _rows(args, rows, (0, 3, 4, 7))) for _, args in tasks
+                                       for rows in choice.parts])
+        return (Ss[0][1:] if D == 1 else H), Ss
 
     def pool_states(self, H, lengths, mode):
         real = np.arange(H.shape[0])[:, None, None] < lengths[None, :, None]         # (T,B,1)
@@ -262,28 +173,46 @@ class CPUBackend:
         return _softmax_xent(Z, targets)
 
     def recurrence_backward(self, G, g_last, S, W, lengths, activation, truncate):
-        T, B, d = S.shape[0] - 1, S.shape[1], S.shape[2]
-        delta = np.empty((T, B, d), S.dtype)
-        ds0 = np.zeros((B, d), S.dtype)
-        if g_last is not None:       # folded into the explicit terms (a copy: the caller's G is kept)
-            G = np.zeros((T, B, d), S.dtype) if G is None else G.copy()
-            _fold_last(g_last, lengths, G, ds0)
-        elif G is None:
-            G = np.empty((0, B, d), S.dtype)      # absent: 0 rows (gpurnn.backends.base)
-        WT = np.ascontiguousarray(W.T)        # BLAS runs Δ·Wᵀ for small B 3-4× slower than Δ·(Wᵀ copied)
-        if truncate is None and stepwise_blas(B, d):
-            h = np.zeros((B, d), S.dtype)
-            for t in range(T - 1, -1, -1):
-                _delta_step(activation, t, h, G, S, lengths, delta[t])
-                np.matmul(delta[t], WT, out=h)
-            ds0 += h
-        elif truncate is None:
-            run_sliced(_backward_exact, B, d,
-                       lambda r: (G[:, r], S[:, r], WT, lengths[r], activation, delta[:, r], ds0[r]))
-        else:
-            run_sliced(_backward_truncated, B, d,
-                       lambda r: (G[:, r], S[:, r], WT, lengths[r], activation, truncate, delta[:, r], ds0[r]))
+        (delta,), _, (ds0,) = self._cells_backward(G, g_last, [S], [W], lengths, activation, truncate)
         return delta, ds0
+
+    def layer_backward(self, G, g_last, Ss, Ws, lengths, activation, truncate):
+        deltas, DP, ds0s = self._cells_backward(G, g_last, Ss, Ws, lengths, activation, truncate)
+        T, B, d = deltas[0].shape
+        dWs = [self.matmul(S[:-1].reshape(T * B, d), delta.reshape(T * B, d), trans_a=True)
+               for S, delta in zip(Ss, deltas)]
+        return (deltas[0] if DP is None else DP), dWs, ds0s
+
+    def _cells_backward(self, G, g_last, Ss, Ws, lengths, activation, truncate):
+        """([Δ_j (T,B,d)] in each cell's own order, DP (T,B,D·d) Δ by position or None for one
+        forward cell, [ds0_j (B,d)]) from G (T,B,D·d) and g_last (B,D·d), either None."""
+        D = len(Ss)
+        T, B, d = Ss[0].shape[0] - 1, Ss[0].shape[1], Ss[0].shape[2]
+        dtype = Ss[0].dtype
+        G = np.empty((0, B, D * d), dtype) if G is None else G           # absent: 0 rows (gpurnn.backends.base)
+        last = np.empty((0, D * d), dtype) if g_last is None else g_last
+        deltas = [np.empty((T, B, d), dtype) for _ in range(D)]
+        DP = np.empty((T if D > 1 else 0, B, D * d), dtype)
+        ds0s = [np.zeros((B, d), dtype) for _ in range(D)]
+        if g_last is not None:                   # a sequence of length 0: g_last is ∂L/∂s0
+            for j, ds0 in enumerate(ds0s):
+                ds0[lengths == 0] = g_last[lengths == 0, j * d:(j + 1) * d]
+        # BLAS runs Δ·Wᵀ for small B 3-4× slower than Δ·(Wᵀ copied)
+        tasks = [(G, j * d, last, S, np.ascontiguousarray(W.T), lengths, activation, j == 1)
+                 for j, (S, W) in enumerate(zip(Ss, Ws))]
+        choice = plan(B, d, D, truncate)
+        if choice.kind == "stepwise":
+            for (G, c, last, S, WT, lengths, act, rev), delta, ds0 in zip(tasks, deltas, ds0s):
+                h = np.zeros((B, d), dtype)
+                for t in range(T - 1, -1, -1):
+                    delta_step(act, t, h, G, c, last, S, lengths, rev, delta[t], DP)
+                    np.matmul(delta[t], WT, out=h)
+                ds0 += h
+        else:
+            loop, extra = (backward_loop, ()) if truncate is None else (truncated_loop, (truncate,))
+            run(choice, loop, [(rows, _rows(args + extra + (delta, DP, ds0), rows, (0, 2, 3, 5, -3, -2, -1)))
+                               for args, delta, ds0 in zip(tasks, deltas, ds0s) for rows in choice.parts])
+        return deltas, (DP if D > 1 else None), ds0s
 
     def matmul(self, A, B, *, trans_a=False, trans_b=False):
         return (A.T if trans_a else A) @ (B.T if trans_b else B)

@@ -42,6 +42,7 @@ from gpurnn.kernels.gemm import gemm
 from gpurnn.kernels.persistent_plan import PersistentUnavailable
 
 from . import cuda_memory as mem
+from . import layer_by_cell
 from .cuda_memory import DeviceMemoryError
 
 __all__ = ["CUDABackend", "DeviceMemoryError", "PersistentFallbackWarning", "cuda_available", "gpu_present"]
@@ -154,6 +155,9 @@ class CUDABackend:
             launch(*views, t, activation, prod_view, not fused)
         return S
 
+    def layer_forward(self, XP, Ws, s0s, lengths, activation):
+        return layer_by_cell.layer_forward(self, XP, Ws, s0s, lengths, activation)
+
     def pool_states(self, H, lengths, mode):
         B, d = H.shape[1], H.shape[2]
         P, argmax = mem.empty((B, d), H.dtype), mem.empty((B, d), np.int64)
@@ -226,6 +230,9 @@ class CUDABackend:
                 add(ring_view, o, m, Dv, k)
         step(delta, Dv, 0, -1, 0, 0, mem.kernel_view(ds0), 0, B)    # ds0 = Δ_0 Wᵀ (+ g_last at length 0)
         return delta, ds0.reshape(B, d)
+
+    def layer_backward(self, G, g_last, Ss, Ws, lengths, activation, truncate):
+        return layer_by_cell.layer_backward(self, G, g_last, Ss, Ws, lengths, activation, truncate)
 
     def matmul(self, A, B, *, trans_a=False, trans_b=False):
         opA, opB = (A.T if trans_a else A), (B.T if trans_b else B)
