@@ -1,8 +1,11 @@
-"""The CPU backend's time loops split over batch slices and threads (`gpurnn.backends.cpu_threads`).
+"""Which loop runs the CPU backend's recurrences (`gpurnn.backends.cpu_threads.plan`), and
+every choice computing the same thing.
 
 The sliced run (2 BLAS threads allowed: two slices in two threads) must give what the
 serial run (1 BLAS thread: one slice) gives, in every mode, lengths and s0 included, and
-both must match the per-term NumPy reference. B = 11 gives uneven slices.
+both must match the per-term NumPy reference. B = 11 gives uneven slices. A bidirectional
+layer under each plan (stepwise, slices, cells at once, serial) must give what the layer
+run cell by cell with reversed copies (`layer_by_cell`, what the CUDA backend runs) gives.
 """
 import numpy as np
 import pytest
@@ -10,7 +13,7 @@ from helpers import FIELDS, make_case, reference_bptt, relative_error
 from threadpoolctl import threadpool_limits
 
 import gpurnn
-from gpurnn.backends import cpu_threads
+from gpurnn.backends import cpu_threads, get_backend, layer_by_cell
 
 SIZES = dict(T=9, B=11, n=5, d=23, k=4)
 
@@ -19,6 +22,53 @@ SIZES = dict(T=9, B=11, n=5, d=23, k=4)
 def split_small_problems(monkeypatch):
     """Split every batch of 2·MIN_ROWS rows or more, whatever its size (tests use small d)."""
     monkeypatch.setattr(cpu_threads, "MIN_STEP_WORK", 0)
+
+
+def test_plan_names_each_choice(monkeypatch):
+    monkeypatch.undo()                                    # the real thresholds
+    with threadpool_limits(2):
+        assert cpu_threads.plan(8, 512, 2, None).kind == "stepwise"           # B·d² = 2²¹, exact
+        sliced = cpu_threads.plan(8, 512, 2, 3)                                # the same, truncated
+        assert (sliced.kind, len(sliced.parts), sliced.concurrent, sliced.hold_blas) == ("compiled", 2, True, True)
+        assert cpu_threads.plan(32, 64, 2, None)[1:4] == ([slice(0, 32)], False, False)   # B·d² ≤ 2¹⁸
+        assert cpu_threads.plan(32, 128, 1, None)[1:4] == ([slice(0, 32)], False, True)
+        monkeypatch.setattr(cpu_threads, "CONCURRENT_CELLS", True)
+        assert cpu_threads.plan(32, 128, 2, None).concurrent
+        assert not cpu_threads.plan(32, 128, 1, None).concurrent
+    with threadpool_limits(1):
+        assert not cpu_threads.plan(32, 128, 2, None).concurrent
+    assert all(cpu_threads.plan(B, 64, 2, t).reason for B in (1, 64, 4096) for t in (None, 2))
+
+
+PLANS = {"stepwise": {"STEPWISE_WORK": 0}, "slices": {"MIN_STEP_WORK": 0, "STEPWISE_WORK": 1 << 40},
+         "cells at once": {"CONCURRENT_CELLS": True, "SERIAL_BLAS_WORK": 0}, "serial": {}}
+
+
+@pytest.mark.parametrize("plan", PLANS)
+@pytest.mark.parametrize("truncate", [None, 2])
+@pytest.mark.parametrize("last", [False, True])
+def test_every_plan_runs_a_bidirectional_layer_as_cell_by_cell(monkeypatch, plan, truncate, last):
+    for name, value in PLANS[plan].items():
+        monkeypatch.setattr(cpu_threads, name, value)
+    be = get_backend("cpu")
+    rng = np.random.default_rng(3)
+    T, B, d = 6, 9, 5
+    XP, G = rng.standard_normal((2, T, B, 2 * d))
+    Ws = list(rng.standard_normal((2, d, d)) * 0.5)
+    s0s = list(rng.standard_normal((2, B, d)))
+    lengths = np.array([6, 0, 3, 6, 1, 5, 6, 2, 4])
+    G[np.arange(T)[:, None] >= lengths[None, :]] = 0
+    g_last = rng.standard_normal((B, 2 * d)) if last else None
+    with threadpool_limits(2):
+        H, Ss = be.layer_forward(XP, Ws, s0s, lengths, 0)
+        back = be.layer_backward(G, g_last, Ss, Ws, lengths, 0, truncate)
+    want_H, want_Ss = layer_by_cell.layer_forward(be, XP, Ws, s0s, lengths, 0)
+    want = layer_by_cell.layer_backward(be, G, g_last, want_Ss, Ws, lengths, 0, truncate)
+    np.testing.assert_allclose(H, want_H, rtol=1e-14, atol=1e-15)
+    for got_S, want_S in zip(Ss, want_Ss):
+        np.testing.assert_allclose(got_S, want_S, rtol=1e-14, atol=1e-15)
+    for got, expected in zip((back[0], *back[1], *back[2]), (want[0], *want[1], *want[2])):
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-13)
 
 
 def test_slices_cover_the_batch_and_follow_the_thread_limit():
@@ -74,7 +124,7 @@ def test_a_large_step_takes_the_stepwise_loops_and_matches_the_reference(activat
     """At a size that reaches `stepwise_blas` by itself (B·d² = 2²¹, nothing patched), the exact
     loops match the per-term NumPy reference, lengths and s0 included."""
     sizes = dict(T=4, B=8, n=5, d=512, k=4)
-    assert cpu_threads.stepwise_blas(sizes["B"], sizes["d"])
+    assert cpu_threads.plan(sizes["B"], sizes["d"], 1, None).kind == "stepwise"
     case = make_case(11, activation=activation, lengths=True, s0=True, **sizes)
     got = gpurnn.bptt(case.params, case.inputs, case.targets, backend="cpu", **case.kwargs())
     loss, grads, ds0 = reference_bptt(case)

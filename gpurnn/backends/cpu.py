@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from . import cpu_memory as mem
 from .cpu_loops import activate_step, backward_loop, delta_step, forward_loop, truncated_loop
 from .cpu_threads import plan, run
 
@@ -81,7 +82,7 @@ def _softmax_xent(Z, targets):
     """
     rows = np.flatnonzero(targets >= 0)
     cols = targets[rows]
-    dZ = np.empty_like(Z)
+    dZ = mem.empty(Z.shape, Z.dtype)
     top = _shift_rows(Z, dZ)
     np.exp(dZ, out=dZ)
     total = _normalize_rows(dZ)
@@ -121,7 +122,7 @@ class CPUBackend:
     def project_inputs(self, inputs, U, b, lengths):
         T, B = inputs.shape[:2]
         if inputs.ndim == 2:
-            XP = np.empty((T, B, U.shape[1]), U.dtype)
+            XP = mem.empty((T, B, U.shape[1]), U.dtype)
             _gather_rows(inputs, U, b, lengths, XP)
             return XP
         return self.affine(inputs.reshape(T * B, -1), U, b).reshape(T, B, -1)
@@ -132,10 +133,10 @@ class CPUBackend:
     def layer_forward(self, XP, Ws, s0s, lengths, activation):
         T, B, width = XP.shape
         D, d = len(Ws), width // len(Ws)
-        Ss = [np.empty((T + 1, B, d), XP.dtype) for _ in range(D)]
+        Ss = [mem.empty((T + 1, B, d), XP.dtype) for _ in range(D)]
         for S, s0 in zip(Ss, s0s):
             S[0] = s0
-        H = np.empty((T if D > 1 else 0, B, width), XP.dtype)    # one forward cell: H = S[1:]
+        H = mem.empty((T if D > 1 else 0, B, width), XP.dtype)    # one forward cell: H = S[1:]
         tasks = [(j, (XP, j * d, W, S, lengths, activation, j == 1, H)) for j, (W, S) in enumerate(zip(Ws, Ss))]
         choice = plan(B, d, D, None)
         if choice.kind == "stepwise":
@@ -165,7 +166,7 @@ class CPUBackend:
         return G
 
     def affine(self, X, V, c):
-        Z = X @ V
+        Z = np.matmul(X, V, out=mem.empty((X.shape[0], V.shape[1]), X.dtype))
         Z += c
         return Z
 
@@ -191,8 +192,8 @@ class CPUBackend:
         dtype = Ss[0].dtype
         G = np.empty((0, B, D * d), dtype) if G is None else G           # absent: 0 rows (gpurnn.backends.base)
         last = np.empty((0, D * d), dtype) if g_last is None else g_last
-        deltas = [np.empty((T, B, d), dtype) for _ in range(D)]
-        DP = np.empty((T if D > 1 else 0, B, D * d), dtype)
+        deltas = [mem.empty((T, B, d), dtype) for _ in range(D)]
+        DP = mem.empty((T if D > 1 else 0, B, D * d), dtype)
         ds0s = [np.zeros((B, d), dtype) for _ in range(D)]
         if g_last is not None:                   # a sequence of length 0: g_last is ∂L/∂s0
             for j, ds0 in enumerate(ds0s):
@@ -215,7 +216,8 @@ class CPUBackend:
         return deltas, (DP if D > 1 else None), ds0s
 
     def matmul(self, A, B, *, trans_a=False, trans_b=False):
-        return (A.T if trans_a else A) @ (B.T if trans_b else B)
+        opA, opB = (A.T if trans_a else A), (B.T if trans_b else B)
+        return np.matmul(opA, opB, out=mem.empty((opA.shape[0], opB.shape[1]), A.dtype))
 
     def sum_rows(self, A):
         return np.ones(A.shape[0], A.dtype) @ A   # BLAS gemv: 1.6x NumPy's sum(axis=0) at (12800,256)
