@@ -94,7 +94,7 @@ def _split(be, A, parts):
     """A (..., parts·d) as `parts` contiguous arrays (..., d); one part is A itself."""
     if parts == 1:
         return [A]
-    d = A.shape[-1] // parts
+    d = A.shape[A.ndim - 1] // parts        # (no negative index: the simulator's shapes refuse it)
     return [be.array_op(lambda xp, a: xp.ascontiguousarray(a[..., j * d:(j + 1) * d]), A) for j in range(parts)]
 
 

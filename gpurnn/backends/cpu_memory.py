@@ -11,6 +11,7 @@ at most POOL_BYTES; past that, idle arrays of the shapes used longest ago are dr
 """
 from __future__ import annotations
 
+import math
 import sys
 import threading
 from collections import OrderedDict
@@ -29,8 +30,8 @@ _held = [0]                            # bytes in the pool
 def empty(shape, dtype):
     """An uninitialised C-contiguous array: recycled when large and one is idle."""
     dtype = np.dtype(dtype)
-    shape = tuple(int(s) for s in shape)
-    size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    shape = tuple(map(int, shape))
+    size = math.prod(shape) * dtype.itemsize
     if size < RECYCLE_BYTES:
         return np.empty(shape, dtype)
     key = (shape, dtype.str)
