@@ -30,10 +30,9 @@ def test_plan_names_each_choice(monkeypatch):
         assert cpu_threads.plan(8, 512, 2, None).kind == "stepwise"           # B·d² = 2²¹, exact
         sliced = cpu_threads.plan(8, 512, 2, 3)                                # the same, truncated
         assert (sliced.kind, len(sliced.parts), sliced.concurrent, sliced.hold_blas) == ("compiled", 2, True, True)
-        assert cpu_threads.plan(32, 64, 2, None)[1:4] == ([slice(0, 32)], False, False)   # B·d² ≤ 2¹⁸
+        assert cpu_threads.plan(32, 64, 1, None)[1:4] == ([slice(0, 32)], False, False)   # B·d² ≤ 2¹⁸
         assert cpu_threads.plan(32, 128, 1, None)[1:4] == ([slice(0, 32)], False, True)
-        monkeypatch.setattr(cpu_threads, "CONCURRENT_CELLS", True)
-        assert cpu_threads.plan(32, 128, 2, None).concurrent
+        assert cpu_threads.plan(32, 128, 2, None).concurrent                   # two cells at once
         assert not cpu_threads.plan(32, 128, 1, None).concurrent
     with threadpool_limits(1):
         assert not cpu_threads.plan(32, 128, 2, None).concurrent
@@ -41,7 +40,7 @@ def test_plan_names_each_choice(monkeypatch):
 
 
 PLANS = {"stepwise": {"STEPWISE_WORK": 0}, "slices": {"MIN_STEP_WORK": 0, "STEPWISE_WORK": 1 << 40},
-         "cells at once": {"CONCURRENT_CELLS": True, "SERIAL_BLAS_WORK": 0}, "serial": {}}
+         "cells at once": {"MIN_STEP_WORK": 1 << 40}, "serial": {}}
 
 
 @pytest.mark.parametrize("plan", PLANS)
@@ -59,7 +58,11 @@ def test_every_plan_runs_a_bidirectional_layer_as_cell_by_cell(monkeypatch, plan
     lengths = np.array([6, 0, 3, 6, 1, 5, 6, 2, 4])
     G[np.arange(T)[:, None] >= lengths[None, :]] = 0
     g_last = rng.standard_normal((B, 2 * d)) if last else None
-    with threadpool_limits(2):
+    with threadpool_limits(1 if plan == "serial" else 2):
+        chosen = cpu_threads.plan(B, d, 2, truncate)
+        assert (chosen.kind == "stepwise", len(chosen.parts), chosen.concurrent) == {
+            "stepwise": (truncate is None, 1 if truncate is None else 2, truncate is not None),
+            "slices": (False, 2, True), "cells at once": (False, 1, True), "serial": (False, 1, False)}[plan]
         H, Ss = be.layer_forward(XP, Ws, s0s, lengths, 0)
         back = be.layer_backward(G, g_last, Ss, Ws, lengths, 0, truncate)
     want_H, want_Ss = layer_by_cell.layer_forward(be, XP, Ws, s0s, lengths, 0)

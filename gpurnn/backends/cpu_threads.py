@@ -19,7 +19,8 @@ Tasks: a cell's batch splits into row slices (at least MIN_ROWS rows each, as ma
 BLAS thread limit in force allows, so `threadpool_limits(1)` makes everything serial) only
 from MIN_STEP_WORK multiply-adds per step (below, splitting measured no faster: B = 8 and 32
 with d = 256, 128); that is reached by truncated loops only, exact ones go stepwise there.
-The cells of a layer run concurrently when `CONCURRENT_CELLS` (see its measurement).
+Below that, the D = 2 cells of a bidirectional layer run at once, one thread each (the
+other core idles otherwise; profiling/RESULTS.md, "Stacked and bidirectional models").
 """
 from __future__ import annotations
 
@@ -33,7 +34,6 @@ MIN_ROWS = 4               # rows per slice at least: below, per-step BLAS calls
 MIN_STEP_WORK = 1 << 21    # B·d² multiply-adds per step at least to split a cell's batch
 STEPWISE_WORK = 1 << 21    # B·d² at least for "stepwise" (exact loops)
 SERIAL_BLAS_WORK = 1 << 18  # B·d² at most: OpenBLAS runs such a product on one thread by itself
-CONCURRENT_CELLS = False   # a layer's cells on threads of their own at once
 
 
 class Plan(NamedTuple):
@@ -56,7 +56,7 @@ def plan(B, d, cells, truncate) -> Plan:
     parts = slices(B, d)
     if len(parts) > 1:
         return Plan("compiled", parts, True, True, "large steps: batch slices, one thread each")
-    if cells > 1 and CONCURRENT_CELLS and _threads() > 1:
+    if cells > 1 and _threads() > 1:
         return Plan("compiled", whole, True, True, "the layer's cells at once, one thread each")
     if work <= SERIAL_BLAS_WORK:
         return Plan("compiled", whole, False, False, "small steps: BLAS runs them on one thread anyway")
