@@ -27,28 +27,33 @@ def split_small_problems(monkeypatch):
 def test_plan_names_each_choice(monkeypatch):
     monkeypatch.undo()                                    # the real thresholds
     with threadpool_limits(2):
-        assert cpu_threads.plan(8, 512, 2, None).kind == "stepwise"           # B·d² = 2²¹, exact
-        sliced = cpu_threads.plan(8, 512, 2, 3)                                # the same, truncated
+        assert cpu_threads.plan(8, 512, 1, None).kind == "stepwise"           # B·d² = 2²¹, exact
+        sliced = cpu_threads.plan(8, 512, 1, 3)                                # the same, truncated
         assert (sliced.kind, len(sliced.parts), sliced.concurrent, sliced.hold_blas) == ("compiled", 2, True, True)
         assert cpu_threads.plan(32, 64, 1, None)[1:4] == ([slice(0, 32)], False, False)   # B·d² ≤ 2¹⁸
         assert cpu_threads.plan(32, 128, 1, None)[1:4] == ([slice(0, 32)], False, True)
-        assert cpu_threads.plan(32, 128, 2, None).concurrent                   # two cells at once
-        assert not cpu_threads.plan(32, 128, 1, None).concurrent
+        for B, d, truncate in ((32, 128, None), (256, 128, None), (8, 512, 3)):   # two cells at once
+            assert cpu_threads.plan(B, d, 2, truncate)[:4] == ("compiled", [slice(0, B)], True, True)
     with threadpool_limits(1):
         assert not cpu_threads.plan(32, 128, 2, None).concurrent
-    assert all(cpu_threads.plan(B, 64, 2, t).reason for B in (1, 64, 4096) for t in (None, 2))
+        assert cpu_threads.plan(256, 128, 2, None).kind == "stepwise"
+    assert all(cpu_threads.plan(B, 64, D, t).reason for B in (1, 64, 4096) for D in (1, 2) for t in (None, 2))
 
 
-PLANS = {"stepwise": {"STEPWISE_WORK": 0}, "slices": {"MIN_STEP_WORK": 0, "STEPWISE_WORK": 1 << 40},
-         "cells at once": {"MIN_STEP_WORK": 1 << 40}, "serial": {}}
+# the thresholds each plan needs at the test's tiny sizes, and the BLAS threads it runs on
+PLANS = {"cells at once": ({}, 2), "stepwise": ({"STEPWISE_WORK": 0}, 1),
+         "cells at once, sliced": ({"MIN_STEP_WORK": 0}, 4), "one thread": ({}, 1)}
 
 
 @pytest.mark.parametrize("plan", PLANS)
 @pytest.mark.parametrize("truncate", [None, 2])
 @pytest.mark.parametrize("last", [False, True])
 def test_every_plan_runs_a_bidirectional_layer_as_cell_by_cell(monkeypatch, plan, truncate, last):
-    for name, value in PLANS[plan].items():
+    monkeypatch.setattr(cpu_threads, "MIN_STEP_WORK", 1 << 40)
+    thresholds, threads = PLANS[plan]
+    for name, value in thresholds.items():
         monkeypatch.setattr(cpu_threads, name, value)
+    monkeypatch.setattr(cpu_threads, "_threads", lambda: threads)
     be = get_backend("cpu")
     rng = np.random.default_rng(3)
     T, B, d = 6, 9, 5
@@ -58,13 +63,12 @@ def test_every_plan_runs_a_bidirectional_layer_as_cell_by_cell(monkeypatch, plan
     lengths = np.array([6, 0, 3, 6, 1, 5, 6, 2, 4])
     G[np.arange(T)[:, None] >= lengths[None, :]] = 0
     g_last = rng.standard_normal((B, 2 * d)) if last else None
-    with threadpool_limits(1 if plan == "serial" else 2):
-        chosen = cpu_threads.plan(B, d, 2, truncate)
-        assert (chosen.kind == "stepwise", len(chosen.parts), chosen.concurrent) == {
-            "stepwise": (truncate is None, 1 if truncate is None else 2, truncate is not None),
-            "slices": (False, 2, True), "cells at once": (False, 1, True), "serial": (False, 1, False)}[plan]
-        H, Ss = be.layer_forward(XP, Ws, s0s, lengths, 0)
-        back = be.layer_backward(G, g_last, Ss, Ws, lengths, 0, truncate)
+    chosen = cpu_threads.plan(B, d, 2, truncate)
+    assert (chosen.kind == "stepwise", len(chosen.parts), chosen.concurrent) == {
+        "cells at once": (False, 1, True), "stepwise": (truncate is None, 1, False),
+        "cells at once, sliced": (False, 2, True), "one thread": (False, 1, False)}[plan]
+    H, Ss = be.layer_forward(XP, Ws, s0s, lengths, 0)
+    back = be.layer_backward(G, g_last, Ss, Ws, lengths, 0, truncate)
     want_H, want_Ss = layer_by_cell.layer_forward(be, XP, Ws, s0s, lengths, 0)
     want = layer_by_cell.layer_backward(be, G, g_last, want_Ss, Ws, lengths, 0, truncate)
     np.testing.assert_allclose(H, want_H, rtol=1e-14, atol=1e-15)
@@ -76,12 +80,12 @@ def test_every_plan_runs_a_bidirectional_layer_as_cell_by_cell(monkeypatch, plan
 
 def test_slices_cover_the_batch_and_follow_the_thread_limit():
     with threadpool_limits(2):
-        parts = cpu_threads.slices(11, 23)
+        parts = cpu_threads.plan(11, 23, 1, 3).parts
         assert [(p.start, p.stop) for p in parts] == [(0, 5), (5, 11)]
     with threadpool_limits(1):
-        assert len(cpu_threads.slices(11, 23)) == 1
+        assert len(cpu_threads.plan(11, 23, 1, 3).parts) == 1
     with threadpool_limits(2):
-        assert len(cpu_threads.slices(2 * cpu_threads.MIN_ROWS - 1, 23)) == 1, "slices keep MIN_ROWS rows"
+        assert len(cpu_threads.plan(2 * cpu_threads.MIN_ROWS - 1, 23, 1, 3).parts) == 1, "slices keep MIN_ROWS rows"
 
 
 @pytest.mark.parametrize("output", ["all", "last"])

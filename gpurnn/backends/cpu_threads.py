@@ -1,26 +1,26 @@
 """Which loop runs a layer's recurrences on the CPU, and on which threads: the one place that decides.
 
-A layer has D cells (directions) of B sequences each; all D·B are independent. `plan` picks:
+A layer has D cells (directions) of B sequences each; all D·B are independent. `plan` picks,
+with T (BLAS threads allowed now: `threadpool_limits(1)` makes everything serial):
 
-    "stepwise"  exact loops with large steps (B·d² ≥ STEPWISE_WORK): a Python loop around one
-                NumPy GEMM per step on every BLAS thread, σ / δ compiled, cells in turn. On
-                the quiet machine 1.5-2.3× faster than slices there (NumPy's OpenBLAS 0.3.31
-                reaches 144 GFLOP/s on a (128,512)·(512,512) step with 2 threads; SciPy's
-                0.3.30, which the compiled loops call, 60-70 per thread, less when two run),
-                and Python's ~10 µs per step is at most a tenth of a step. It pays a thread
-                barrier per step, which a loaded machine punishes (profiling/RESULTS.md, ## CPU).
-    "compiled"  otherwise: the `cpu_loops` loops, whole time loops with no Python per step, as
-                tasks (cell, row slice) that share nothing until they end: one thread per task
-                calling a single-threaded BLAS, BLAS held at 1 thread (process-wide, restored
-                after) — or inline, BLAS untouched, for one task whose products BLAS runs on
-                one thread anyway (B·d² ≤ SERIAL_BLAS_WORK).
-
-Tasks: a cell's batch splits into row slices (at least MIN_ROWS rows each, as many as the
-BLAS thread limit in force allows, so `threadpool_limits(1)` makes everything serial) only
-from MIN_STEP_WORK multiply-adds per step (below, splitting measured no faster: B = 8 and 32
-with d = 256, 128); that is reached by truncated loops only, exact ones go stepwise there.
-Below that, the D = 2 cells of a bidirectional layer run at once, one thread each (the
-other core idles otherwise; profiling/RESULTS.md, "Stacked and bidirectional models").
+    cells at once  D = 2 and T ≥ 2: the `cpu_loops` loops of the two cells on a thread each,
+                BLAS held at 1 thread. No synchronisation until both end, so a loaded machine
+                costs no per-step barrier; a cell's GEMMs keep all B rows. Measured against the
+                cells in turn (profiling/RESULTS.md, "Stacked and bidirectional models").
+    stepwise    exact loops with large steps (B·d² ≥ STEPWISE_WORK): a Python loop around one
+                NumPy GEMM per step on every BLAS thread, σ / δ compiled. On the quiet machine
+                1.5-2.3× faster than slices there (NumPy's OpenBLAS 0.3.31 reaches 144 GFLOP/s
+                on a (128,512)·(512,512) step with 2 threads; SciPy's 0.3.30, which the compiled
+                loops call, 60-70 per thread, less when two run), Python's ~10 µs per step at
+                most a tenth of a step. It pays a thread barrier per step, which a loaded
+                machine punishes (profiling/RESULTS.md, ## CPU).
+    slices      otherwise from MIN_STEP_WORK multiply-adds per step (truncated loops; exact ones
+                go stepwise there): the batch in row slices of at least MIN_ROWS rows, one
+                thread each, BLAS held at 1 thread (below MIN_STEP_WORK splitting measured no
+                faster: B = 8 and 32 with d = 256, 128). Cells at once split so on more threads.
+    one thread  the rest: the compiled loops in the calling thread, BLAS held at 1 thread
+                (process-wide, restored after), or untouched where BLAS runs such products
+                on one thread anyway (B·d² ≤ SERIAL_BLAS_WORK).
 """
 from __future__ import annotations
 
@@ -31,8 +31,8 @@ from typing import NamedTuple
 import numpy as np
 
 MIN_ROWS = 4               # rows per slice at least: below, per-step BLAS calls are latency-bound
-MIN_STEP_WORK = 1 << 21    # B·d² multiply-adds per step at least to split a cell's batch
-STEPWISE_WORK = 1 << 21    # B·d² at least for "stepwise" (exact loops)
+MIN_STEP_WORK = 1 << 21    # B·d² multiply-adds per step at least for slices
+STEPWISE_WORK = 1 << 21    # B·d² at least for stepwise (exact loops)
 SERIAL_BLAS_WORK = 1 << 18  # B·d² at most: OpenBLAS runs such a product on one thread by itself
 
 
@@ -49,18 +49,18 @@ class Plan(NamedTuple):
 
 def plan(B, d, cells, truncate) -> Plan:
     """How `cells` recurrences of B sequences with d hidden units run (truncate None: exact)."""
-    work = B * d * d
-    whole = [slice(0, B)]
+    work, threads = B * d * d, _threads()
+    if cells > 1 and threads > 1:
+        return Plan("compiled", slices(B, d, threads // cells), True, True,
+                    "the layer's cells at once, one thread each (each split in batch slices where large)")
     if truncate is None and work >= STEPWISE_WORK:
-        return Plan("stepwise", whole, False, False, "exact, large steps: one NumPy GEMM per step on every thread")
-    parts = slices(B, d)
+        return Plan("stepwise", [slice(0, B)], False, False, "exact, large steps: one NumPy GEMM per step on every thread")
+    parts = slices(B, d, threads)
     if len(parts) > 1:
         return Plan("compiled", parts, True, True, "large steps: batch slices, one thread each")
-    if cells > 1 and _threads() > 1:
-        return Plan("compiled", whole, True, True, "the layer's cells at once, one thread each")
     if work <= SERIAL_BLAS_WORK:
-        return Plan("compiled", whole, False, False, "small steps: BLAS runs them on one thread anyway")
-    return Plan("compiled", whole, False, True, "one thread, BLAS held there (no per-step barrier)")
+        return Plan("compiled", parts, False, False, "small steps: BLAS runs them on one thread anyway")
+    return Plan("compiled", parts, False, True, "one thread, BLAS held there (no per-step barrier)")
 
 
 def run(choice: Plan, loop, tasks):
@@ -81,11 +81,11 @@ def run(choice: Plan, loop, tasks):
             future.result()
 
 
-def slices(B, d):
-    """Row slices of a batch of B sequences with d hidden units, one per thread to use."""
+def slices(B, d, most):
+    """Row slices of a batch of B sequences with d hidden units, at most `most`."""
     parts = 1
     if B * d * d >= MIN_STEP_WORK and B >= 2 * MIN_ROWS:
-        parts = min(_threads(), B // MIN_ROWS)
+        parts = max(1, min(most, B // MIN_ROWS))
     if parts == 1:
         return [slice(0, B)]
     edges = np.linspace(0, B, parts + 1).astype(np.int64)
