@@ -113,7 +113,7 @@ def test_sliced_loops_equal_serial_loops_and_reference(output, truncate, tokens)
 @pytest.mark.parametrize("output", ["all", "last"])
 @pytest.mark.parametrize("tokens", [True, False])
 def test_stepwise_numpy_loops_equal_compiled_loops(monkeypatch, output, tokens):
-    """The exact loops with one NumPy GEMM per step (`stepwise_blas`) give the compiled loops' results."""
+    """The exact loops with one NumPy GEMM per step (`plan`'s stepwise) give the compiled loops' results."""
     case = make_case(8, tokens=tokens, output=output, truncate=None, lengths=True, s0=True, **SIZES)
     compiled = gpurnn.bptt(case.params, case.inputs, case.targets, backend="cpu", **case.kwargs())
     monkeypatch.setattr(cpu_threads, "STEPWISE_WORK", 0)
@@ -128,7 +128,7 @@ def test_stepwise_numpy_loops_equal_compiled_loops(monkeypatch, output, tokens):
 
 @pytest.mark.parametrize("activation", ["tanh", "logistic"])
 def test_a_large_step_takes_the_stepwise_loops_and_matches_the_reference(activation):
-    """At a size that reaches `stepwise_blas` by itself (B·d² = 2²¹, nothing patched), the exact
+    """At a size that `plan` runs stepwise by itself (B·d² = 2²¹, nothing patched), the exact
     loops match the per-term NumPy reference, lengths and s0 included."""
     sizes = dict(T=4, B=8, n=5, d=512, k=4)
     assert cpu_threads.plan(sizes["B"], sizes["d"], 1, None).kind == "stepwise"

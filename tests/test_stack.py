@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 import gpurnn
-from gpurnn import stack
 from gpurnn.backends import get_backend
 from gpurnn.backends.layer_by_cell import reverse
 from gpurnn.checkpoint import load_checkpoint, save_checkpoint

@@ -1,10 +1,10 @@
 """The CPU backend: NumPy arrays, BLAS for every product, the time loops compiled by Numba.
 
-The only sequential work is the recurrence (`s_{t-1} W` forward, `δ_t W^T` backward).
-Small steps run inside `@njit` loops that call BLAS once per step, so Python never runs
-per step, the batch split into slices on threads where that pays (`cpu_threads`); large
-steps (`cpu_threads.stepwise_blas`) run a Python loop around one NumPy GEMM per step on
-every BLAS thread, with σ and δ compiled. Everything else is one product over all T·B rows.
+The only sequential work is the recurrence (`s_{t-1} W` forward, `δ_t W^T` backward): the
+loops of `cpu_loops`, run as `cpu_threads.plan` says (the two cells of a bidirectional layer
+at once, batch slices on threads, or one NumPy GEMM per step on every BLAS thread for large
+exact steps). Everything else is one product over all T·B rows. Large arrays come from
+`cpu_memory` (recycled, so a call does not fault their pages in again).
 """
 from __future__ import annotations
 
