@@ -76,8 +76,10 @@ def run(choice: Plan, loop, tasks):
             for _, args in tasks:
                 loop(*args)
             return
-        pool = _pool(min(len(tasks), _threads()))
-        for future in [pool.submit(loop, *args) for _, args in tasks]:
+        pool = _pool(max(1, min(len(tasks), _threads()) - 1))       # the calling thread runs one too
+        futures = [pool.submit(loop, *args) for _, args in tasks[1:]]
+        loop(*tasks[0][1])
+        for future in futures:
             future.result()
 
 
