@@ -93,6 +93,12 @@ def _softmax_xent(Z, targets):
     return float(terms.sum(dtype=np.float64)), int(rows.size), dZ
 
 
+# which arguments of `forward_loop` (XP, S, lengths, H) and of `backward_loop` / `truncated_loop`
+# (G, g_last, S, lengths, delta, DP, ds0) hold the batch (restricted to a slice's rows)
+FORWARD_BATCHED = (0, 3, 4, 7)
+BACKWARD_BATCHED = (0, 2, 3, 5, -3, -2, -1)
+
+
 def _rows(args, rows, batched):
     """args with the arrays at indices `batched` restricted to the batch rows `rows` (views)."""
     args = list(args)
@@ -137,16 +143,15 @@ class CPUBackend:
         for S, s0 in zip(Ss, s0s):
             S[0] = s0
         H = mem.empty((T if D > 1 else 0, B, width), XP.dtype)    # one forward cell: H = S[1:]
-        tasks = [(j, (XP, j * d, W, S, lengths, activation, j == 1, H)) for j, (W, S) in enumerate(zip(Ws, Ss))]
         choice = plan(B, d, D, None)
         if choice.kind == "stepwise":
-            for _, (XP, c, W, S, lengths, act, rev, H) in tasks:
+            for j, (W, S) in enumerate(zip(Ws, Ss)):
                 for t in range(T):
                     np.matmul(S[t], W, out=S[t + 1])
-                    activate_step(act, t, XP, c, S[t], S[t + 1], lengths, rev, H)
+                    activate_step(activation, t, XP, j * d, S[t], S[t + 1], lengths, j == 1, H)
         else:
-            run(choice, forward_loop, [(rows, _rows(args, rows, (0, 3, 4, 7))) for _, args in tasks
-                                       for rows in choice.parts])
+            cells = [(XP, j * d, W, S, lengths, activation, j == 1, H) for j, (W, S) in enumerate(zip(Ws, Ss))]
+            run(choice, forward_loop, [_rows(args, rows, FORWARD_BATCHED) for args in cells for rows in choice.parts])
         return (Ss[0][1:] if D == 1 else H), Ss
 
     def pool_states(self, H, lengths, mode):
@@ -198,21 +203,20 @@ class CPUBackend:
         if g_last is not None:                   # a sequence of length 0: g_last is ∂L/∂s0
             for j, ds0 in enumerate(ds0s):
                 ds0[lengths == 0] = g_last[lengths == 0, j * d:(j + 1) * d]
-        # BLAS runs Δ·Wᵀ for small B 3-4× slower than Δ·(Wᵀ copied)
-        tasks = [(G, j * d, last, S, np.ascontiguousarray(W.T), lengths, activation, j == 1)
-                 for j, (S, W) in enumerate(zip(Ss, Ws))]
+        WTs = [np.ascontiguousarray(W.T) for W in Ws]   # BLAS runs Δ·Wᵀ for small B 3-4× slower than Δ·(Wᵀ copied)
         choice = plan(B, d, D, truncate)
         if choice.kind == "stepwise":
-            for (G, c, last, S, WT, lengths, act, rev), delta, ds0 in zip(tasks, deltas, ds0s):
+            for j, (S, WT, delta, ds0) in enumerate(zip(Ss, WTs, deltas, ds0s)):
                 h = np.zeros((B, d), dtype)
                 for t in range(T - 1, -1, -1):
-                    delta_step(act, t, h, G, c, last, S, lengths, rev, delta[t], DP)
+                    delta_step(activation, t, h, G, j * d, last, S, lengths, j == 1, delta[t], DP)
                     np.matmul(delta[t], WT, out=h)
                 ds0 += h
         else:
             loop, extra = (backward_loop, ()) if truncate is None else (truncated_loop, (truncate,))
-            run(choice, loop, [(rows, _rows(args + extra + (delta, DP, ds0), rows, (0, 2, 3, 5, -3, -2, -1)))
-                               for args, delta, ds0 in zip(tasks, deltas, ds0s) for rows in choice.parts])
+            cells = [(G, j * d, last, S, WT, lengths, activation, j == 1, *extra, delta, DP, ds0)
+                     for j, (S, WT, delta, ds0) in enumerate(zip(Ss, WTs, deltas, ds0s))]
+            run(choice, loop, [_rows(args, rows, BACKWARD_BATCHED) for args in cells for rows in choice.parts])
         return deltas, (DP if D > 1 else None), ds0s
 
     def matmul(self, A, B, *, trans_a=False, trans_b=False):

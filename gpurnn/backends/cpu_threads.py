@@ -64,21 +64,21 @@ def plan(B, d, cells, truncate) -> Plan:
 
 
 def run(choice: Plan, loop, tasks):
-    """loop(*args) for every (rows, args) of `tasks` as `choice` says. `loop` must release the
-    GIL (`@njit(nogil=True)`); each args holds views restricted to its rows, so results land
-    in place."""
+    """loop(*args) for every args of `tasks` as `choice` says. `loop` must release the GIL
+    (`@njit(nogil=True)`); each args holds views restricted to its rows, so results land in
+    place."""
     if not choice.hold_blas:
-        for _, args in tasks:
+        for args in tasks:
             loop(*args)
         return
     with _blas().limit(limits=1):               # about 30 µs
         if not choice.concurrent:
-            for _, args in tasks:
+            for args in tasks:
                 loop(*args)
             return
         pool = _pool(max(1, min(len(tasks), _threads()) - 1))       # the calling thread runs one too
-        futures = [pool.submit(loop, *args) for _, args in tasks[1:]]
-        loop(*tasks[0][1])
+        futures = [pool.submit(loop, *args) for args in tasks[1:]]
+        loop(*tasks[0])
         for future in futures:
             future.result()
 
