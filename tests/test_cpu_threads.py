@@ -27,22 +27,23 @@ def split_small_problems(monkeypatch):
 def test_plan_names_each_choice(monkeypatch):
     monkeypatch.undo()                                    # the real thresholds
     with threadpool_limits(2):
-        assert cpu_threads.plan(8, 512, 1, None).kind == "stepwise"           # B·d² = 2²¹, exact
-        sliced = cpu_threads.plan(8, 512, 1, 3)                                # the same, truncated
+        assert cpu_threads.plan(8, 512, 1, None, 100).kind == "stepwise"           # B·d² = 2²¹, exact
+        sliced = cpu_threads.plan(8, 512, 1, 3, 100)                                # the same, truncated
         assert (sliced.kind, len(sliced.parts), sliced.concurrent, sliced.hold_blas) == ("compiled", 2, True, True)
-        assert cpu_threads.plan(32, 64, 1, None)[1:4] == ([slice(0, 32)], False, False)   # B·d² ≤ 2¹⁸
-        assert cpu_threads.plan(32, 128, 1, None)[1:4] == ([slice(0, 32)], False, True)
+        assert cpu_threads.plan(32, 64, 1, None, 100)[1:4] == ([slice(0, 32)], False, False)   # B·d² ≤ 2¹⁸
+        assert cpu_threads.plan(32, 128, 1, None, 100)[1:4] == ([slice(0, 32)], False, True)
         for B, d, truncate in ((32, 128, None), (256, 128, None), (8, 512, 3)):   # two cells at once
-            assert cpu_threads.plan(B, d, 2, truncate)[:4] == ("compiled", [slice(0, B)], True, True)
+            assert cpu_threads.plan(B, d, 2, truncate, 100)[:4] == ("compiled", [slice(0, B)], True, True)
+        assert not cpu_threads.plan(3, 4, 2, None, 5).concurrent                 # too little work to hand over
     with threadpool_limits(1):
-        assert not cpu_threads.plan(32, 128, 2, None).concurrent
-        assert cpu_threads.plan(256, 128, 2, None).kind == "stepwise"
-    assert all(cpu_threads.plan(B, 64, D, t).reason for B in (1, 64, 4096) for D in (1, 2) for t in (None, 2))
+        assert not cpu_threads.plan(32, 128, 2, None, 100).concurrent
+        assert cpu_threads.plan(256, 128, 2, None, 100).kind == "stepwise"
+    assert all(cpu_threads.plan(B, 64, D, t, 100).reason for B in (1, 64, 4096) for D in (1, 2) for t in (None, 2))
 
 
 # the thresholds each plan needs at the test's tiny sizes, and the BLAS threads it runs on
-PLANS = {"cells at once": ({}, 2), "stepwise": ({"STEPWISE_WORK": 0}, 1),
-         "cells at once, sliced": ({"MIN_STEP_WORK": 0}, 4), "one thread": ({}, 1)}
+PLANS = {"cells at once": ({"CELLS_AT_ONCE_WORK": 0}, 2), "stepwise": ({"STEPWISE_WORK": 0}, 1),
+         "cells at once, sliced": ({"CELLS_AT_ONCE_WORK": 0, "MIN_STEP_WORK": 0}, 4), "one thread": ({}, 2)}
 
 
 @pytest.mark.parametrize("plan", PLANS)
@@ -63,7 +64,7 @@ def test_every_plan_runs_a_bidirectional_layer_as_cell_by_cell(monkeypatch, plan
     lengths = np.array([6, 0, 3, 6, 1, 5, 6, 2, 4])
     G[np.arange(T)[:, None] >= lengths[None, :]] = 0
     g_last = rng.standard_normal((B, 2 * d)) if last else None
-    chosen = cpu_threads.plan(B, d, 2, truncate)
+    chosen = cpu_threads.plan(B, d, 2, truncate, T)
     assert (chosen.kind == "stepwise", len(chosen.parts), chosen.concurrent) == {
         "cells at once": (False, 1, True), "stepwise": (truncate is None, 1, False),
         "cells at once, sliced": (False, 2, True), "one thread": (False, 1, False)}[plan]
@@ -80,12 +81,12 @@ def test_every_plan_runs_a_bidirectional_layer_as_cell_by_cell(monkeypatch, plan
 
 def test_slices_cover_the_batch_and_follow_the_thread_limit():
     with threadpool_limits(2):
-        parts = cpu_threads.plan(11, 23, 1, 3).parts
+        parts = cpu_threads.plan(11, 23, 1, 3, 100).parts
         assert [(p.start, p.stop) for p in parts] == [(0, 5), (5, 11)]
     with threadpool_limits(1):
-        assert len(cpu_threads.plan(11, 23, 1, 3).parts) == 1
+        assert len(cpu_threads.plan(11, 23, 1, 3, 100).parts) == 1
     with threadpool_limits(2):
-        assert len(cpu_threads.plan(2 * cpu_threads.MIN_ROWS - 1, 23, 1, 3).parts) == 1, "slices keep MIN_ROWS rows"
+        assert len(cpu_threads.plan(2 * cpu_threads.MIN_ROWS - 1, 23, 1, 3, 100).parts) == 1, "slices keep MIN_ROWS rows"
 
 
 @pytest.mark.parametrize("output", ["all", "last"])
@@ -131,7 +132,7 @@ def test_a_large_step_takes_the_stepwise_loops_and_matches_the_reference(activat
     """At a size that `plan` runs stepwise by itself (B·d² = 2²¹, nothing patched), the exact
     loops match the per-term NumPy reference, lengths and s0 included."""
     sizes = dict(T=4, B=8, n=5, d=512, k=4)
-    assert cpu_threads.plan(sizes["B"], sizes["d"], 1, None).kind == "stepwise"
+    assert cpu_threads.plan(sizes["B"], sizes["d"], 1, None, 100).kind == "stepwise"
     case = make_case(11, activation=activation, lengths=True, s0=True, **sizes)
     got = gpurnn.bptt(case.params, case.inputs, case.targets, backend="cpu", **case.kwargs())
     loss, grads, ds0 = reference_bptt(case)

@@ -143,7 +143,7 @@ class CPUBackend:
         for S, s0 in zip(Ss, s0s):
             S[0] = s0
         H = mem.empty((T if D > 1 else 0, B, width), XP.dtype)    # one forward cell: H = S[1:]
-        choice = plan(B, d, D, None)
+        choice = plan(B, d, D, None, T)
         if choice.kind == "stepwise":
             for j, (W, S) in enumerate(zip(Ws, Ss)):
                 for t in range(T):
@@ -204,7 +204,7 @@ class CPUBackend:
             for j, ds0 in enumerate(ds0s):
                 ds0[lengths == 0] = g_last[lengths == 0, j * d:(j + 1) * d]
         WTs = [np.ascontiguousarray(W.T) for W in Ws]   # BLAS runs Δ·Wᵀ for small B 3-4× slower than Δ·(Wᵀ copied)
-        choice = plan(B, d, D, truncate)
+        choice = plan(B, d, D, truncate, T)
         if choice.kind == "stepwise":
             for j, (S, WT, delta, ds0) in enumerate(zip(Ss, WTs, deltas, ds0s)):
                 h = np.zeros((B, d), dtype)

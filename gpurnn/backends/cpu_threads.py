@@ -3,7 +3,7 @@
 A layer has D cells (directions) of B sequences each; all D·B are independent. `plan` picks,
 with T (BLAS threads allowed now: `threadpool_limits(1)` makes everything serial):
 
-    cells at once  D = 2 and T ≥ 2: the `cpu_loops` loops of the two cells on a thread each,
+    cells at once  D = 2, T ≥ 2 and CELLS_AT_ONCE_WORK per cell: the `cpu_loops` loops of the two cells on a thread each,
                 BLAS held at 1 thread. No synchronisation until both end, so a loaded machine
                 costs no per-step barrier; a cell's GEMMs keep all B rows. Measured against the
                 cells in turn (profiling/RESULTS.md, "Stacked and bidirectional models").
@@ -34,6 +34,10 @@ MIN_ROWS = 4               # rows per slice at least: below, per-step BLAS calls
 MIN_STEP_WORK = 1 << 21    # B·d² multiply-adds per step at least for slices
 STEPWISE_WORK = 1 << 21    # B·d² at least for stepwise (exact loops)
 SERIAL_BLAS_WORK = 1 << 18  # B·d² at most: OpenBLAS runs such a product on one thread by itself
+# T·B·d² multiply-adds per cell at least for cells at once: below, handing a loop to a thread
+# and holding BLAS (~0.1 ms a layer) costs more than the loop (a 2-layer bidirectional bptt at
+# T = 5, B = 3, d = 4 took 0.59 ms at once, 0.27 in turn)
+CELLS_AT_ONCE_WORK = 1 << 22
 
 
 class Plan(NamedTuple):
@@ -47,15 +51,16 @@ class Plan(NamedTuple):
     reason: str
 
 
-def plan(B, d, cells, truncate) -> Plan:
-    """How `cells` recurrences of B sequences with d hidden units run (truncate None: exact)."""
-    work, threads = B * d * d, _threads()
-    if cells > 1 and threads > 1:
-        return Plan("compiled", slices(B, d, threads // cells), True, True,
+def plan(B, d, cells, truncate, steps) -> Plan:
+    """How `cells` recurrences of `steps` steps over B sequences with d hidden units run
+    (truncate None: exact)."""
+    work = B * d * d
+    if cells > 1 and steps * work >= CELLS_AT_ONCE_WORK and _threads() > 1:
+        return Plan("compiled", slices(B, d, cells), True, True,
                     "the layer's cells at once, one thread each (each split in batch slices where large)")
     if truncate is None and work >= STEPWISE_WORK:
         return Plan("stepwise", [slice(0, B)], False, False, "exact, large steps: one NumPy GEMM per step on every thread")
-    parts = slices(B, d, threads)
+    parts = slices(B, d, 1)
     if len(parts) > 1:
         return Plan("compiled", parts, True, True, "large steps: batch slices, one thread each")
     if work <= SERIAL_BLAS_WORK:
@@ -83,11 +88,12 @@ def run(choice: Plan, loop, tasks):
             future.result()
 
 
-def slices(B, d, most):
-    """Row slices of a batch of B sequences with d hidden units, at most `most`."""
+def slices(B, d, cells):
+    """Row slices of a batch of B sequences with d hidden units, one per thread a cell gets when
+    `cells` run at once."""
     parts = 1
     if B * d * d >= MIN_STEP_WORK and B >= 2 * MIN_ROWS:
-        parts = max(1, min(most, B // MIN_ROWS))
+        parts = max(1, min(_threads() // cells, B // MIN_ROWS))
     if parts == 1:
         return [slice(0, B)]
     edges = np.linspace(0, B, parts + 1).astype(np.int64)
