@@ -1,12 +1,14 @@
 """Which loop runs a layer's recurrences on the CPU, and on which threads: the one place that decides.
 
 A layer has D cells (directions) of B sequences each; all D·B are independent. `plan` picks,
-with T (BLAS threads allowed now: `threadpool_limits(1)` makes everything serial):
+with N the BLAS threads allowed now (`threadpool_limits(1)` makes everything serial):
 
-    cells at once  D = 2, T ≥ 2 and CELLS_AT_ONCE_WORK per cell: the `cpu_loops` loops of the two cells on a thread each,
-                BLAS held at 1 thread. No synchronisation until both end, so a loaded machine
-                costs no per-step barrier; a cell's GEMMs keep all B rows. Measured against the
-                cells in turn (profiling/RESULTS.md, "Stacked and bidirectional models").
+    cells at once  D = 2, N ≥ 2 and at least CELLS_AT_ONCE_WORK per cell loop: the `cpu_loops`
+                loops of the two cells on a thread each, BLAS held at 1 thread (each cell in
+                batch slices too where N allows). No synchronisation until both end, so a
+                loaded machine costs no per-step barrier; a cell's GEMMs keep all B rows.
+                Measured against the cells in turn and against stepwise (profiling/RESULTS.md,
+                "Stacked and bidirectional models").
     stepwise    exact loops with large steps (B·d² ≥ STEPWISE_WORK): a Python loop around one
                 NumPy GEMM per step on every BLAS thread, σ / δ compiled. On the quiet machine
                 1.5-2.3× faster than slices there (NumPy's OpenBLAS 0.3.31 reaches 144 GFLOP/s
@@ -17,7 +19,7 @@ with T (BLAS threads allowed now: `threadpool_limits(1)` makes everything serial
     slices      otherwise from MIN_STEP_WORK multiply-adds per step (truncated loops; exact ones
                 go stepwise there): the batch in row slices of at least MIN_ROWS rows, one
                 thread each, BLAS held at 1 thread (below MIN_STEP_WORK splitting measured no
-                faster: B = 8 and 32 with d = 256, 128). Cells at once split so on more threads.
+                faster: B = 8 and 32 with d = 256, 128).
     one thread  the rest: the compiled loops in the calling thread, BLAS held at 1 thread
                 (process-wide, restored after), or untouched where BLAS runs such products
                 on one thread anyway (B·d² ≤ SERIAL_BLAS_WORK).
@@ -36,7 +38,7 @@ STEPWISE_WORK = 1 << 21    # B·d² at least for stepwise (exact loops)
 SERIAL_BLAS_WORK = 1 << 18  # B·d² at most: OpenBLAS runs such a product on one thread by itself
 # T·B·d² multiply-adds per cell at least for cells at once: below, handing a loop to a thread
 # and holding BLAS (~0.1 ms a layer) costs more than the loop (a 2-layer bidirectional bptt at
-# T = 5, B = 3, d = 4 took 0.59 ms at once, 0.27 in turn)
+# T = 5, B = 3, d = 4 took 0.59 ms at once, 0.30 in turn)
 CELLS_AT_ONCE_WORK = 1 << 22
 
 
