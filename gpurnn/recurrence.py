@@ -21,6 +21,7 @@ import numpy as np
 
 from .arrays import array_module
 from .backends import get_backend
+from .model import Cell
 from .validation import Problem, check_recurrence
 
 
@@ -34,44 +35,67 @@ class RecurrenceGrads(NamedTuple):
     db: Any
 
 
-def states(be, inputs, U, b, W, s0, lengths, activation):
-    """S (T+1,B,d) with S[0] = s0 on backend `be` (its arrays; activation as its code)."""
-    XP = be.project_inputs(inputs, U, b, lengths)
-    return be.recurrence_forward(XP, W, s0, lengths, activation)
+class LayerGrads(NamedTuple):
+    """A layer's gradients: dX (T,B,n) (None when not asked); per cell, in the layer's order,
+    ds0 (B,d), dU (n,d), dW (d,d), db (d,)."""
+
+    dX: Any
+    ds0: list
+    dU: list
+    dW: list
+    db: list
 
 
-def states_cells(be, inputs, Us, bs, Ws, s0s, lengths, activation):
-    """[S] of the cells of one layer (lists, cell i's `states` arguments), in one launch where the
-    backend can (`Backend.recurrence_forward_cells`)."""
-    XPs = [be.project_inputs(x, U, b, lengths) for x, U, b in zip(inputs, Us, bs)]
-    return be.recurrence_forward_cells(XPs, Ws, s0s, lengths, activation)
+def layer_states(be, inputs, cells, s0s, lengths, activation):
+    """(H (T,B,D·d), [S_j (T+1,B,d)]) of a layer of D cells (`model.Cell`, fw then bw) on backend
+    `be`: one projection x [U_fw | U_bw] + [b_fw | b_bw] for all cells, then
+    `Backend.layer_forward` (the bw cell reads each sequence from its last step)."""
+    XP = be.project_inputs(inputs, _joined(be, [c.U for c in cells], 1), _joined(be, [c.b for c in cells], 0),
+                           lengths)
+    return be.layer_forward(XP, [c.W for c in cells], s0s, lengths, activation)
 
 
-def backprop(be, inputs, S, U, W, G, g_last, lengths, activation, truncate, *, input_grad=False) -> RecurrenceGrads:
-    """Gradients from G (T,B,d) (0 past each length, or None) and g_last (B,d) (or None) on
-    backend `be`; n = U's rows. dX only when `input_grad` (dense inputs)."""
-    delta, ds0 = be.recurrence_backward(G, g_last, S, W, lengths, activation, truncate)
-    return _grads(be, inputs, S, U, delta, ds0, lengths, input_grad)
-
-
-def backprop_cells(be, inputs, Ss, Us, Ws, Gs, g_lasts, lengths, activation, truncate, *,
-                   input_grad=False) -> list[RecurrenceGrads]:
-    """[RecurrenceGrads] of the cells of one layer (lists, cell i's `backprop` arguments), their
-    recurrences in one launch where the backend can (`Backend.recurrence_backward_cells`)."""
-    back = be.recurrence_backward_cells(Gs, g_lasts, Ss, Ws, lengths, activation, truncate)
-    return [_grads(be, x, S, U, delta, ds0, lengths, input_grad) for x, S, U, (delta, ds0) in zip(inputs, Ss, Us, back)]
-
-
-def _grads(be, inputs, S, U, delta, ds0, lengths, input_grad) -> RecurrenceGrads:
-    """dW, db, dU (and dX when `input_grad`) from Δ (T,B,d); ds0 passed through."""
-    T, B, d = delta.shape
+def layer_backprop(be, inputs, Ss, cells, G, g_last, lengths, activation, truncate, *, input_grad=False) -> LayerGrads:
+    """A layer's gradients from G (T,B,D·d) = ∂L/∂H (0 past each length, or None) and g_last
+    (B,D·d) = ∂L/∂(each cell's final state) (or None); Ss from `layer_states`. One product each
+    for dU, db and dX over all cells: Δ (T,B,D·d) holds them side by side."""
+    delta, dWs, ds0s = be.layer_backward(G, g_last, Ss, [c.W for c in cells], lengths, activation, truncate)
+    T, B, width = delta.shape
+    U = _joined(be, [c.U for c in cells], 1)
     n = U.shape[0]
-    flat = delta.reshape(T * B, d)
-    dW = be.matmul(S[:-1].reshape(T * B, d), flat, trans_a=True)
+    flat = delta.reshape(T * B, width)
     db = be.sum_rows(flat)
     dU = be.input_grad(inputs, delta, n, lengths)
     dX = be.matmul(flat, U, trans_b=True).reshape(T, B, n) if input_grad else None
-    return RecurrenceGrads(dX, ds0, dU, dW, db)
+    return LayerGrads(dX, ds0s, _split(be, dU, len(cells)), dWs, _split(be, db, len(cells)))
+
+
+def states(be, inputs, U, b, W, s0, lengths, activation):
+    """S (T+1,B,d) with S[0] = s0 of one forward cell on backend `be` (its arrays; activation as its code)."""
+    return layer_states(be, inputs, [Cell(U, W, b)], [s0], lengths, activation)[1][0]
+
+
+def backprop(be, inputs, S, U, W, G, g_last, lengths, activation, truncate, *, input_grad=False) -> RecurrenceGrads:
+    """One forward cell's gradients from G (T,B,d) (0 past each length, or None) and g_last (B,d)
+    (or None) on backend `be`; n = U's rows. dX only when `input_grad` (dense inputs)."""
+    g = layer_backprop(be, inputs, [S], [Cell(U, W, None)], G, g_last, lengths, activation, truncate,
+                       input_grad=input_grad)
+    return RecurrenceGrads(g.dX, g.ds0[0], g.dU[0], g.dW[0], g.db[0])
+
+
+def _joined(be, arrays, axis):
+    """The cells' arrays side by side along `axis`; one array is itself."""
+    if len(arrays) == 1:
+        return arrays[0]
+    return be.array_op(lambda xp, *a: xp.concatenate(a, axis=axis), *arrays)
+
+
+def _split(be, A, parts):
+    """A (..., parts·d) as `parts` contiguous arrays (..., d); one part is A itself."""
+    if parts == 1:
+        return [A]
+    d = A.shape[A.ndim - 1] // parts        # (no negative index: the simulator's shapes refuse it)
+    return [be.array_op(lambda xp, a: xp.ascontiguousarray(a[..., j * d:(j + 1) * d]), A) for j in range(parts)]
 
 
 def forward(inputs, U, W, b, *, s0=None, lengths=None, activation="tanh", backend="auto"):

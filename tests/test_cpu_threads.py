@@ -1,8 +1,11 @@
-"""The CPU backend's time loops split over batch slices and threads (`gpurnn.backends.cpu_threads`).
+"""Which loop runs the CPU backend's recurrences (`gpurnn.backends.cpu_threads.plan`), and
+every choice computing the same thing.
 
 The sliced run (2 BLAS threads allowed: two slices in two threads) must give what the
 serial run (1 BLAS thread: one slice) gives, in every mode, lengths and s0 included, and
-both must match the per-term NumPy reference. B = 11 gives uneven slices.
+both must match the per-term NumPy reference. B = 11 gives uneven slices. A bidirectional
+layer under each plan (stepwise, slices, cells at once, serial) must give what the layer
+run cell by cell with reversed copies (`layer_by_cell`, what the CUDA backend runs) gives.
 """
 import numpy as np
 import pytest
@@ -10,7 +13,7 @@ from helpers import FIELDS, make_case, reference_bptt, relative_error
 from threadpoolctl import threadpool_limits
 
 import gpurnn
-from gpurnn.backends import cpu_threads
+from gpurnn.backends import cpu_threads, get_backend, layer_by_cell
 
 SIZES = dict(T=9, B=11, n=5, d=23, k=4)
 
@@ -21,14 +24,69 @@ def split_small_problems(monkeypatch):
     monkeypatch.setattr(cpu_threads, "MIN_STEP_WORK", 0)
 
 
+def test_plan_names_each_choice(monkeypatch):
+    monkeypatch.undo()                                    # the real thresholds
+    with threadpool_limits(2):
+        assert cpu_threads.plan(8, 512, 1, None, 100).kind == "stepwise"           # B·d² = 2²¹, exact
+        sliced = cpu_threads.plan(8, 512, 1, 3, 100)                                # the same, truncated
+        assert (sliced.kind, len(sliced.parts), sliced.concurrent, sliced.hold_blas) == ("compiled", 2, True, True)
+        assert cpu_threads.plan(32, 64, 1, None, 100)[1:4] == ([slice(0, 32)], False, False)   # B·d² ≤ 2¹⁸
+        assert cpu_threads.plan(32, 128, 1, None, 100)[1:4] == ([slice(0, 32)], False, True)
+        for B, d, truncate in ((32, 128, None), (256, 128, None), (8, 512, 3)):   # two cells at once
+            assert cpu_threads.plan(B, d, 2, truncate, 100)[:4] == ("compiled", [slice(0, B)], True, True)
+        assert not cpu_threads.plan(3, 4, 2, None, 5).concurrent                 # too little work to hand over
+    with threadpool_limits(1):
+        assert not cpu_threads.plan(32, 128, 2, None, 100).concurrent
+        assert cpu_threads.plan(256, 128, 2, None, 100).kind == "stepwise"
+    assert all(cpu_threads.plan(B, 64, D, t, 100).reason for B in (1, 64, 4096) for D in (1, 2) for t in (None, 2))
+
+
+# the thresholds each plan needs at the test's tiny sizes, and the BLAS threads it runs on
+PLANS = {"cells at once": ({"CELLS_AT_ONCE_WORK": 0}, 2), "stepwise": ({"STEPWISE_WORK": 0}, 1),
+         "cells at once, sliced": ({"CELLS_AT_ONCE_WORK": 0, "MIN_STEP_WORK": 0}, 4), "one thread": ({}, 2)}
+
+
+@pytest.mark.parametrize("plan", PLANS)
+@pytest.mark.parametrize("truncate", [None, 2])
+@pytest.mark.parametrize("last", [False, True])
+def test_every_plan_runs_a_bidirectional_layer_as_cell_by_cell(monkeypatch, plan, truncate, last):
+    monkeypatch.setattr(cpu_threads, "MIN_STEP_WORK", 1 << 40)
+    thresholds, threads = PLANS[plan]
+    for name, value in thresholds.items():
+        monkeypatch.setattr(cpu_threads, name, value)
+    monkeypatch.setattr(cpu_threads, "_threads", lambda: threads)
+    be = get_backend("cpu")
+    rng = np.random.default_rng(3)
+    T, B, d = 6, 9, 5
+    XP, G = rng.standard_normal((2, T, B, 2 * d))
+    Ws = list(rng.standard_normal((2, d, d)) * 0.5)
+    s0s = list(rng.standard_normal((2, B, d)))
+    lengths = np.array([6, 0, 3, 6, 1, 5, 6, 2, 4])
+    G[np.arange(T)[:, None] >= lengths[None, :]] = 0
+    g_last = rng.standard_normal((B, 2 * d)) if last else None
+    chosen = cpu_threads.plan(B, d, 2, truncate, T)
+    assert (chosen.kind == "stepwise", len(chosen.parts), chosen.concurrent) == {
+        "cells at once": (False, 1, True), "stepwise": (truncate is None, 1, False),
+        "cells at once, sliced": (False, 2, True), "one thread": (False, 1, False)}[plan]
+    H, Ss = be.layer_forward(XP, Ws, s0s, lengths, 0)
+    back = be.layer_backward(G, g_last, Ss, Ws, lengths, 0, truncate)
+    want_H, want_Ss = layer_by_cell.layer_forward(be, XP, Ws, s0s, lengths, 0)
+    want = layer_by_cell.layer_backward(be, G, g_last, want_Ss, Ws, lengths, 0, truncate)
+    np.testing.assert_allclose(H, want_H, rtol=1e-14, atol=1e-15)
+    for got_S, want_S in zip(Ss, want_Ss):
+        np.testing.assert_allclose(got_S, want_S, rtol=1e-14, atol=1e-15)
+    for got, expected in zip((back[0], *back[1], *back[2]), (want[0], *want[1], *want[2])):
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-13)
+
+
 def test_slices_cover_the_batch_and_follow_the_thread_limit():
     with threadpool_limits(2):
-        parts = cpu_threads.slices(11, 23)
+        parts = cpu_threads.plan(11, 23, 1, 3, 100).parts
         assert [(p.start, p.stop) for p in parts] == [(0, 5), (5, 11)]
     with threadpool_limits(1):
-        assert len(cpu_threads.slices(11, 23)) == 1
+        assert len(cpu_threads.plan(11, 23, 1, 3, 100).parts) == 1
     with threadpool_limits(2):
-        assert len(cpu_threads.slices(2 * cpu_threads.MIN_ROWS - 1, 23)) == 1, "slices keep MIN_ROWS rows"
+        assert len(cpu_threads.plan(2 * cpu_threads.MIN_ROWS - 1, 23, 1, 3, 100).parts) == 1, "slices keep MIN_ROWS rows"
 
 
 @pytest.mark.parametrize("output", ["all", "last"])
@@ -56,7 +114,7 @@ def test_sliced_loops_equal_serial_loops_and_reference(output, truncate, tokens)
 @pytest.mark.parametrize("output", ["all", "last"])
 @pytest.mark.parametrize("tokens", [True, False])
 def test_stepwise_numpy_loops_equal_compiled_loops(monkeypatch, output, tokens):
-    """The exact loops with one NumPy GEMM per step (`stepwise_blas`) give the compiled loops' results."""
+    """The exact loops with one NumPy GEMM per step (`plan`'s stepwise) give the compiled loops' results."""
     case = make_case(8, tokens=tokens, output=output, truncate=None, lengths=True, s0=True, **SIZES)
     compiled = gpurnn.bptt(case.params, case.inputs, case.targets, backend="cpu", **case.kwargs())
     monkeypatch.setattr(cpu_threads, "STEPWISE_WORK", 0)
@@ -71,10 +129,10 @@ def test_stepwise_numpy_loops_equal_compiled_loops(monkeypatch, output, tokens):
 
 @pytest.mark.parametrize("activation", ["tanh", "logistic"])
 def test_a_large_step_takes_the_stepwise_loops_and_matches_the_reference(activation):
-    """At a size that reaches `stepwise_blas` by itself (B·d² = 2²¹, nothing patched), the exact
+    """At a size that `plan` runs stepwise by itself (B·d² = 2²¹, nothing patched), the exact
     loops match the per-term NumPy reference, lengths and s0 included."""
     sizes = dict(T=4, B=8, n=5, d=512, k=4)
-    assert cpu_threads.stepwise_blas(sizes["B"], sizes["d"])
+    assert cpu_threads.plan(sizes["B"], sizes["d"], 1, None, 100).kind == "stepwise"
     case = make_case(11, activation=activation, lengths=True, s0=True, **sizes)
     got = gpurnn.bptt(case.params, case.inputs, case.targets, backend="cpu", **case.kwargs())
     loss, grads, ds0 = reference_bptt(case)

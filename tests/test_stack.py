@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import gpurnn
-from gpurnn import stack
 from gpurnn.backends import get_backend
+from gpurnn.backends.layer_by_cell import reverse
 from gpurnn.checkpoint import load_checkpoint, save_checkpoint
 from gpurnn.torch_io import from_torch_state_dict, to_torch_state_dict
 
@@ -192,15 +192,15 @@ def test_reversal_within_lengths():
     be = get_backend("cpu")
     X = np.arange(4 * 3).reshape(4, 3)
     lengths = np.array([4, 2, 0])
-    R = stack._reverse(be, X, lengths)
+    R = reverse(be, X, lengths)
     np.testing.assert_array_equal(R[:, 0], X[::-1, 0])
     np.testing.assert_array_equal(R[:, 1], [X[1, 1], X[0, 1], X[2, 1], X[3, 1]])
     np.testing.assert_array_equal(R[:, 2], X[:, 2])
-    np.testing.assert_array_equal(stack._reverse(be, R, lengths), X)
+    np.testing.assert_array_equal(reverse(be, R, lengths), X)
     Y = np.arange(4 * 3 * 6).reshape(4, 3, 6)
-    full = stack._reverse(be, Y, np.array([4, 4, 4]), slice(3, 6))          # every sequence full
+    full = reverse(be, Y, np.array([4, 4, 4]), slice(3, 6))          # every sequence full
     np.testing.assert_array_equal(full, Y[::-1, :, 3:])
-    np.testing.assert_array_equal(stack._reverse(be, Y, np.array([4, 2, 0]), slice(3, 6))[:, 1],
+    np.testing.assert_array_equal(reverse(be, Y, np.array([4, 2, 0]), slice(3, 6))[:, 1],
                                   Y[[1, 0, 2, 3], 1, 3:])
 
 

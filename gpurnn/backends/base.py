@@ -49,6 +49,20 @@ class Backend(Protocol):
         `recurrence_forward` gives for cell i alone. The CUDA backend runs both in one launch
         where they fit (`gpurnn.backends.cuda_recurrence`); a backend may simply loop."""
 
+    def layer_forward(self, XP, Ws, s0s, lengths, activation) -> tuple[Array, list]:
+        """A layer of D = len(Ws) cells (fw, then bw) on XP (T,B,D·d) = x U + b of every cell
+        (cell j in columns j·d:(j+1)·d), by position. The fw cell reads each sequence's
+        positions 0 … L−1, the bw cell L−1 … 0 (L = lengths[b]; padding is never read).
+        Returns (H, [S_j]): H (T,B,D·d) with each cell's state after reading position t in its
+        columns, past a length the cell's final state; S_j (T+1,B,d) each cell's states in its
+        own reading order, S_j[0] = s0s[j] (what `layer_backward` takes). One fw cell: H = S[1:]."""
+
+    def layer_backward(self, G, g_last, Ss, Ws, lengths, activation, truncate) -> tuple[Array, list, list]:
+        """BPTT through a `layer_forward` layer (each cell as `recurrence_backward`). G (T,B,D·d)
+        = ∂L/∂H explicit, 0 past each length (or None); g_last (B,D·d) = ∂L/∂(each cell's final
+        state) (or None). Returns (Δ (T,B,D·d): each cell's ∂L/∂a at each position in its
+        columns, 0 past each length; [dW_j (d,d)] = Σ S_prevᵀ Δ_j; [ds0_j (B,d)])."""
+
     def pool_states(self, H, lengths, mode) -> tuple[Array, Array]:
         """The pool over each sequence's real states H[0..L−1] = s_1..s_L (L = lengths[b] ≥ 1),
         H (T,B,d): mode "mean" -> (P (B,d) = Σ_t H[t] / L, None); "max" -> (P (B,d) with P[b,j] =

@@ -1,10 +1,10 @@
 """The CPU backend: NumPy arrays, BLAS for every product, the time loops compiled by Numba.
 
-The only sequential work is the recurrence (`s_{t-1} W` forward, `δ_t W^T` backward).
-Small steps run inside `@njit` loops that call BLAS once per step, so Python never runs
-per step, the batch split into slices on threads where that pays (`cpu_threads`); large
-steps (`cpu_threads.stepwise_blas`) run a Python loop around one NumPy GEMM per step on
-every BLAS thread, with σ and δ compiled. Everything else is one product over all T·B rows.
+The only sequential work is the recurrence (`s_{t-1} W` forward, `δ_t W^T` backward): the
+loops of `cpu_loops`, run as `cpu_threads.plan` says (the two cells of a bidirectional layer
+at once, batch slices on threads, or one NumPy GEMM per step on every BLAS thread for large
+exact steps). Everything else is one product over all T·B rows. Large arrays come from
+`cpu_memory` (recycled, so a call does not fault their pages in again).
 """
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ import numpy as np
 from numba import njit
 
 from ..arrays import to_host
+from . import cpu_memory as mem
 from .base import CellsOneByOne
-from .cpu_blas import activate, gemm, sigma_prime
-from .cpu_threads import run_sliced, stepwise_blas
+from .cpu_loops import activate_step, backward_loop, delta_step, forward_loop, truncated_loop
+from .cpu_threads import plan, run
 
 
 @njit(cache=True)
@@ -26,7 +27,9 @@ def _gather_rows(tokens, U, b, lengths, XP):
         for i in range(B):
             row = XP[t, i]
             if t < lengths[i]:
-                row[:] = U[tokens[t, i, 0]]
+                u = U[tokens[t, i, 0]]
+                for j in range(d):
+                    row[j] = u[j]
                 for f in range(1, tokens.shape[2]):
                     u = U[tokens[t, i, f]]
                     for j in range(d):
@@ -56,114 +59,6 @@ def _token_fields(inputs):
     if inputs.dtype.kind not in "iu":
         return None
     return inputs[:, :, None] if inputs.ndim == 2 else inputs
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _activate_step(act, t, XP, prev, nxt, lengths):
-    """Step t after its product nxt = prev W: nxt[i] = σ(nxt[i] + XP[t, i]) per active
-    sequence i, nxt[i] = prev[i] for finished ones. prev, nxt (B,d) = S[t], S[t+1]."""
-    for i in range(nxt.shape[0]):
-        if t < lengths[i]:
-            activate(act, nxt[i], XP[t, i], nxt[i])
-        else:
-            nxt[i] = prev[i]
-
-
-@njit(cache=True, nogil=True)
-def _recurrence_forward(XP, W, S, lengths, act):
-    """S[t+1] = σ(S[t] W + XP[t]) per active sequence, S[t] carried for finished ones.
-
-    XP (T,B,d), W (d,d), S (T+1,B,d) with S[0] set: one GEMM (B,d)·(d,d) per step, then
-    σ row by row.
-    """
-    for t in range(XP.shape[0]):
-        gemm(False, False, 1.0, S[t], W, 0.0, S[t + 1])
-        _activate_step(act, t, XP, S[t], S[t + 1], lengths)
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def _delta_row(act, h, G, t, i, s, out):
-    """out = (h + G[t, i]) ⊙ σ'(s) over one row (d,): ∂L/∂a from ∂L/∂s (later steps h, this
-    step G[t, i]; no term when G has 0 rows)."""
-    if G.shape[0] == 0:
-        for j in range(out.shape[0]):
-            out[j] = h[j] * sigma_prime(act, s[j])
-        return
-    g = G[t, i]
-    for j in range(out.shape[0]):
-        out[j] = (h[j] + g[j]) * sigma_prime(act, s[j])
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _delta_step(act, t, h, G, S, lengths, dt):
-    """Step t of full BPTT before its product h ← Δ_t Wᵀ: Δ_t = (G_t + h) ⊙ σ'(a_t) per
-    active sequence, 0 for finished ones. h, dt (B,d); G (T,B,d) or (0,B,d); S (T+1,B,d)."""
-    st = S[t + 1]
-    for i in range(dt.shape[0]):
-        if t < lengths[i]:
-            _delta_row(act, h[i], G, t, i, st[i], dt[i])
-        else:
-            dt[i] = 0
-
-
-@njit(cache=True, nogil=True)
-def _backward_exact(G, S, WT, lengths, act, delta, ds0):
-    """Full BPTT: h = ∂L/∂s_t from every later loss; Δ_t = (G_t + h) ⊙ σ'(a_t); h ← Δ_t Wᵀ.
-
-    G (T,B,d) explicit ∂L_t/∂s_t (0 rows: none), S (T+1,B,d), WT = Wᵀ (d,d) contiguous; writes Δ (T,B,d),
-    adds to ds0 (B,d).
-    """
-    T, B, d = delta.shape
-    h = np.zeros((B, d), delta.dtype)
-    for t in range(T - 1, -1, -1):
-        _delta_step(act, t, h, G, S, lengths, delta[t])
-        gemm(False, False, 1.0, delta[t], WT, 0.0, h)   # (B,d)·(d,d): the one sequential product
-    ds0 += h
-
-
-@njit(cache=True, nogil=True)
-def _backward_truncated(G, S, WT, lengths, act, tau, delta, ds0):
-    """Truncated BPTT: the loss at step t reaches steps t, t−1, …, t−τ only.
-
-    Each loss step t starts a chain; up to τ+1 chains are alive at once, kept in a ring
-    of slots (chain t in slot t mod (τ+1)) and propagated together by one product
-    ((τ+1)·B, d)·(d, d) per step. Chain t retires after its term at step t−τ, and the
-    chain entering next (t−τ−1) takes its slot.
-    """
-    T, B, d = delta.shape
-    m = tau + 1
-    chains = np.zeros((m, B, d), delta.dtype)     # ∂L_t/∂s_k for each live chain t
-    local = np.zeros((m, B, d), delta.dtype)      # the same chains' ∂L_t/∂a_k
-    for k in range(T - 1, -1, -1):
-        if G.shape[0] > 0:
-            chains[k % m] = G[k]
-        else:
-            chains[k % m] = 0
-        sk, dk = S[k + 1], delta[k]
-        for i in range(B):
-            active = k < lengths[i]
-            for j in range(d):
-                dsig = sigma_prime(act, sk[i, j]) if active else 0
-                total = 0.0
-                for c in range(m):
-                    local[c, i, j] = chains[c, i, j] * dsig
-                    total += local[c, i, j]
-                dk[i, j] = total
-        gemm(False, False, 1.0, local.reshape((m * B, d)), WT, 0.0, chains.reshape((m * B, d)))
-    # ds0 = Δ_0 Wᵀ: every chain still holding a term at step 0 contributes (docs/design.md's
-    # Σ_k ∂L_t/∂s_k ∂⁺s_k/∂θ with θ = s0, whose only explicit term is at the first step).
-    for c in range(m):
-        ds0 += chains[c]
-
-
-@njit(cache=True)
-def _fold_last(g_last, lengths, G, ds0):
-    """Add ∂L/∂s_last (B,d) to G (T,B,d) at each sequence's last step, or to ds0 for length 0."""
-    for i in range(lengths.shape[0]):
-        if lengths[i] == 0:
-            ds0[i] += g_last[i]
-        else:
-            G[lengths[i] - 1, i] += g_last[i]
 
 
 @njit(cache=True)
@@ -205,7 +100,7 @@ def _softmax_xent(Z, targets):
     """
     rows = np.flatnonzero(targets >= 0)
     cols = targets[rows]
-    dZ = np.empty_like(Z)
+    dZ = mem.empty(Z.shape, Z.dtype)
     top = _shift_rows(Z, dZ)
     np.exp(dZ, out=dZ)
     total = _normalize_rows(dZ)
@@ -214,6 +109,21 @@ def _softmax_xent(Z, targets):
     if rows.size < Z.shape[0]:
         dZ[targets < 0] = 0
     return float(terms.sum(dtype=np.float64)), int(rows.size), dZ
+
+
+# which arguments of `forward_loop` (XP, S, lengths, H) and of `backward_loop` / `truncated_loop`
+# (G, g_last, S, lengths, delta, DP, ds0) hold the batch (restricted to a slice's rows)
+FORWARD_BATCHED = (0, 3, 4, 7)
+BACKWARD_BATCHED = (0, 2, 3, 5, -3, -2, -1)
+
+
+def _rows(args, rows, batched):
+    """args with the arrays at indices `batched` restricted to the batch rows `rows` (views)."""
+    args = list(args)
+    for i in batched:
+        A = args[i]
+        args[i] = A[:, rows] if A.ndim == 3 else A[rows]
+    return tuple(args)
 
 
 class CPUBackend(CellsOneByOne):
@@ -236,22 +146,31 @@ class CPUBackend(CellsOneByOne):
         T, B = inputs.shape[:2]
         tokens = _token_fields(inputs)
         if tokens is not None:
-            XP = np.empty((T, B, U.shape[1]), U.dtype)
+            XP = mem.empty((T, B, U.shape[1]), U.dtype)
             _gather_rows(tokens, U, b, lengths, XP)
             return XP
         return self.affine(inputs.reshape(T * B, -1), U, b).reshape(T, B, -1)
 
     def recurrence_forward(self, XP, W, s0, lengths, activation):
-        T, B, d = XP.shape
-        S = np.empty((T + 1, B, d), XP.dtype)
-        S[0] = s0
-        if stepwise_blas(B, d):
-            for t in range(T):
-                np.matmul(S[t], W, out=S[t + 1])
-                _activate_step(activation, t, XP, S[t], S[t + 1], lengths)
+        return self.layer_forward(XP, [W], [s0], lengths, activation)[1][0]
+
+    def layer_forward(self, XP, Ws, s0s, lengths, activation):
+        T, B, width = XP.shape
+        D, d = len(Ws), width // len(Ws)
+        Ss = [mem.empty((T + 1, B, d), XP.dtype) for _ in range(D)]
+        for S, s0 in zip(Ss, s0s):
+            S[0] = s0
+        H = mem.empty((T if D > 1 else 0, B, width), XP.dtype)    # one forward cell: H = S[1:]
+        choice = plan(B, d, D, None, T)
+        if choice.kind == "stepwise":
+            for j, (W, S) in enumerate(zip(Ws, Ss)):
+                for t in range(T):
+                    np.matmul(S[t], W, out=S[t + 1])
+                    activate_step(activation, t, XP, j * d, S[t], S[t + 1], lengths, j == 1, H)
         else:
-            run_sliced(_recurrence_forward, B, d, lambda r: (XP[:, r], W, S[:, r], lengths[r], activation))
-        return S
+            cells = [(XP, j * d, W, S, lengths, activation, j == 1, H) for j, (W, S) in enumerate(zip(Ws, Ss))]
+            run(choice, forward_loop, [_rows(args, rows, FORWARD_BATCHED) for args in cells for rows in choice.parts])
+        return (Ss[0][1:] if D == 1 else H), Ss
 
     def pool_states(self, H, lengths, mode):
         real = np.arange(H.shape[0])[:, None, None] < lengths[None, :, None]         # (T,B,1)
@@ -270,7 +189,7 @@ class CPUBackend(CellsOneByOne):
         return G
 
     def affine(self, X, V, c):
-        Z = X @ V
+        Z = np.matmul(X, V, out=mem.empty((X.shape[0], V.shape[1]), X.dtype))
         Z += c
         return Z
 
@@ -278,31 +197,49 @@ class CPUBackend(CellsOneByOne):
         return _softmax_xent(Z, targets)
 
     def recurrence_backward(self, G, g_last, S, W, lengths, activation, truncate):
-        T, B, d = S.shape[0] - 1, S.shape[1], S.shape[2]
-        delta = np.empty((T, B, d), S.dtype)
-        ds0 = np.zeros((B, d), S.dtype)
-        if g_last is not None:       # folded into the explicit terms (a copy: the caller's G is kept)
-            G = np.zeros((T, B, d), S.dtype) if G is None else G.copy()
-            _fold_last(g_last, lengths, G, ds0)
-        elif G is None:
-            G = np.empty((0, B, d), S.dtype)      # absent: 0 rows (gpurnn.backends.base)
-        WT = np.ascontiguousarray(W.T)        # BLAS runs Δ·Wᵀ for small B 3-4× slower than Δ·(Wᵀ copied)
-        if truncate is None and stepwise_blas(B, d):
-            h = np.zeros((B, d), S.dtype)
-            for t in range(T - 1, -1, -1):
-                _delta_step(activation, t, h, G, S, lengths, delta[t])
-                np.matmul(delta[t], WT, out=h)
-            ds0 += h
-        elif truncate is None:
-            run_sliced(_backward_exact, B, d,
-                       lambda r: (G[:, r], S[:, r], WT, lengths[r], activation, delta[:, r], ds0[r]))
-        else:
-            run_sliced(_backward_truncated, B, d,
-                       lambda r: (G[:, r], S[:, r], WT, lengths[r], activation, truncate, delta[:, r], ds0[r]))
+        (delta,), _, (ds0,) = self._cells_backward(G, g_last, [S], [W], lengths, activation, truncate)
         return delta, ds0
 
+    def layer_backward(self, G, g_last, Ss, Ws, lengths, activation, truncate):
+        deltas, DP, ds0s = self._cells_backward(G, g_last, Ss, Ws, lengths, activation, truncate)
+        T, B, d = deltas[0].shape
+        dWs = [self.matmul(S[:-1].reshape(T * B, d), delta.reshape(T * B, d), trans_a=True)
+               for S, delta in zip(Ss, deltas)]
+        return (deltas[0] if DP is None else DP), dWs, ds0s
+
+    def _cells_backward(self, G, g_last, Ss, Ws, lengths, activation, truncate):
+        """([Δ_j (T,B,d)] in each cell's own order, DP (T,B,D·d) Δ by position or None for one
+        forward cell, [ds0_j (B,d)]) from G (T,B,D·d) and g_last (B,D·d), either None."""
+        D = len(Ss)
+        T, B, d = Ss[0].shape[0] - 1, Ss[0].shape[1], Ss[0].shape[2]
+        dtype = Ss[0].dtype
+        G = np.empty((0, B, D * d), dtype) if G is None else G           # absent: 0 rows (gpurnn.backends.base)
+        last = np.empty((0, D * d), dtype) if g_last is None else g_last
+        deltas = [mem.empty((T, B, d), dtype) for _ in range(D)]
+        DP = mem.empty((T if D > 1 else 0, B, D * d), dtype)
+        ds0s = [np.zeros((B, d), dtype) for _ in range(D)]
+        if g_last is not None:                   # a sequence of length 0: g_last is ∂L/∂s0
+            for j, ds0 in enumerate(ds0s):
+                ds0[lengths == 0] = g_last[lengths == 0, j * d:(j + 1) * d]
+        WTs = [np.ascontiguousarray(W.T) for W in Ws]   # BLAS runs Δ·Wᵀ for small B 3-4× slower than Δ·(Wᵀ copied)
+        choice = plan(B, d, D, truncate, T)
+        if choice.kind == "stepwise":
+            for j, (S, WT, delta, ds0) in enumerate(zip(Ss, WTs, deltas, ds0s)):
+                h = np.zeros((B, d), dtype)
+                for t in range(T - 1, -1, -1):
+                    delta_step(activation, t, h, G, j * d, last, S, lengths, j == 1, delta[t], DP)
+                    np.matmul(delta[t], WT, out=h)
+                ds0 += h
+        else:
+            loop, extra = (backward_loop, ()) if truncate is None else (truncated_loop, (truncate,))
+            cells = [(G, j * d, last, S, WT, lengths, activation, j == 1, *extra, delta, DP, ds0)
+                     for j, (S, WT, delta, ds0) in enumerate(zip(Ss, WTs, deltas, ds0s))]
+            run(choice, loop, [_rows(args, rows, BACKWARD_BATCHED) for args in cells for rows in choice.parts])
+        return deltas, (DP if D > 1 else None), ds0s
+
     def matmul(self, A, B, *, trans_a=False, trans_b=False):
-        return (A.T if trans_a else A) @ (B.T if trans_b else B)
+        opA, opB = (A.T if trans_a else A), (B.T if trans_b else B)
+        return np.matmul(opA, opB, out=mem.empty((opA.shape[0], opB.shape[1]), A.dtype))
 
     def sum_rows(self, A):
         return np.ones(A.shape[0], A.dtype) @ A   # BLAS gemv: 1.6x NumPy's sum(axis=0) at (12800,256)

@@ -1,40 +1,110 @@
-"""Run the CPU backend's time loops on slices of the batch, one thread per slice.
+"""Which loop runs a layer's recurrences on the CPU, and on which threads: the one place that decides.
 
-Sequences of a batch are independent, so the recurrence forward and backward split into
-row slices that each run the whole time loop alone: one thread per slice, each calling a
-single-threaded BLAS, and no synchronisation until the loops end. The alternative, one
-multi-threaded BLAS call per step, puts a thread barrier in every step; on a machine
-with more runnable threads than cores each barrier waits for a descheduled thread, and
-the loop ran 5-60× slower on the 2-core bench machine (profiling/RESULTS.md, ## CPU).
+A layer has D cells (directions) of B sequences each; all D·B are independent. `plan` picks,
+with N the BLAS threads allowed now (`threadpool_limits(1)` makes everything serial):
 
-The number of slices follows the BLAS thread limit in force (so `threadpoolctl`'s
-`threadpool_limits(1)` makes everything serial), and a slice keeps at least `MIN_ROWS`
-rows. While these loops run, BLAS is held at 1 thread (process-wide, restored after),
-also when the batch is not split.
-
-Exact loops with large steps do not come here: `stepwise_blas` sends them to one NumPy
-GEMM per step on all threads, which on the quiet machine ran 1.5-2.3× faster than
-slices (NumPy's OpenBLAS 0.3.31 reaches 144 GFLOP/s on a (128,512)·(512,512) step with
-2 threads; SciPy's 0.3.30, which Numba calls, 60-70 per thread, less when two run).
-They pay the per-step barrier that a loaded machine punishes.
+    cells at once  D = 2, N ≥ 2 and at least CELLS_AT_ONCE_WORK per cell loop: the `cpu_loops`
+                loops of the two cells on a thread each, BLAS held at 1 thread (each cell in
+                batch slices too where N allows). No synchronisation until both end, so a
+                loaded machine costs no per-step barrier; a cell's GEMMs keep all B rows.
+                Measured against the cells in turn and against stepwise (profiling/RESULTS.md,
+                "Stacked and bidirectional models").
+    stepwise    exact loops with large steps (B·d² ≥ STEPWISE_WORK): a Python loop around one
+                NumPy GEMM per step on every BLAS thread, σ / δ compiled. On the quiet machine
+                1.5-2.3× faster than slices there (NumPy's OpenBLAS 0.3.31 reaches 144 GFLOP/s
+                on a (128,512)·(512,512) step with 2 threads; SciPy's 0.3.30, which the compiled
+                loops call, 60-70 per thread, less when two run), Python's ~10 µs per step at
+                most a tenth of a step. It pays a thread barrier per step, which a loaded
+                machine punishes (profiling/RESULTS.md, ## CPU).
+    slices      otherwise from MIN_STEP_WORK multiply-adds per step (truncated loops; exact ones
+                go stepwise there): the batch in row slices of at least MIN_ROWS rows, one
+                thread each, BLAS held at 1 thread (below MIN_STEP_WORK splitting measured no
+                faster: B = 8 and 32 with d = 256, 128).
+    one thread  the rest: the compiled loops in the calling thread, BLAS held at 1 thread
+                (process-wide, restored after), or untouched where BLAS runs such products
+                on one thread anyway (B·d² ≤ SERIAL_BLAS_WORK).
 """
 from __future__ import annotations
 
 import functools
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 import numpy as np
 
-MIN_ROWS = 4          # rows per slice at least: below, per-step BLAS calls are latency-bound
-# B·d² multiply-adds per step at least, else one loop over the whole batch: below, splitting
-# measured no faster (B = 8 and 32 with d·d = 256², 128²).
-MIN_STEP_WORK = 1 << 21
-# B·d² multiply-adds per step at least for `stepwise_blas`: there a NumPy GEMM per step on
-# 2 threads (NumPy's OpenBLAS 0.3.31) beats 2 slices on SciPy's 1-thread BLAS by 1.5-2.3×,
-# and Python's ~10 µs per step is at most a tenth of a step (profiling/RESULTS.md, ## CPU).
-STEPWISE_WORK = 1 << 21
-# B·d² at most: OpenBLAS runs such a product on one thread by itself, so no limit is needed.
-SERIAL_BLAS_WORK = 1 << 18
+MIN_ROWS = 4               # rows per slice at least: below, per-step BLAS calls are latency-bound
+MIN_STEP_WORK = 1 << 21    # B·d² multiply-adds per step at least for slices
+STEPWISE_WORK = 1 << 21    # B·d² at least for stepwise (exact loops)
+SERIAL_BLAS_WORK = 1 << 18  # B·d² at most: OpenBLAS runs such a product on one thread by itself
+# T·B·d² multiply-adds per cell at least for cells at once: below, handing a loop to a thread
+# and holding BLAS (~0.1 ms a layer) costs more than the loop (a 2-layer bidirectional bptt at
+# T = 5, B = 3, d = 4 took 0.59 ms at once, 0.30 in turn)
+CELLS_AT_ONCE_WORK = 1 << 22
+
+
+class Plan(NamedTuple):
+    """kind "stepwise" | "compiled"; parts: a cell's row slices; concurrent: tasks on threads
+    (BLAS held at 1 thread); hold_blas: BLAS held at 1 thread even inline; reason: why."""
+
+    kind: str
+    parts: list
+    concurrent: bool
+    hold_blas: bool
+    reason: str
+
+
+def plan(B, d, cells, truncate, steps) -> Plan:
+    """How `cells` recurrences of `steps` steps over B sequences with d hidden units run
+    (truncate None: exact)."""
+    work = B * d * d
+    if cells > 1 and steps * work >= CELLS_AT_ONCE_WORK and _threads() > 1:
+        return Plan("compiled", slices(B, d, cells), True, True,
+                    "the layer's cells at once, one thread each (each split in batch slices where large)")
+    if truncate is None and work >= STEPWISE_WORK:
+        return Plan("stepwise", [slice(0, B)], False, False, "exact, large steps: one NumPy GEMM per step on every thread")
+    parts = slices(B, d, 1)
+    if len(parts) > 1:
+        return Plan("compiled", parts, True, True, "large steps: batch slices, one thread each")
+    if work <= SERIAL_BLAS_WORK:
+        return Plan("compiled", parts, False, False, "small steps: BLAS runs them on one thread anyway")
+    return Plan("compiled", parts, False, True, "one thread, BLAS held there (no per-step barrier)")
+
+
+def run(choice: Plan, loop, tasks):
+    """loop(*args) for every args of `tasks` as `choice` says. `loop` must release the GIL
+    (`@njit(nogil=True)`); each args holds views restricted to its rows, so results land in
+    place."""
+    if not choice.hold_blas:
+        for args in tasks:
+            loop(*args)
+        return
+    with _blas().limit(limits=1):               # about 30 µs
+        if not choice.concurrent:
+            for args in tasks:
+                loop(*args)
+            return
+        pool = _pool(max(1, min(len(tasks), _threads()) - 1))       # the calling thread runs one too
+        futures = [pool.submit(loop, *args) for args in tasks[1:]]
+        loop(*tasks[0])
+        for future in futures:
+            future.result()
+
+
+def slices(B, d, cells):
+    """Row slices of a batch of B sequences with d hidden units, one per thread a cell gets when
+    `cells` run at once."""
+    parts = 1
+    if B * d * d >= MIN_STEP_WORK and B >= 2 * MIN_ROWS:
+        parts = max(1, min(_threads() // cells, B // MIN_ROWS))
+    if parts == 1:
+        return [slice(0, B)]
+    edges = np.linspace(0, B, parts + 1).astype(np.int64)
+    return [slice(int(lo), int(hi)) for lo, hi in zip(edges[:-1], edges[1:])]
+
+
+def _threads():
+    """The BLAS thread limit in force (the largest over the BLAS libraries loaded)."""
+    return max([lib["num_threads"] for lib in _blas().info()] + [1])
 
 
 @functools.cache
@@ -49,39 +119,3 @@ def _blas():
 @functools.cache
 def _pool(workers):
     return ThreadPoolExecutor(workers, thread_name_prefix="gpurnn-cpu")
-
-
-def slices(B, d):
-    """Row slices of a batch of B sequences with d hidden units, one per thread to use."""
-    parts = 1
-    if B * d * d >= MIN_STEP_WORK and B >= 2 * MIN_ROWS:
-        threads = max([lib["num_threads"] for lib in _blas().info()] + [1])
-        parts = min(threads, B // MIN_ROWS)
-    if parts == 1:
-        return [slice(0, B)]
-    edges = np.linspace(0, B, parts + 1).astype(np.int64)
-    return [slice(int(lo), int(hi)) for lo, hi in zip(edges[:-1], edges[1:])]
-
-
-def stepwise_blas(B, d):
-    """Whether an exact time loop should run in Python with one NumPy GEMM per step on every
-    BLAS thread instead (from STEPWISE_WORK multiply-adds per step)."""
-    return B * d * d >= STEPWISE_WORK
-
-
-def run_sliced(loop, B, d, args_for):
-    """loop(*args_for(rows)) for every row slice of the batch; in parallel when there are several.
-
-    `loop` must release the GIL (`@njit(nogil=True)`); `args_for(rows)` gives its
-    arguments restricted to the rows of one slice (views, so results land in place).
-    """
-    parts = slices(B, d)
-    if len(parts) == 1 and B * d * d <= SERIAL_BLAS_WORK:
-        loop(*args_for(parts[0]))               # BLAS runs these small products on one thread anyway
-        return
-    with _blas().limit(limits=1):               # about 30 µs
-        if len(parts) == 1:
-            loop(*args_for(parts[0]))
-            return
-        for future in [_pool(len(parts)).submit(loop, *args_for(rows)) for rows in parts]:
-            future.result()

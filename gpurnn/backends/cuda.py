@@ -36,6 +36,7 @@ from gpurnn.kernels.gemm import gemm
 
 from . import cuda_memory as mem
 from . import cuda_recurrence as recurrence
+from . import layer_by_cell
 from .cuda_memory import DeviceMemoryError
 from .cuda_memory import blocks as _blocks
 from .cuda_memory import lanes as _lanes
@@ -119,6 +120,9 @@ class CUDABackend:
     def recurrence_forward_cells(self, XPs, Ws, s0s, lengths, activation):
         return recurrence.forward(self, XPs, Ws, s0s, lengths, activation)
 
+    def layer_forward(self, XP, Ws, s0s, lengths, activation):
+        return layer_by_cell.layer_forward(self, XP, Ws, s0s, lengths, activation)
+
     def pool_states(self, H, lengths, mode):
         B, d = H.shape[1], H.shape[2]
         P, argmax = mem.empty((B, d), H.dtype), mem.empty((B, d), np.int64)
@@ -156,6 +160,9 @@ class CUDABackend:
 
     def recurrence_backward_cells(self, Gs, g_lasts, Ss, Ws, lengths, activation, truncate):
         return recurrence.backward(self, Gs, g_lasts, Ss, Ws, lengths, activation, truncate)
+
+    def layer_backward(self, G, g_last, Ss, Ws, lengths, activation, truncate):
+        return layer_by_cell.layer_backward(self, G, g_last, Ss, Ws, lengths, activation, truncate)
 
     def matmul(self, A, B, *, trans_a=False, trans_b=False):
         opA, opB = (A.T if trans_a else A), (B.T if trans_b else B)
