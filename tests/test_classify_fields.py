@@ -1,4 +1,4 @@
-"""Context fields beside each word (the word bigram of gpurnn.data.features) and `--features`
+"""Context fields beside each word (the word bigram and negation scope of gpurnn.data.features) and `--features`
 for classify end to end: train, `gpurnn eval`, `gpurnn classify`, `gpurnn.load(...).classify`."""
 import numpy as np
 import pytest
@@ -15,6 +15,8 @@ SENTENCES = [["Not", "good", "."], ["not", "good", "at", "all"], ["good", "fun",
 def test_bigram_values_ids_and_unknowns():
     assert field_values("bigram", ["Not", "good"]) == ["<s> not", "not good"]
     assert field_values("suffix2", ["Not", "good"]) == ["ot", "od"]
+    assert field_values("negated", "it isn't very good , but no .".split()) == \
+        ["-", "-", "very", "good", "-", "-", "-", "-"]                            # to the clause's end
     enc = FeatureEncoder.build(SENTENCES, ["bigram", "suffix2"], min_count=2)
     bigrams = enc.fields["bigram"]
     assert set(bigrams.symbols) == {"<unk>", "<s> not", "not good"}              # the pairs seen twice
@@ -30,7 +32,7 @@ def test_bigram_values_ids_and_unknowns():
     meta = {"task": "classify", **enc.to_meta()}
     again = FeatureEncoder.from_meta(enc.words.vocab, meta)
     assert np.array_equal(again.encode(["good", "not", "good"]), enc.encode(["good", "not", "good"]))
-    with pytest.raises(ValueError, match="signature, lower or bigram, got 'trigram'"):
+    with pytest.raises(ValueError, match="lower, bigram or negated, got 'trigram'"):
         FeatureEncoder.build(SENTENCES, ["trigram"])
 
 
