@@ -126,7 +126,7 @@ def train(
     word_dropout: float = typer.Option(0.25, parser=finite(0, 1, high_open=True),
                                        help="classify: chance a training word reads as unknown"),
     features: Optional[str] = typer.Option(None, help="tag/classify: fields read beside each word, "
-                                           "comma-separated suffixK, prefixK, signature, lower, bigram (e.g. "
+                                           "comma-separated suffixK, prefixK, signature, lower, bigram, negated (e.g. "
                                            "suffix2,suffix3,prefix1)"),
     signature_dropout: float = typer.Option(0.0, parser=finite(0, 1, high_open=True),
                                             help="tag: chance a training word seen once reads as its spelling "
