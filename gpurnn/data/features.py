@@ -50,7 +50,8 @@ def check_fields(fields) -> list[str]:
     fields = list(fields)
     for name in fields:
         if not isinstance(name, str) or not _FIELD.fullmatch(name):
-            raise ValueError(f"features must be suffixK, prefixK (K in 1..9), signature, lower, bigram or negated, got {name!r}")
+            raise ValueError("features must be suffixK, prefixK (K in 1..9), signature, lower, bigram or negated, "
+                             f"got {name!r}")
     if len(set(fields)) != len(fields):
         raise ValueError(f"features must be distinct, got {fields}")
     return fields
