@@ -125,8 +125,9 @@ def train(
                                     "tagger's, e.g. <unk|x|||ly>) instead of <unk>"),
     word_dropout: float = typer.Option(0.25, parser=finite(0, 1, high_open=True),
                                        help="classify: chance a training word reads as unknown"),
-    features: Optional[str] = typer.Option(None, help="tag: spelling fields read beside each word, comma-separated "
-                                           "suffixK, prefixK, signature, lower (e.g. suffix2,suffix3,prefix1)"),
+    features: Optional[str] = typer.Option(None, help="tag/classify: fields read beside each word, "
+                                           "comma-separated suffixK, prefixK, signature, lower, bigram, negated (e.g. "
+                                           "suffix2,suffix3,prefix1)"),
     signature_dropout: float = typer.Option(0.0, parser=finite(0, 1, high_open=True),
                                             help="tag: chance a training word seen once reads as its spelling "
                                             "signature (seen c times: a/(a+c), a = p/(1-p)), redrawn every epoch"),
@@ -233,12 +234,12 @@ def tag_command(checkpoint: Path, sentence: str = typer.Argument(..., help="word
 def classify_command(checkpoint: Path, sentence: str = typer.Argument(..., help="the sentence to classify"),
                      backend: BackendName = CpuBackend) -> None:
     """Class probabilities of a sentence, most probable first."""
-    from .data.signatures import WordEncoder
+    from .data.features import FeatureEncoder
     from .generate import class_probabilities
 
     words = _words(sentence.lower())
     reader, meta = _reader(checkpoint, backend, "classify")
-    p = class_probabilities(reader, WordEncoder(reader.vocab).encode(words), pool=meta["pool"])
+    p = class_probabilities(reader, FeatureEncoder.from_meta(reader.vocab, meta).encode(words), pool=meta["pool"])
     for i in p.argsort()[::-1]:
         typer.echo(f"{meta['labels'][i]} {p[i]:.4f}")
 

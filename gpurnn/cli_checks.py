@@ -58,7 +58,7 @@ def check_model_options(settings: dict) -> None:
     """The `train` settings that depend on each other: a language model predicts the next symbol,
     so a backward direction, which would read that symbol, is refused; dropout acts between layers;
     spelling signatures replace a classifier's unknown word (the tagger always has them);
-    --features and --signature-dropout are a tagger's."""
+    --features are a tagger's or a classifier's, --signature-dropout a tagger's."""
     if settings["bidirectional"] and settings["task"] in LANGUAGE_MODELS:
         raise fail(f"a {settings['task']} model predicts each next character, which a backward direction would "
                    "already have read: train it without --bidirectional (tag, classify and sequences take it)",
@@ -67,10 +67,11 @@ def check_model_options(settings: dict) -> None:
         raise fail("spelling signatures are a classify option (the tagger always uses them)", "--signatures")
     if settings["dropout"] and settings["layers"] < 2:
         raise fail(f"--dropout {settings['dropout']} acts between stacked layers: give --layers 2 or more", "--dropout")
-    for option in ("features", "signature_dropout"):
-        if settings.get(option) and settings["task"] != "tag":
-            raise fail(f"spelling fields and signatures are a tagger's: --task tag, not {settings['task']}",
-                       f"--{option.replace('_', '-')}")
+    if settings.get("features") and settings["task"] not in ("tag", "classify"):
+        raise fail(f"fields beside each word are a tagger's or a classifier's: --task tag or classify, not "
+                   f"{settings['task']}", "--features")
+    if settings.get("signature_dropout") and settings["task"] != "tag":
+        raise fail(f"signature dropout is a tagger's: --task tag, not {settings['task']}", "--signature-dropout")
     if settings.get("features"):
         from .data.features import check_fields
 

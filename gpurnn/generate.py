@@ -171,7 +171,7 @@ def sentence_probabilities(params: Params, inputs, lengths, pool: str, *, activa
 
 
 def class_probabilities(reader: Reader, ids: np.ndarray, *, pool: str = "last") -> np.ndarray:
-    """p(class) (k,) for one sentence of word ids (L,) (see `sentence_probabilities`)."""
+    """p(class) (k,) for one sentence of word ids (L,) or (L,F) (see `sentence_probabilities`)."""
     ids = np.asarray(ids, np.int64)
-    return sentence_probabilities(reader.params, ids.reshape(-1, 1), np.array([len(ids)]), pool,
+    return sentence_probabilities(reader.params, ids[:, None], np.array([len(ids)]), pool,
                                   activation=reader.activation, backend=reader.backend)[0]

@@ -21,7 +21,6 @@ import numpy as np
 from .bptt import ForwardResult, forward
 from .checkpoint import load_checkpoint
 from .data.features import FeatureEncoder
-from .data.signatures import WordEncoder
 from .data.vocab import Vocab
 from .generate import Reader, beam_complete, class_probabilities, sample, tag
 from .model import Params
@@ -93,7 +92,7 @@ class TrainedModel:
         on spaces as in training, or words)."""
         self._need("classify", "classify")
         words = _words(sentence.lower() if isinstance(sentence, str) else sentence)
-        ids = WordEncoder(self.vocab).encode(words)          # rare words: their signatures, if the model has them
+        ids = FeatureEncoder.from_meta(self.vocab, self.meta).encode(words)   # rare words: their signatures, if any
         p = class_probabilities(self.reader(), ids, pool=self.meta.get("pool", "last"))
         return {self.meta["labels"][i]: float(p[i]) for i in np.argsort(-p, kind="stable")}
 

@@ -3,7 +3,7 @@ docs/results.md ("Polarity: what validation chose") chose the model with. The te
 never read.
 
     .venv/bin/python profiling/polarity_validation.py --hidden 256 --pool max --signatures \
-        --min-count 2 --epochs 6 [--bidirectional] [--seeds 0 1 2] [--data ../shared/data]
+        --min-count 2 --epochs 6 [--features bigram] [--bidirectional] [--seeds 0 1 2] [--data ../shared/data]
 
 Each run is the one `gpurnn train --task classify` makes with the same options (relu, W = I
 unless `--activation`/`--recurrent-init` say otherwise, Adam, clipping at 5, batches of 32,
@@ -30,7 +30,7 @@ from gpurnn.train_config import TrainConfig
 def validation_curve(data: Path, a, seed: int) -> list[float]:
     """Validation accuracy (%) after each of `a.epochs` epochs of one run."""
     opts = Options(batch_size=a.batch_size, min_count=a.min_count, pool=a.pool, word_dropout=a.word_dropout,
-                   signatures=a.signatures, seed=seed)
+                   signatures=a.signatures, features=tuple(a.features.split(",")) if a.features else (), seed=seed)
     prepared = Classify().prepare([f"pos={data / 'rt-polarity.pos'}", f"neg={data / 'rt-polarity.neg'}"], None, opts)
     params = init_params(prepared.n_in, a.hidden, prepared.n_out, layers=a.layers, bidirectional=a.bidirectional,
                          seed=seed, recurrent=a.recurrent_init)
@@ -71,6 +71,7 @@ def main() -> None:
     ap.add_argument("--word-dropout", type=float, default=0.25)
     ap.add_argument("--min-count", type=int, default=1)
     ap.add_argument("--signatures", action="store_true")
+    ap.add_argument("--features", default="", help="fields beside each word, e.g. bigram (as train's --features)")
     a = ap.parse_args()
     curves = []
     for seed in a.seeds:

@@ -68,7 +68,7 @@ def test_word_dropout_reads_words_as_their_signatures():
 
 
 @pytest.mark.parametrize("options,option", [
-    (["--task", "classify", "--features", "suffix2"], "--features"),
+    (["--task", "charlm", "--features", "suffix2"], "--features"),
     (["--task", "classify", "--signature-dropout", "0.2"], "--signature-dropout"),
     (["--task", "tag", "--features", "suffix2,sufix3"], "--features"),
 ])

@@ -9,7 +9,6 @@ from __future__ import annotations
 import numpy as np
 
 from ..batches import SentenceBatches
-from .signatures import WordEncoder
 from .vocab import Vocab
 
 
@@ -20,11 +19,12 @@ def tagged_batches(sentences, encoder, tags: Vocab, batch_size: int, *, shuffle:
                            batch_size, shuffle=shuffle)
 
 
-def labelled_batches(sentences, vocab: Vocab | WordEncoder, labels: list[str], batch_size: int, *,
+def labelled_batches(sentences, vocab, labels: list[str], batch_size: int, *,
                      every_step: bool = False, shuffle: bool = True) -> SentenceBatches:
-    """`LabelledSentence`s -> batches of word ids (L,) (`vocab.encode`: a `Vocab`, or a
-    `WordEncoder` for signatures) with the index of the label in `labels` as the target at every
-    step (`every_step`, target replication) or once per sentence."""
+    """`LabelledSentence`s -> batches of word ids (L,) or (L,F) (`vocab.encode`: a `Vocab`, a
+    `WordEncoder` for signatures or a `FeatureEncoder` for fields beside each word) with the
+    index of the label in `labels` as the target at every step (`every_step`, target
+    replication) or once per sentence."""
     unknown = sorted({s.label for s in sentences} - set(labels))
     if unknown:
         raise ValueError(f"labels must hold every sentence's label; missing {unknown}")

@@ -38,7 +38,7 @@ class Options:
     min_count: int = 2         # tag/classify: words seen fewer times map to unknown ids
     pool: str = "mean"         # classify: "mean" (label at every step) | "last" | "max"; sequences: "last" | "mean" | "max"
     word_dropout: float = 0.0  # classify: probability of reading a training word as unknown
-    features: tuple = ()       # tag: spelling fields read beside each word (gpurnn.data.features)
+    features: tuple = ()       # tag/classify: fields read beside each word (gpurnn.data.features)
     signature_dropout: float = 0.0  # tag: chance a training word seen once reads as its signature
     signatures: bool = False   # classify: rare words read their spelling signature, not the bare unknown id
     seed: int = 0

@@ -9,7 +9,8 @@ Words seen fewer than `min_count` times in training read the unknown id, or with
 their spelling class (`gpurnn.data.signatures`, as the tagger's), learned from the rare
 training words. Word dropout (Iyyer et al. 2015) replaces each training word by the unknown
 id with probability `word_dropout`, drawn afresh every epoch, so the model cannot lean on
-single rare words.
+single rare words. With `features` (`gpurnn.data.features`, e.g. "bigram") each word reads
+further ids beside its own, and word dropout reads each dropped id as its field's unknown.
 
 The pool says how a sentence's class is read (`gpurnn.generate.CLASS_OUTPUTS`): "mean" trains
 with the label as the target at every step (target replication, Lipton et al. 2016) and
@@ -25,6 +26,7 @@ import numpy as np
 
 from ..checkpoint import load_checkpoint
 from ..data.batching import labelled_batches
+from ..data.features import FeatureEncoder
 from ..data.sentences import fixed_split, read_files_per_label, read_label_column
 from ..data.signatures import WordEncoder
 from ..data.vocab import Vocab
@@ -54,10 +56,10 @@ def split(sentences, seed: int, held_out: bool):
     return [sentences[i] for i in train], [sentences[i] for i in test]
 
 
-def word_encoder(meta: dict) -> WordEncoder:
+def word_encoder(meta: dict) -> FeatureEncoder:
     """The model's words -> ids: its vocabulary, whose signature ids (if it has any) rare and
-    unseen words read."""
-    return WordEncoder(Vocab.from_json(meta["vocab"]))
+    unseen words read, and its fields (if it has any)."""
+    return FeatureEncoder.from_meta(Vocab.from_json(meta["vocab"]), meta)
 
 
 class Classify:
@@ -75,18 +77,19 @@ class Classify:
             train, held = train[:cut], train[cut:]
         labels = sorted({s.label for s in train})
         if opts.signatures:
-            encoder = WordEncoder.build((s.words for s in train), min_count=opts.min_count)
+            words = WordEncoder.build((s.words for s in train), min_count=opts.min_count)
         else:
-            encoder = WordEncoder(Vocab.build((w for s in train for w in s.words), min_count=opts.min_count))
-        vocab, every_step = encoder.vocab, opts.pool == "mean"
-        meta = {"task": self.name, "vocab": vocab.to_json(), "labels": labels, "pool": opts.pool,
+            words = WordEncoder(Vocab.build((w for s in train for w in s.words), min_count=opts.min_count))
+        encoder = FeatureEncoder.with_fields(words, [s.words for s in train], opts.features, opts.min_count)
+        every_step = opts.pool == "mean"
+        meta = {"task": self.name, **encoder.to_meta(), "labels": labels, "pool": opts.pool,
                 "split_seed": SPLIT_SEED, "data": paths,
                 "majority": Counter(s.label for s in train).most_common(1)[0][0]}
         valid_batches = (labelled_batches(held, encoder, labels, EVAL_BATCH, every_step=every_step, shuffle=False)
                          if held else None)
         train_batches = WordDropout(labelled_batches(train, encoder, labels, opts.batch_size, every_step=every_step),
-                                    opts.word_dropout, vocab.unk_id)
-        return Prepared(train_batches, valid_batches, len(vocab), len(labels), CLASS_OUTPUTS[opts.pool], meta)
+                                    opts.word_dropout, encoder.unknown_ids())
+        return Prepared(train_batches, valid_batches, len(encoder), len(labels), CLASS_OUTPUTS[opts.pool], meta)
 
     def evaluate(self, checkpoint_path, paths: list[str], meta: dict, backend: str, ensemble=()) -> dict:
         """Accuracy on the fixed split's test part of the training data (or on all of `paths`
@@ -94,9 +97,12 @@ class Classify:
         checkpoints of the same vocabulary and labels) the class probabilities of all the
         models are averaged."""
         models = [load_checkpoint(p) for p in (checkpoint_path, *ensemble)]
+        def inputs_and_labels(m: dict):
+            return m.get("vocab"), m.get("features") or {}, m.get("labels")
+
         for path, model in zip(ensemble, models[1:]):
-            if (model.meta.get("vocab"), model.meta.get("labels")) != (meta["vocab"], meta["labels"]):
-                raise ValueError(f"ensemble member {path} has another vocabulary or label set")
+            if inputs_and_labels(model.meta) != inputs_and_labels(meta):
+                raise ValueError(f"ensemble member {path} has another vocabulary, fields or label set")
         labels = meta["labels"]
         sentences = read_sentences(paths)
         test = split(sentences, meta["split_seed"], held_out=True)[1] if paths == meta["data"] else sentences
