@@ -58,9 +58,12 @@ def layer_states(be, inputs, cells, s0s, lengths, activation):
 def layer_backprop(be, inputs, Ss, cells, G, g_last, lengths, activation, truncate, *, input_grad=False) -> LayerGrads:
     """A layer's gradients from G (T,B,D·d) = ∂L/∂H (0 past each length, or None) and g_last
     (B,D·d) = ∂L/∂(each cell's final state) (or None); Ss from `layer_states`. One product each
-    for dU, db and dX over all cells: Δ (T,B,D·d) holds them side by side."""
-    delta, dWs, ds0s = be.layer_backward(G, g_last, Ss, [c.W for c in cells], lengths, activation, truncate)
+    for dU, db and dX over all cells: Δ (T,B,D·d) holds them side by side; dW_j = S_prevᵀ Δ_j
+    per cell, from each cell's Δ in its own reading order (the one place either backend's dW is made)."""
+    delta, own, ds0s = be.layer_backward(G, g_last, Ss, [c.W for c in cells], lengths, activation, truncate)
     T, B, width = delta.shape
+    d = width // len(cells)
+    dWs = [be.matmul(S[:-1].reshape(T * B, d), delta_j.reshape(T * B, d), trans_a=True) for S, delta_j in zip(Ss, own)]
     U = _joined(be, [c.U for c in cells], 1)
     n = U.shape[0]
     flat = delta.reshape(T * B, width)

@@ -61,7 +61,8 @@ class Backend(Protocol):
         """BPTT through a `layer_forward` layer (each cell as `recurrence_backward`). G (T,B,D·d)
         = ∂L/∂H explicit, 0 past each length (or None); g_last (B,D·d) = ∂L/∂(each cell's final
         state) (or None). Returns (Δ (T,B,D·d): each cell's ∂L/∂a at each position in its
-        columns, 0 past each length; [dW_j (d,d)] = Σ S_prevᵀ Δ_j; [ds0_j (B,d)])."""
+        columns, 0 past each length; [Δ_j (T,B,d)]: each cell's ∂L/∂a in its own reading order,
+        beside its S_j (for dW_j = Σ S_prevᵀ Δ_j); [ds0_j (B,d)])."""
 
     def pool_states(self, H, lengths, mode) -> tuple[Array, Array]:
         """The pool over each sequence's real states H[0..L−1] = s_1..s_L (L = lengths[b] ≥ 1),

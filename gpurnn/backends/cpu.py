@@ -202,10 +202,7 @@ class CPUBackend(CellsOneByOne):
 
     def layer_backward(self, G, g_last, Ss, Ws, lengths, activation, truncate):
         deltas, DP, ds0s = self._cells_backward(G, g_last, Ss, Ws, lengths, activation, truncate)
-        T, B, d = deltas[0].shape
-        dWs = [self.matmul(S[:-1].reshape(T * B, d), delta.reshape(T * B, d), trans_a=True)
-               for S, delta in zip(Ss, deltas)]
-        return (deltas[0] if DP is None else DP), dWs, ds0s
+        return (deltas[0] if DP is None else DP), deltas, ds0s
 
     def _cells_backward(self, G, g_last, Ss, Ws, lengths, activation, truncate):
         """([Δ_j (T,B,d)] in each cell's own order, DP (T,B,D·d) Δ by position or None for one

@@ -22,17 +22,15 @@ def layer_forward(be, XP, Ws, s0s, lengths, activation):
 
 
 def layer_backward(be, G, g_last, Ss, Ws, lengths, activation, truncate):
-    """(Δ (T,B,D·d) by position, [dW_j (d,d)], [ds0_j (B,d)]) as `Backend.layer_backward`."""
-    D = len(Ss)
-    T, B, d = Ss[0].shape[0] - 1, Ss[0].shape[1], Ss[0].shape[2]
+    """(Δ (T,B,D·d) by position, [Δ_j (T,B,d)] in each cell's order, [ds0_j (B,d)]) as
+    `Backend.layer_backward`."""
+    D, d = len(Ss), Ss[0].shape[2]
     Gs = [None if G is None else _own(be, G, j, d, D, lengths) for j in range(D)]
     lasts = [g_last if g_last is None or D == 1 else
              be.array_op(lambda xp, a, j=j: xp.ascontiguousarray(a[:, j * d:(j + 1) * d]), g_last) for j in range(D)]
     backs = be.recurrence_backward_cells(Gs, lasts, Ss, Ws, lengths, activation, truncate)
-    dWs = [be.matmul(S[:-1].reshape(T * B, d), delta.reshape(T * B, d), trans_a=True)
-           for S, (delta, _) in zip(Ss, backs)]
     parts = [delta if j == 0 else reverse(be, delta, lengths) for j, (delta, _) in enumerate(backs)]
-    return _joined(be, parts), dWs, [ds0 for _, ds0 in backs]
+    return _joined(be, parts), [delta for delta, _ in backs], [ds0 for _, ds0 in backs]
 
 
 def reverse(be, X, lengths, columns=slice(None)):
