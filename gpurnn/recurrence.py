@@ -37,13 +37,11 @@ class RecurrenceGrads(NamedTuple):
 
 class LayerGrads(NamedTuple):
     """A layer's gradients: dX (T,B,n) (None when not asked); per cell, in the layer's order,
-    ds0 (B,d), dU (n,d), dW (d,d), db (d,)."""
+    ds0 (B,d) and its parameters' gradients as a `Cell` (dU (n,d), dW (d,d), db (d,))."""
 
     dX: Any
     ds0: list
-    dU: list
-    dW: list
-    db: list
+    cells: list
 
 
 def layer_states(be, inputs, cells, s0s, lengths, activation):
@@ -70,7 +68,7 @@ def layer_backprop(be, inputs, Ss, cells, G, g_last, lengths, activation, trunca
     db = be.sum_rows(flat)
     dU = be.input_grad(inputs, delta, n, lengths)
     dX = be.matmul(flat, U, trans_b=True).reshape(T, B, n) if input_grad else None
-    return LayerGrads(dX, ds0s, _split(be, dU, len(cells)), dWs, _split(be, db, len(cells)))
+    return LayerGrads(dX, ds0s, [Cell(*g) for g in zip(_split(be, dU, len(cells)), dWs, _split(be, db, len(cells)))])
 
 
 def states(be, inputs, U, b, W, s0, lengths, activation):
@@ -83,7 +81,7 @@ def backprop(be, inputs, S, U, W, G, g_last, lengths, activation, truncate, *, i
     (or None) on backend `be`; n = U's rows. dX only when `input_grad` (dense inputs)."""
     g = layer_backprop(be, inputs, [S], [Cell(U, W, None)], G, g_last, lengths, activation, truncate,
                        input_grad=input_grad)
-    return RecurrenceGrads(g.dX, g.ds0[0], g.dU[0], g.dW[0], g.db[0])
+    return RecurrenceGrads(g.dX, g.ds0[0], *g.cells[0])
 
 
 def _joined(be, arrays, axis):

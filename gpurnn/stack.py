@@ -6,7 +6,7 @@
     h_n  = S[T], S'[T] per cell  (B,d)     S'[T]: the bw state after the sequence's first step,
                                            as torch's h_n (padding is never read either way)
 backward, top layer first, from G = ∂L/∂H_top (T,B,D·d) and/or g = ∂L/∂[S[T], S'[T]] (B,D·d):
-    `recurrence.layer_backprop` gives each cell's dU, dW, db, ds0 and the layer's
+    `recurrence.layer_backprop` gives each cell's gradients (a `Cell`), ds0 and the layer's
     ∂L/∂X_ℓ = [Δ_fw | rev(Δ'_bw)] [U_fw | U_bw]ᵀ, and ∂L/∂H_{ℓ−1} = ∂L/∂X_ℓ ⊙ M_ℓ.
 The backend runs a layer's cells (`Backend.layer_forward`, `layer_backward`); the CPU's loops
 read and write the bw cell's columns in place, so no reversed copy is made.
@@ -93,7 +93,7 @@ def backward(be, P: Params, record: StackRecord, G, g_last, lengths, activation,
                                          input_grad=layer > 0 or input_grad)
         for j, direction in enumerate(DIRECTIONS[:D]):
             grads.update({P.cell_name(layer, direction, f): g
-                          for f, g in zip(CELL_FIELDS, (back.dU[j], back.dW[j], back.db[j]))})
+                          for f, g in zip(CELL_FIELDS, back.cells[j])})
             ds0[first + j] = back.ds0[j]
         dX = back.dX
         if layer > 0 and record.masks[layer] is not None:
