@@ -204,14 +204,13 @@ def shard(source, rank: int, size: int):
     return source.shard(rank, size) if hasattr(source, "shard") else Shard(source, rank, size)
 
 
-class Shard:
-    """Rank `rank`'s part of every batch a source yields (`part_of_batch`), in the source's
-    epoch order: a rank draws the whole global batch (the generator's draws stay those of
-    one process) and keeps its contiguous columns."""
+class MappedSource:
+    """A source whose batches are another source's, each passed through `map_batch(batch, rng)`
+    as it comes (after the source's own draws from the epoch's rng); its length and tokens per
+    epoch are the source's."""
 
-    def __init__(self, source, rank: int, size: int):
-        check_rank(rank, size)
-        self.source, self.rank, self.size = source, rank, size
+    def __init__(self, source):
+        self.source = source
 
     def __len__(self) -> int:
         return len(self.source)
@@ -222,7 +221,24 @@ class Shard:
 
     def iter_epoch(self, rng=None) -> Iterator[Batch]:
         for batch in self.source.iter_epoch(rng):
-            yield part_of_batch(batch, self.rank, self.size)
+            yield self.map_batch(batch, rng)
+
+    def map_batch(self, batch: Batch, rng) -> Batch:
+        raise NotImplementedError
+
+
+class Shard(MappedSource):
+    """Rank `rank`'s part of every batch a source yields (`part_of_batch`), in the source's
+    epoch order: a rank draws the whole global batch (the generator's draws stay those of
+    one process) and keeps its contiguous columns."""
+
+    def __init__(self, source, rank: int, size: int):
+        check_rank(rank, size)
+        super().__init__(source)
+        self.rank, self.size = rank, size
+
+    def map_batch(self, batch: Batch, rng) -> Batch:
+        return part_of_batch(batch, self.rank, self.size)
 
 
 def part_of_batch(batch: Batch, rank: int, size: int) -> Batch:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..batches import MappedSource
 
-class WordDropout:
+
+class WordDropout(MappedSource):
     """A training source whose batches read each word id i as `unk_id` (an int, or per id: an
     int array (n,) of the id each word reads as) with probability `p` (a float, or per id: an
     array (n,) of chances), the mask drawn from the epoch's `rng` (so resuming replays it).
@@ -23,23 +25,16 @@ class WordDropout:
         if p.ndim > 1 or unk_id.ndim > 1 or (p.ndim == unk_id.ndim == 1 and len(p) != len(unk_id)):
             raise ValueError(f"word_dropout and unk_id must be scalars or per-id arrays (n,) of one length, "
                              f"got shapes {p.shape} and {unk_id.shape}")
-        self.source, self.p, self.unk_id = source, p, unk_id
+        super().__init__(source)
+        self.p, self.unk_id = p, unk_id
 
-    def __len__(self) -> int:
-        return len(self.source)
-
-    @property
-    def tokens_per_epoch(self) -> int:
-        return self.source.tokens_per_epoch
-
-    def iter_epoch(self, rng=None):
-        for batch in self.source.iter_epoch(rng):
-            if rng is not None and np.any(self.p > 0):
-                ids = batch.inputs
-                chance = self.p[ids] if self.p.ndim else self.p
-                drop = rng.random(ids.shape) < chance
-                batch = batch._replace(inputs=np.where(drop, self.unk_id[ids] if self.unk_id.ndim else self.unk_id, ids))
-            yield batch
+    def map_batch(self, batch, rng):
+        if rng is None or not np.any(self.p > 0):
+            return batch
+        ids = batch.inputs
+        chance = self.p[ids] if self.p.ndim else self.p
+        drop = rng.random(ids.shape) < chance
+        return batch._replace(inputs=np.where(drop, self.unk_id[ids] if self.unk_id.ndim else self.unk_id, ids))
 
 
 def frequency_dropout(counts, alpha: float):
