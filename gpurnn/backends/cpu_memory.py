@@ -26,7 +26,6 @@ _pool: OrderedDict = OrderedDict()     # (shape, dtype) -> [arrays], most recent
 _held = [0]                            # bytes in the pool
 
 
-
 def empty(shape, dtype):
     """An uninitialised C-contiguous array: recycled when large and one is idle."""
     dtype = np.dtype(dtype)
@@ -47,13 +46,6 @@ def empty(shape, dtype):
         if _held[0] > POOL_BYTES:
             _shrink()
         return array
-
-
-def zeros(shape, dtype):
-    """A C-contiguous array of zeros (see `empty`)."""
-    array = empty(shape, dtype)
-    array.fill(0)
-    return array
 
 
 def _idle(arrays, i):
