@@ -28,7 +28,8 @@ second's (a one-cell launch passes its arrays twice), the cell of a block its bl
 """
 from numba import cuda
 
-from .device import PAD, TILE, pick, sigma_prime, tile_product
+from .cell_step import state_slope
+from .device import PAD, TILE, pick, tile_product
 
 
 @cuda.jit(cache=True)
@@ -64,7 +65,7 @@ def step_backward(P_a, P_b, W_a, W_b, G_a, G_b, g_last_a, g_last_b, S_a, S_b, O_
     if use_product:
         h = PROD[r, j]
     v = e if reset and c == slot else h + e
-    O[o, r, j] = v * sigma_prime(act, S[k + 1, i, j]) if k >= 0 else v
+    O[o, r, j] = v * state_slope(act, S[k + 1, i, j]) if k >= 0 else v
 
 
 @cuda.jit(cache=True)

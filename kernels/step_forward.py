@@ -19,7 +19,8 @@ barriers are `tile_product`'s.
 """
 from numba import cuda
 
-from .device import PAD, TILE, pick, sigma, tile_product
+from .cell_step import new_state
+from .device import PAD, TILE, pick, tile_product
 
 
 @cuda.jit(cache=True)
@@ -44,6 +45,6 @@ def step_forward(S_a, S_b, XP_a, XP_b, W_a, W_b, s0_a, s0_b, PROD_a, PROD_b, len
         if t == 0:
             S[0, i, j] = s0[i, j]
         if t < lengths[i]:
-            S[t + 1, i, j] = sigma(act, acc + XP[t, i, j])
+            S[t + 1, i, j] = new_state(act, acc, XP[t, i, j])
         else:
             S[t + 1, i, j] = prev[i, j]
