@@ -30,6 +30,12 @@ THREADS = 8 if SIM else 256
 inline = cuda.jit(device=True, inline="always")
 
 
+def array_types(nbtype):
+    """The C-contiguous 1-d, 2-d and 3-d Numba array types of `nbtype` (a kernel's launch
+    signature: what CuPy arrays and Numba device arrays are)."""
+    return nbtype[::1], nbtype[:, ::1], nbtype[:, :, ::1]
+
+
 @inline
 def pick(cell, first, second):
     """Cell `cell`'s array (0: `first`, 1: `second`). A recurrent kernel's launch runs one or

@@ -15,7 +15,7 @@ from numba.cuda.cudadrv.driver import CudaAPIError
 
 # Device functions are inlined at the Numba IR level (kernels/device.py): a local array handed
 # to a call that is not inlined lives in local memory, inlined it stays in registers.
-from .device import inline
+from .device import array_types, inline
 from .persistent_plan import (COOP_COLUMNS, COOP_THREADS, DEFAULT_DYNAMIC_SMEM, SIMULATOR, PersistentUnavailable,
                               Plan, device_limits, launch_blocker)
 
@@ -135,8 +135,7 @@ def numba_float(dtype):
 
 def arrays(dtype):
     """Numba array types (1-D, 2-D, 3-D C-contiguous) of `dtype`, and the lengths type."""
-    f = numba_float(dtype)
-    return f[::1], f[:, ::1], f[:, :, ::1], int64[::1]
+    return (*array_types(numba_float(dtype)), int64[::1])
 
 
 def _c_contiguous(array):

@@ -26,10 +26,10 @@ barriers are `tile_product`'s. Launch (sum_chains): block LANES = (lx, ly), grid
 ceil(d/lx), cells); no barrier. Cells as in `step_forward`: each array the first cell's and the
 second's (a one-cell launch passes its arrays twice), the cell of a block its blockIdx.z.
 """
-from numba import cuda
+from numba import cuda, int64
 
 from .cell_step import state_slope
-from .device import PAD, TILE, pick, tile_product
+from .device import PAD, TILE, array_types, pick, tile_product
 
 
 @cuda.jit(cache=True)
@@ -80,3 +80,9 @@ def sum_chains(ring_a, ring_b, delta_a, delta_b, o, m, k):
         for c in range(m):
             total += ring[o, c * B + i, j]
         delta[k, i, j] = total
+
+
+def signature(f):
+    """step_backward's argument types as launched, for the Numba float type `f`."""
+    (_, v2, v3), lens = array_types(f), int64[::1]
+    return (v3, v3, v2, v2, v3, v3, v2, v2, v3, v3, v3, v3, v2, v2, int64, lens, int64, int64, int64, int64, int64)
