@@ -20,7 +20,6 @@ try:   # numba-cuda 0.2x and later keep their own settings module; older ones re
 except ImportError:
     from numba import config
 
-
 SIM = bool(config.ENABLE_CUDASIM)
 TILE = 4 if SIM else 16
 PAD = TILE + 1      # shared tiles are (TILE, PAD): the pad spreads transposed stores over the banks
