@@ -9,7 +9,8 @@ Row vectors, T steps, B sequences, n_ℓ inputs, d units (docs/design.md):
     dW = Σ_t s_{t−1}ᵀ Δ_t   dU = Σ_t x_tᵀ Δ_t   db = Σ_t Δ_t   ds0 = Δ_1 Wᵀ   dx_t = Δ_t Uᵀ
 
 σ and σ' are written once as scalar functions: the CPU backend compiles them with
-`numba.njit`, the CUDA kernels with `numba.cuda.jit(device=True)` (`gpurnn.kernels.device`),
+`numba.njit`, the CUDA kernels with `numba.cuda.jit(device=True)` (in
+`gpurnn.kernels.cell_step`, the cell's per-unit math that every recurrent kernel calls),
 `sigma_prime_states` vectorises σ' for host arrays. σ' is computed from the state s = σ(a)
 alone, so backward needs only the stored states:
 

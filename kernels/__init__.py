@@ -1,6 +1,8 @@
 """Numba CUDA device code for gpurnn, one file per operation (installed as `gpurnn.kernels`).
 
-device         σ, σ' (from `gpurnn.cell`) and the shared-memory tile product
+cell_step      the cell's math per unit and step (σ, σ' from `gpurnn.cell`), which every
+               recurrent kernel calls
+device         the shared-memory tile product, the tree reduction, a launch's cell
 gemm           C = op(A) op(B) (+ bias): the tiled GEMM
 step_forward   one recurrence step forward: s_t W + XP_t, σ, lengths
 step_backward  one BPTT step (exact or truncated chains) and the sum of chains

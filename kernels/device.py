@@ -1,7 +1,5 @@
-"""Device functions shared by the kernels: σ, σ' and the shared-memory tile product.
-
-σ and σ' are `gpurnn.cell`'s scalar functions compiled for the device (the same
-source the CPU backend compiles with `njit`), never copies. Every device function here is
+"""Device functions shared by the kernels: which cell's arrays a block reads, the shared-memory
+tile product and the tree reduction (the cell's own math is `cell_step`'s). Every device function is
 inlined at the Numba IR level (`inline="always"`): it costs nothing at run time, and unlike a
 plain `cuda.jit(device=True)` function it compiles with `compile_ptx` on a machine without a
 GPU (a plain one asks the driver for the current device), which the PTX tests need.
@@ -22,8 +20,6 @@ try:   # numba-cuda 0.2x and later keep their own settings module; older ones re
 except ImportError:
     from numba import config
 
-from gpurnn import cell
-
 SIM = bool(config.ENABLE_CUDASIM)
 TILE = 4 if SIM else 16
 PAD = TILE + 1      # shared tiles are (TILE, PAD): the pad spreads transposed stores over the banks
@@ -31,8 +27,12 @@ LANES = (4, 2) if SIM else (32, 8)
 THREADS = 8 if SIM else 256
 
 inline = cuda.jit(device=True, inline="always")
-sigma = inline(cell.sigma)
-sigma_prime = inline(cell.sigma_prime_from_state)
+
+
+def array_types(nbtype):
+    """The C-contiguous 1-d, 2-d and 3-d Numba array types of `nbtype` (a kernel's launch
+    signature: what CuPy arrays and Numba device arrays are)."""
+    return nbtype[::1], nbtype[:, ::1], nbtype[:, :, ::1]
 
 
 @inline

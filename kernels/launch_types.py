@@ -7,25 +7,21 @@ the caller's integer dtype (int64 listed; int32 compiles the same way).
 from numba import float32, float64, int64
 
 from . import elementwise, gemm, pooling, reductions, rows, softmax_xent, step_backward, step_forward
+from .device import array_types
 
 HOT = ("step_forward", "step_backward", "gemm", "softmax_xent", "sum_rows")   # run every step or on every row
-
-
-def _arrays(nbtype):
-    return nbtype[::1], nbtype[:, ::1], nbtype[:, :, ::1]
 
 
 def launched(dtype):
     """{name: (dispatcher, argument types)} for float32 or float64 (`dtype` as a Numba type or name)."""
     f = {"float32": float32, "float64": float64}.get(str(dtype), dtype)
-    v1, v2, v3 = _arrays(f)
-    i1, i2, i3 = _arrays(int64)
+    v1, v2, v3 = array_types(f)
+    i1, i2, i3 = array_types(int64)
     w2 = float64[:, ::1]
     return {
         "gemm": (gemm.gemm, (v2, v2, v1, int64, int64, int64, v2)),
-        "step_forward": (step_forward.step_forward, (v3, v3, v3, v3, v2, v2, v2, v2, v2, v2, i1, int64, int64)),
-        "step_backward": (step_backward.step_backward, (v3, v3, v2, v2, v3, v3, v2, v2, v3, v3, v3, v3, v2, v2,
-                                                        int64, i1, int64, int64, int64, int64, int64)),
+        "step_forward": (step_forward.step_forward, step_forward.signature(f)),      # the recurrent kernels'
+        "step_backward": (step_backward.step_backward, step_backward.signature(f)),  # beside their code
         "sum_chains": (step_backward.sum_chains, (v3, v3, v3, v3, int64, int64, int64)),
         "softmax_xent": (softmax_xent.softmax_xent, (v2, i1, v2, w2)),
         "sum_rows": (reductions.sum_rows, (v2, v2)),

@@ -33,6 +33,7 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
+from . import cell_step
 from . import persistent_common as pc
 from . import persistent_plan as pp
 
@@ -86,7 +87,7 @@ def _block_backward(dtype, rows, chains, rreg, exact, pairs):
                 for q in range(rows):
                     active = k < lens[q]
                     e = raw[3 * q] + raw[3 * q + 1]
-                    dsig = pc.sigma_prime(act, raw[3 * q + 2]) if active else zero
+                    dsig = cell_step.state_slope(act, raw[3 * q + 2]) if active else zero
                     total = zero
                     for c in range(chains):
                         r = c * rows + q
@@ -160,7 +161,7 @@ def _coop_backward(dtype, rows, pairs):
                     v = delta.dtype.type(0)
                     if k < lengths[b]:
                         e = h[u] + raw[3 * u] + raw[3 * u + 1]
-                        v = e * pc.sigma_prime(act, raw[3 * u + 2])
+                        v = e * cell_step.state_slope(act, raw[3 * u + 2])
                     delta[k, b, col] = v
                 # step k−1's loads, issued now: their latency hides behind the barrier
                 pc.prefetch(G, g_last, S, lengths, k - 1 if idx < rows * C else -1, b, col, raw, u)

@@ -1,4 +1,4 @@
-"""Device code shared by the persistent recurrent kernels: σ/σ', the on-chip product both
+"""Device code shared by the persistent recurrent kernels: the on-chip product both
 directions run, the prefetch of the next step's inputs, W's load, the cooperative variant's
 step product, and the launch helper (argument checks, shared-memory opt-in, the checks that
 the compiled kernel fits the device).
@@ -13,9 +13,9 @@ from numba import cuda, float32, float64, int64, uint64
 from numba.cuda import libdevice
 from numba.cuda.cudadrv.driver import CudaAPIError
 
-# σ, σ' and `inline` are inlined at the Numba IR level (kernels/device.py): a local array
-# handed to a call that is not inlined lives in local memory, inlined it stays in registers.
-from .device import inline, sigma, sigma_prime
+# Device functions are inlined at the Numba IR level (kernels/device.py): a local array handed
+# to a call that is not inlined lives in local memory, inlined it stays in registers.
+from .device import array_types, inline
 from .persistent_plan import (COOP_COLUMNS, COOP_THREADS, DEFAULT_DYNAMIC_SMEM, SIMULATOR, PersistentUnavailable,
                               Plan, device_limits, launch_blocker)
 
@@ -135,8 +135,7 @@ def numba_float(dtype):
 
 def arrays(dtype):
     """Numba array types (1-D, 2-D, 3-D C-contiguous) of `dtype`, and the lengths type."""
-    f = numba_float(dtype)
-    return f[::1], f[:, ::1], f[:, :, ::1], int64[::1]
+    return (*array_types(numba_float(dtype)), int64[::1])
 
 
 def _c_contiguous(array):

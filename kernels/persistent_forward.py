@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from numba import cuda
 
+from . import cell_step
 from . import persistent_common as pc
 from . import persistent_plan as pp
 
@@ -86,7 +87,7 @@ def _block_forward(dtype, rows, rreg, pairs):
                 matvec(sm, sm2, cur, d, sm, j - rreg * d, d, wreg, 0, d, acc)
                 for q in range(rows):
                     b = b0 + q
-                    v = pc.sigma(act, acc[q] + xp[q]) if t < lens[q] else sm[cur + q * d + j]
+                    v = cell_step.new_state(act, acc[q], xp[q]) if t < lens[q] else sm[cur + q * d + j]
                     sm[nxt + q * d + j] = v
                     if b < B:
                         S[t + 1, b, j] = v
@@ -141,7 +142,7 @@ def _coop_forward(dtype, rows, pairs):
                 b, col = b0 + q, g * C + c
                 if idx < rows * C and b < B and col < d:
                     if t < lengths[b]:
-                        v = pc.sigma(act, pc.column_total(sm, roff, rows, q, c) + xp[u])
+                        v = cell_step.new_state(act, pc.column_total(sm, roff, rows, q, c), xp[u])
                     else:
                         v = sm[xoff + q * d + col]
                     S[t + 1, b, col] = v

@@ -26,9 +26,10 @@ barriers are `tile_product`'s. Launch (sum_chains): block LANES = (lx, ly), grid
 ceil(d/lx), cells); no barrier. Cells as in `step_forward`: each array the first cell's and the
 second's (a one-cell launch passes its arrays twice), the cell of a block its blockIdx.z.
 """
-from numba import cuda
+from numba import cuda, int64
 
-from .device import PAD, TILE, pick, sigma_prime, tile_product
+from .cell_step import state_slope
+from .device import PAD, TILE, array_types, pick, tile_product
 
 
 @cuda.jit(cache=True)
@@ -64,7 +65,7 @@ def step_backward(P_a, P_b, W_a, W_b, G_a, G_b, g_last_a, g_last_b, S_a, S_b, O_
     if use_product:
         h = PROD[r, j]
     v = e if reset and c == slot else h + e
-    O[o, r, j] = v * sigma_prime(act, S[k + 1, i, j]) if k >= 0 else v
+    O[o, r, j] = v * state_slope(act, S[k + 1, i, j]) if k >= 0 else v
 
 
 @cuda.jit(cache=True)
@@ -79,3 +80,9 @@ def sum_chains(ring_a, ring_b, delta_a, delta_b, o, m, k):
         for c in range(m):
             total += ring[o, c * B + i, j]
         delta[k, i, j] = total
+
+
+def signature(f):
+    """step_backward's argument types as launched, for the Numba float type `f`."""
+    (_, v2, v3), lens = array_types(f), int64[::1]
+    return (v3, v3, v2, v2, v3, v3, v2, v2, v3, v3, v3, v3, v2, v2, int64, lens, int64, int64, int64, int64, int64)

@@ -17,9 +17,10 @@ two cells (a layer's two directions, each its own arrays, the same lengths): eac
 as the first cell's and the second's, and a one-cell launch passes its arrays twice. The
 barriers are `tile_product`'s.
 """
-from numba import cuda
+from numba import cuda, int64
 
-from .device import PAD, TILE, pick, sigma, tile_product
+from .cell_step import new_state
+from .device import PAD, TILE, array_types, pick, tile_product
 
 
 @cuda.jit(cache=True)
@@ -44,6 +45,12 @@ def step_forward(S_a, S_b, XP_a, XP_b, W_a, W_b, s0_a, s0_b, PROD_a, PROD_b, len
         if t == 0:
             S[0, i, j] = s0[i, j]
         if t < lengths[i]:
-            S[t + 1, i, j] = sigma(act, acc + XP[t, i, j])
+            S[t + 1, i, j] = new_state(act, acc, XP[t, i, j])
         else:
             S[t + 1, i, j] = prev[i, j]
+
+
+def signature(f):
+    """step_forward's argument types as launched, for the Numba float type `f`."""
+    (_, v2, v3), lens = array_types(f), int64[::1]
+    return (v3, v3, v3, v3, v2, v2, v2, v2, v2, v2, lens, int64, int64)
