@@ -8,9 +8,10 @@ Parameters carry nn.RNN's names, shapes, order and initialisation (uniform ±1/�
 `Layer` (function.py): gpurnn runs its directions together, as `gpurnn.stack` does (the
 reverse direction reads each sequence from its last step, its h_n is its state after the
 sequence's first step; the directions' states side by side); torch stacks the layers, with
-dropout between them in training only. gpurnn's own options: `nonlinearity="logistic"`, `truncate=τ` (at most τ Jacobian factors
-per loss term, each output gradient at step t counting as a loss term at step t, as
-`gpurnn.bptt`; None is exact) and `backend` ("auto" follows the tensors' device).
+dropout between them in training only. gpurnn's own options: `nonlinearity="logistic"`,
+`truncate=τ` (at most τ Jacobian factors per loss term, each output gradient at step t
+counting as a loss term at step t, as `gpurnn.bptt`; None is exact) and `backend` ("auto"
+follows the tensors' device).
 """
 from __future__ import annotations
 
