@@ -8,8 +8,8 @@
               dW = S_prevᵀ Δ;  dU = Xᵀ Δ;  db = Σ Δ;  ds0 = Δ_0 Wᵀ;  dX = Δ Uᵀ
 
 This is the split cuDNN's API makes (states forward; data and weight gradients backward):
-`gpurnn.stack` runs it once per layer and direction under `gpurnn.bptt`'s output layer,
-`gpurnn.torch.RNN` once per layer and direction under autograd.
+`gpurnn.stack` runs a layer's directions together (`layer_states`, `layer_backprop`) under
+`gpurnn.bptt`'s output layer, `gpurnn.torch.RNN` the same calls once per layer under autograd.
 `states`/`backprop` take the backend's own arrays; `forward`/`backward` are the checked public
 calls, whose results are NumPy arrays for NumPy weights and stay on the device for CuPy ones.
 """

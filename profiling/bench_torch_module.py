@@ -56,17 +56,23 @@ def step(module, x, h0, R):
 
 def bench_row(row, device, rounds, repeats, warmup):
     reference, ours, x, h0, R = make_pair(*row, device)
-    for a, b in zip(step(ours, x, h0, R), step(reference, x, h0, R)):
+    return time_sides({"torch": reference, "gpurnn": ours}, x, h0, R, rounds, repeats, warmup)
+
+
+def time_sides(modules, x, h0, R, rounds, repeats, warmup):
+    """{side: median ms of a `step`} for two modules {side: module} with equal weights, after
+    checking their gradients agree; the sides alternate round by round."""
+    first, second = modules
+    for a, b in zip(step(modules[first], x, h0, R), step(modules[second], x, h0, R)):
         torch.testing.assert_close(a, b, rtol=2e-3, atol=2e-4)
-    samples = {"torch": [], "gpurnn": []}
+    samples = {side: [] for side in modules}
     for r in range(rounds):
-        for side in (("torch", "gpurnn") if r % 2 == 0 else ("gpurnn", "torch")):
-            module = reference if side == "torch" else ours
+        for side in ((first, second) if r % 2 == 0 else (second, first)):
             for _ in range(warmup):
-                step(module, x, h0, R)
+                step(modules[side], x, h0, R)
             for _ in range(repeats):
                 start = time.perf_counter()
-                step(module, x, h0, R)
+                step(modules[side], x, h0, R)
                 samples[side].append(time.perf_counter() - start)
     return {side: 1e3 * statistics.median(values) for side, values in samples.items()}
 

@@ -13,6 +13,7 @@ from torch.nn.utils.rnn import pack_padded_sequence  # noqa: E402
 
 import gpurnn  # noqa: E402
 import gpurnn.torch as gt  # noqa: E402
+from gpurnn.backends import get_backend  # noqa: E402
 from gpurnn.torch_io import from_torch_state_dict  # noqa: E402
 
 F64 = torch.float64
@@ -83,15 +84,16 @@ def test_gradcheck_logistic_bidirectional_packed():
     assert torch.autograd.gradcheck(run, (x, h0, *params), eps=1e-6, atol=1e-8)
 
 
-@pytest.mark.parametrize("packed", [False, True])
-def test_truncation_equals_gpurnn_bptt(backend, packed):
-    """A 1-layer model + linear head with truncate=τ gets gpurnn.bptt's τ-truncated gradients."""
+@pytest.mark.parametrize("num_layers,bidirectional,packed", [(1, False, False), (1, False, True), (2, True, True)])
+def test_truncation_equals_gpurnn_bptt(backend, num_layers, bidirectional, packed):
+    """A model + linear head with truncate=τ gets gpurnn.bptt's τ-truncated gradients, in every
+    layer and direction."""
     torch.manual_seed(3)
-    tau, k = 1, 3
-    rnn = gt.RNN(N, H, truncate=tau, dtype=F64, backend=backend)
-    head = nn.Linear(H, k, dtype=F64)
+    tau, k, D = 1, 3, 2 if bidirectional else 1
+    rnn = gt.RNN(N, H, num_layers, bidirectional=bidirectional, truncate=tau, dtype=F64, backend=backend)
+    head = nn.Linear(D * H, k, dtype=F64)
     x = torch.randn(T, B, N, dtype=F64)
-    h0 = torch.randn(1, B, H, dtype=F64, requires_grad=True)
+    h0 = torch.randn(num_layers * D, B, H, dtype=F64, requires_grad=True)
     targets = torch.randint(0, k, (T, B))
     if packed:
         output, _ = rnn(pack_padded_sequence(x, LENGTHS, enforce_sorted=False), h0)
@@ -101,20 +103,49 @@ def test_truncation_equals_gpurnn_bptt(backend, packed):
         output, _ = rnn(x, h0)
         loss = nn.functional.cross_entropy(head(output).reshape(-1, k), targets.reshape(-1), reduction="sum")
     loss.backward()
-    state = {f"rnn.{n}": p.detach() for n, p in rnn.named_parameters()}
-    state.update({f"linear.{n}": p.detach() for n, p in head.named_parameters()})
-    params = from_torch_state_dict(state)
-    kwargs = dict(lengths=LENGTHS.numpy() if packed else None, s0=h0[0].detach().numpy(), backend="cpu")
+
+    def state(value):
+        """The model's state dict (value(p) of each parameter p) under torch_io's prefixes."""
+        return {**{f"rnn.{n}": value(p) for n, p in rnn.named_parameters()},
+                **{f"linear.{n}": value(p) for n, p in head.named_parameters()}}
+
+    def as_s0(h):
+        """gpurnn's s0 (and ds0) of torch's h0: (B,d) for one cell, (cells,B,d) for more."""
+        h = h.detach().numpy()
+        return h[0] if len(h) == 1 else h
+
+    params = from_torch_state_dict(state(lambda p: p.detach()))
+    kwargs = dict(lengths=LENGTHS.numpy() if packed else None, s0=as_s0(h0), backend="cpu")
     result = gpurnn.bptt(params, x.numpy(), targets.numpy(), truncate=tau, **kwargs)
     exact = gpurnn.bptt(params, x.numpy(), targets.numpy(), **kwargs)
     np.testing.assert_allclose(loss.item(), result.loss, rtol=1e-12)
-    got = {"U": rnn.weight_ih_l0.grad.T, "W": rnn.weight_hh_l0.grad.T, "b": rnn.bias_ih_l0.grad,
-           "V": head.weight.grad.T, "c": head.bias.grad, "s0": h0.grad[0]}
+    for name, p in rnn.named_parameters():          # b = bias_ih + bias_hh: each gets ∂L/∂b
+        if name.startswith("bias_hh"):
+            np.testing.assert_array_equal(p.grad.numpy(), getattr(rnn, name.replace("hh", "ih")).grad.numpy())
+    got = dict(from_torch_state_dict({key: torch.zeros_like(value) if ".bias_hh" in key else value
+                                      for key, value in state(lambda p: p.grad).items()}).items(),
+               s0=as_s0(h0.grad))
     expected = dict(result.grads.items(), s0=result.ds0)
+    assert got.keys() == expected.keys()
     for name, value in got.items():
-        np.testing.assert_allclose(value.numpy(), expected[name], rtol=1e-10, atol=1e-12, err_msg=name)
-    np.testing.assert_array_equal(rnn.bias_hh_l0.grad.numpy(), rnn.bias_ih_l0.grad.numpy())
-    assert not np.allclose(result.grads.W, exact.grads.W)     # the truncation changed something
+        np.testing.assert_allclose(value, expected[name], rtol=1e-10, atol=1e-12, err_msg=name)
+    assert not all(np.allclose(a, b) for (_, a), (_, b) in zip(result.grads.items(), exact.grads.items()))  # τ acted
+
+
+def test_a_layers_directions_reach_the_backend_together(backend, monkeypatch):
+    """Each layer is one `Backend.layer_forward` and one `layer_backward` call of both its cells,
+    as in gpurnn.stack (the CPU runs them on two threads, CUDA in one launch)."""
+    be, calls = get_backend(backend), []
+    for name, ws in (("layer_forward", 1), ("layer_backward", 3)):       # the position of Ws
+
+        def spy(*args, _run=getattr(be, name), _name=name, _ws=ws):
+            calls.append((_name, len(args[_ws])))
+            return _run(*args)
+
+        monkeypatch.setattr(be, name, spy)
+    _, ours = _pair(2, True, backend=backend)
+    _run(ours, torch.randn(T, B, N, dtype=F64), None, True, False)
+    assert calls == [("layer_forward", 2)] * 2 + [("layer_backward", 2)] * 2
 
 
 def test_same_parameters_and_initialisation_as_nn_rnn():

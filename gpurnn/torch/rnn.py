@@ -4,13 +4,14 @@ forward and backward.
     nn.RNN(...)  ->  gpurnn.torch.RNN(...)          the one-line swap
 
 Parameters carry nn.RNN's names, shapes, order and initialisation (uniform ±1/√hidden), so
-`load_state_dict` works both ways and the same seed draws the same weights. Each layer and
-direction is one `Recurrence` (function.py); torch composes them: the reverse direction reads
-each sequence reversed within its own length (its h_n is its state after the sequence's first
-step), the directions' outputs are concatenated, and dropout acts between layers in training
-only. gpurnn's own options: `nonlinearity="logistic"`, `truncate=τ` (at most τ Jacobian factors
-per loss term, each output gradient at step t counting as a loss term at step t, as
-`gpurnn.bptt`; None is exact) and `backend` ("auto" follows the tensors' device).
+`load_state_dict` works both ways and the same seed draws the same weights. Each layer is one
+`Layer` (function.py): gpurnn runs its directions together, as `gpurnn.stack` does (the
+reverse direction reads each sequence from its last step, its h_n is its state after the
+sequence's first step; the directions' states side by side); torch stacks the layers, with
+dropout between them in training only. gpurnn's own options: `nonlinearity="logistic"`,
+`truncate=τ` (at most τ Jacobian factors per loss term, each output gradient at step t
+counting as a loss term at step t, as `gpurnn.bptt`; None is exact) and `backend` ("auto"
+follows the tensors' device).
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from ..backends import BACKENDS
-from .function import Recurrence
+from .function import Layer
 
 NONLINEARITIES = ("tanh", "relu", "logistic", "sigmoid")
 
@@ -98,24 +99,20 @@ class RNN(nn.Module):
     def _layers(self, x, hx, lengths):
         """Output (T,B,directions·hidden) and h_n of the layer stack on time-major x (T,B,n)."""
         directions = 2 if self.bidirectional else 1
-        reverse_index = None if not self.bidirectional else _reverse_index(x.shape[0], lengths, x.device)
         last_states = []
         for layer in range(self.num_layers):
-            outputs = []
-            for direction, suffix in enumerate(("", "_reverse")[:directions]):
+            weights = []
+            for suffix in ("", "_reverse")[:directions]:
                 w_ih, w_hh = getattr(self, f"weight_ih_l{layer}{suffix}"), getattr(self, f"weight_hh_l{layer}{suffix}")
                 b = (getattr(self, f"bias_ih_l{layer}{suffix}") + getattr(self, f"bias_hh_l{layer}{suffix}")
                      if self.bias else torch.zeros(self.hidden_size, dtype=x.dtype, device=x.device))
-                h0 = None if hx is None else hx[layer * directions + direction]
-                seq = x if direction == 0 else _reverse(x, reverse_index)
-                states, last = Recurrence.apply(seq.contiguous(), w_ih.t(), w_hh.t(), b, h0, lengths,
-                                                self.nonlinearity, self.truncate, self.backend)
-                outputs.append(states if direction == 0 else _reverse(states, reverse_index))
-                last_states.append(last)
-            x = outputs[0] if directions == 1 else torch.cat(outputs, dim=2)
+                weights += [w_ih.t(), w_hh.t(), b]
+            h0 = None if hx is None else hx[layer * directions:(layer + 1) * directions]
+            x, last = Layer.apply(x.contiguous(), h0, lengths, self.nonlinearity, self.truncate, self.backend, *weights)
+            last_states.append(last)
             if self.dropout > 0 and self.training and layer < self.num_layers - 1:
                 x = nn.functional.dropout(x, self.dropout, training=True)
-        return x, torch.stack(last_states)
+        return x, torch.cat(last_states)
 
     def flatten_parameters(self):
         """nn.RNN's cuDNN weight packing has no counterpart here: nothing to do."""
@@ -154,23 +151,6 @@ class RNN(nn.Module):
         if hx.dtype != x.dtype or hx.device != x.device:
             raise TypeError(f"hx must have the input's dtype {x.dtype} on {x.device}, got {hx.dtype} on {hx.device}")
         return hx if order is None else hx.index_select(1, order)
-
-
-def _reverse_index(T, lengths, device):
-    """(T,B) or None: idx[t, b] = lengths[b] − 1 − t for t < lengths[b], else t (an involution);
-    None when every sequence is full (a plain flip)."""
-    if lengths is None or int(lengths.min()) == T:
-        return None
-    t = np.arange(T)[:, None]
-    index = np.where(t < lengths[None, :], lengths[None, :] - 1 - t, t)
-    return torch.from_numpy(index).to(device)
-
-
-def _reverse(x, index):
-    """x (T,B,m) with each sequence reversed within its length (`_reverse_index`)."""
-    if index is None:
-        return x.flip(0)
-    return x.gather(0, index[:, :, None].expand(-1, -1, x.shape[2]))
 
 
 def _check_options(input_size, hidden_size, num_layers, nonlinearity, dropout, truncate, backend):
