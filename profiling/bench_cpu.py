@@ -107,7 +107,7 @@ def torch_worker(case, warmup, repeats, threads):
 def gpurnn_worker(case, warmup, repeats, threads):
     """gpurnn.bptt(backend="cpu") on the same dense inputs, and on token ids (extra column)."""
     import numpy as np
-    import scipy.linalg.cython_blas  # noqa: F401  (SciPy's BLAS, which Numba's np.dot calls: load it now
+    import scipy.linalg.cython_blas  # noqa: F401  (SciPy's BLAS, which Numba's loops call: load it now
     from threadpoolctl import threadpool_limits  # so that the thread limit reaches it too)
 
     import gpurnn

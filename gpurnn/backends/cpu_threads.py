@@ -12,9 +12,9 @@ with N the BLAS threads allowed now (`threadpool_limits(1)` makes everything ser
     stepwise    exact loops with large steps (B·d² ≥ STEPWISE_WORK): a Python loop around one
                 NumPy GEMM per step on every BLAS thread, σ / δ compiled. On the quiet machine
                 1.5-2.3× faster than slices there (NumPy's OpenBLAS 0.3.31 reaches 144 GFLOP/s
-                on a (128,512)·(512,512) step with 2 threads; slices were measured with SciPy's
-                0.3.30 in the loops, 60-70 per thread), Python's ~10 µs per step at most a
-                tenth of a step. It pays a thread barrier per step, which a loaded
+                on a (128,512)·(512,512) step with 2 threads; SciPy's 0.3.30, which the compiled
+                loops call, 60-70 per thread, less when two run), Python's ~10 µs per step at
+                most a tenth of a step. It pays a thread barrier per step, which a loaded
                 machine punishes (profiling/RESULTS.md, ## CPU).
     slices      otherwise from MIN_STEP_WORK multiply-adds per step (truncated loops; exact ones
                 go stepwise there): the batch in row slices of at least MIN_ROWS rows, one
@@ -109,8 +109,7 @@ def _threads():
 
 @functools.cache
 def _blas():
-    """threadpoolctl's handle on the BLAS libraries loaded now: NumPy's, which `cpu_blas.gemm` calls, and
-    SciPy's (Numba's `np.dot` and `cpu_blas`'s fallback), loaded first."""
+    """threadpoolctl's handle on the BLAS libraries loaded now (SciPy's, which Numba calls, included)."""
     import scipy.linalg.cython_blas  # noqa: F401  (load SciPy's BLAS before looking for libraries)
     from threadpoolctl import ThreadpoolController
 
