@@ -1,4 +1,5 @@
-"""Which loop runs a layer's recurrences on the CPU, and on which threads: the one place that decides.
+"""Which loop runs a layer's recurrences on the CPU, and on which threads: the one place that decides
+(and, by `products_plan`, whether independent products run at once on a thread each).
 
 A layer has D cells (directions) of B sequences each; all D·B are independent. `plan` picks,
 with N the BLAS threads allowed now (`threadpool_limits(1)` makes everything serial):
@@ -40,10 +41,12 @@ SERIAL_BLAS_WORK = 1 << 18  # B·d² at most: OpenBLAS runs such a product on on
 # and holding BLAS (~0.1 ms a layer) costs more than the loop (a 2-layer bidirectional bptt at
 # T = 5, B = 3, d = 4 took 0.59 ms at once, 0.30 in turn)
 CELLS_AT_ONCE_WORK = 1 << 22
+# multiply-adds per product at least for independent products at once: the same trade
+PRODUCTS_AT_ONCE_WORK = 1 << 22
 
 
 class Plan(NamedTuple):
-    """kind "stepwise" | "compiled"; parts: a cell's row slices; concurrent: tasks on threads
+    """kind "stepwise" | "compiled" | "products"; parts: a cell's row slices; concurrent: tasks on threads
     (BLAS held at 1 thread); hold_blas: BLAS held at 1 thread even inline; reason: why."""
 
     kind: str
@@ -68,6 +71,15 @@ def plan(B, d, cells, truncate, steps) -> Plan:
     if work <= SERIAL_BLAS_WORK:
         return Plan("compiled", parts, False, False, "small steps: BLAS runs them on one thread anyway")
     return Plan("compiled", parts, False, True, "one thread, BLAS held there (no per-step barrier)")
+
+
+def products_plan(macs) -> Plan:
+    """How independent products of `macs` multiply-adds each run: at once on a thread each (BLAS
+    held at 1 thread) where two threads are allowed and each is large, else one after another on
+    every BLAS thread."""
+    if len(macs) > 1 and min(macs) >= PRODUCTS_AT_ONCE_WORK and _threads() > 1:
+        return Plan("products", [], True, True, "independent products at once, one BLAS thread each")
+    return Plan("products", [], False, False, "one product after another, on every BLAS thread")
 
 
 def run(choice: Plan, loop, tasks):
