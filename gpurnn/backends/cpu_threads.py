@@ -24,6 +24,12 @@ with N the BLAS threads allowed now (`threadpool_limits(1)` makes everything ser
     one thread  the rest: the compiled loops in the calling thread, BLAS held at 1 thread
                 (process-wide, restored after), or untouched where BLAS runs such products
                 on one thread anyway (B·d² ≤ SERIAL_BLAS_WORK).
+
+`products_plan` runs two independent products (a layer's dW of its two cells, dU with dX, the
+head's dV with G) on a thread each, BLAS held at 1 thread, where N ≥ 2 and each has at least
+PRODUCTS_AT_ONCE_WORK multiply-adds: one thread's GEMM rate is ~90-95 GFLOP/s on these shapes
+while OpenBLAS's two threads inside one of them reach ~148 together, and a loaded machine,
+which starves BLAS's own threads, costs no barrier inside a product (profiling/RESULTS.md).
 """
 from __future__ import annotations
 
@@ -41,8 +47,9 @@ SERIAL_BLAS_WORK = 1 << 18  # B·d² at most: OpenBLAS runs such a product on on
 # and holding BLAS (~0.1 ms a layer) costs more than the loop (a 2-layer bidirectional bptt at
 # T = 5, B = 3, d = 4 took 0.59 ms at once, 0.30 in turn)
 CELLS_AT_ONCE_WORK = 1 << 22
-# multiply-adds per product at least for independent products at once: the same trade
-PRODUCTS_AT_ONCE_WORK = 1 << 22
+# multiply-adds per product at least for independent products at once (~0.35 ms each on one
+# thread): holding BLAS and handing one to a thread cost ~0.05-0.1 ms
+PRODUCTS_AT_ONCE_WORK = 1 << 24
 
 
 class Plan(NamedTuple):
