@@ -91,8 +91,8 @@ def products_plan(macs) -> Plan:
 
 def run(choice: Plan, loop, tasks):
     """loop(*args) for every args of `tasks` as `choice` says. `loop` must release the GIL
-    (`@njit(nogil=True)`); each args holds views restricted to its rows, so results land in
-    place."""
+    (`@njit(nogil=True)`, or `np.matmul`); each args holds its outputs (views restricted to
+    its rows, or `out` arrays), so results land in place."""
     if not choice.hold_blas:
         for args in tasks:
             loop(*args)
