@@ -138,9 +138,9 @@ def bptt(params: Params, inputs, targets, *, lengths=None, s0=None, activation="
     s_last = stack.last_states(be, P, record)
     visible, argmax = _visible(be, P, problem, record.top, s_last, run.lengths)
     loss, count, dZ = be.softmax_xent(be.affine(visible, P.V, P.c), targets)
-    dV = be.matmul(visible, dZ, trans_a=True)
+    # dV, and ∂L/∂(visible rows) from the outputs alone: independent products
+    dV, explicit = be.matmuls([(visible, dZ, True, False), (dZ, P.V, False, True)])
     dc = be.sum_rows(dZ)
-    explicit = be.matmul(dZ, P.V, trans_b=True)  # ∂L/∂(visible rows) from the outputs alone
     G, g_last = _state_grads(be, problem, explicit, run.lengths, argmax)
     cell_grads, ds0, dX = stack.backward(be, P, record, G, g_last, run.lengths, problem.activation,
                                          problem.truncate, input_grad=input_grad and not problem.tokens)

@@ -61,13 +61,16 @@ def layer_backprop(be, inputs, Ss, cells, G, g_last, lengths, activation, trunca
     delta, own, ds0s = be.layer_backward(G, g_last, Ss, [c.W for c in cells], lengths, activation, truncate)
     T, B, width = delta.shape
     d = width // len(cells)
-    dWs = [be.matmul(S[:-1].reshape(T * B, d), delta_j.reshape(T * B, d), trans_a=True) for S, delta_j in zip(Ss, own)]
+    dWs = be.matmuls([(S[:-1].reshape(T * B, d), delta_j.reshape(T * B, d), True, False) for S, delta_j in zip(Ss, own)])
     U = _joined(be, [c.U for c in cells], 1)
     n = U.shape[0]
     flat = delta.reshape(T * B, width)
     db = be.sum_rows(flat)
-    dU = be.input_grad(inputs, delta, n, lengths)
-    dX = be.matmul(flat, U, trans_b=True).reshape(T, B, n) if input_grad else None
+    if input_grad:          # dense inputs: dU = Xᵀ Δ and dX = Δ Uᵀ, independent
+        dU, dX = be.matmuls([(inputs.reshape(T * B, n), flat, True, False), (flat, U, False, True)])
+        dX = dX.reshape(T, B, n)
+    else:
+        dU, dX = be.input_grad(inputs, delta, n, lengths), None
     return LayerGrads(dX, ds0s, [Cell(*g) for g in zip(_split(be, dU, len(cells)), dWs, _split(be, db, len(cells)))])
 
 

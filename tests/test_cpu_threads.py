@@ -13,7 +13,7 @@ from helpers import FIELDS, make_case, reference_bptt, relative_error
 from threadpoolctl import threadpool_limits
 
 import gpurnn
-from gpurnn.backends import cpu_threads, get_backend, layer_by_cell
+from gpurnn.backends import cpu, cpu_threads, get_backend, layer_by_cell
 
 SIZES = dict(T=9, B=11, n=5, d=23, k=4)
 
@@ -139,3 +139,32 @@ def test_a_large_step_takes_the_stepwise_loops_and_matches_the_reference(activat
     assert relative_error(got.loss, loss) < 1e-12
     assert max(relative_error(getattr(got.grads, f), grads[f]) for f in FIELDS) < 1e-10
     assert relative_error(got.ds0, ds0) < 1e-10
+
+
+def test_products_plan_needs_two_large_products_and_two_threads():
+    large = cpu_threads.PRODUCTS_AT_ONCE_WORK
+    with threadpool_limits(2):
+        assert cpu_threads.products_plan([large, large]).concurrent
+        assert not cpu_threads.products_plan([large, large - 1]).concurrent
+        assert not cpu_threads.products_plan([large]).concurrent
+    with threadpool_limits(1):
+        assert not cpu_threads.products_plan([large, large]).concurrent
+
+
+def test_products_at_once_equal_products_in_turn(monkeypatch):
+    """A 2-layer bidirectional bptt whose independent products (the cells' dW, dU with dX, the
+    head's dV with G) run on a thread each gives what it gives with them one after another."""
+    params = gpurnn.init_params(5, 6, 3, layers=2, bidirectional=True, seed=1, dtype="float64")
+    rng = np.random.default_rng(4)
+    x, targets, lengths = rng.standard_normal((7, 9, 5)), rng.integers(0, 3, (7, 9)), np.array([7, 3, 0, 7, 1, 5, 7, 2, 6])
+    in_turn = gpurnn.bptt(params, x, targets, lengths=lengths, input_grad=True, backend="cpu")
+    plans = []
+    monkeypatch.setattr(cpu_threads, "PRODUCTS_AT_ONCE_WORK", 0)
+    monkeypatch.setattr(cpu_threads, "_threads", lambda: 2)
+    monkeypatch.setattr(cpu, "products_plan", lambda macs: plans.append(cpu_threads.products_plan(macs)) or plans[-1])
+    at_once = gpurnn.bptt(params, x, targets, lengths=lengths, input_grad=True, backend="cpu")
+    assert sum(p.concurrent for p in plans) == 5          # the head's pair; per layer the dW pair; layer 1's dU, dX
+    assert at_once.loss == in_turn.loss
+    for name in params.names():
+        np.testing.assert_array_equal(at_once.grads[name], in_turn.grads[name], err_msg=name)
+    np.testing.assert_array_equal(at_once.dinputs, in_turn.dinputs)

@@ -96,6 +96,10 @@ class Backend(Protocol):
     def matmul(self, A, B, *, trans_a=False, trans_b=False) -> Array:
         """op(A) op(B) for 2-D arrays."""
 
+    def matmuls(self, specs) -> list[Array]:
+        """[op(A) op(B)] for independent products, specs [(A, B, trans_a, trans_b)]; a backend
+        may run them at once."""
+
     def sum_rows(self, A) -> Array:
         """A (R,m) summed over rows -> (m,)."""
 
@@ -113,6 +117,13 @@ class Backend(Protocol):
 
     def clamp(self, A, limit) -> Array:
         """A clamped to [−limit, limit], a new array."""
+
+
+class ProductsInTurn:
+    """`matmuls` as one `matmul` after another, for a backend each of whose products fills its device."""
+
+    def matmuls(self, specs):
+        return [self.matmul(A, B, trans_a=trans_a, trans_b=trans_b) for A, B, trans_a, trans_b in specs]
 
 
 class CellsOneByOne:

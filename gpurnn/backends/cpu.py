@@ -15,7 +15,7 @@ from ..arrays import to_host
 from . import cpu_memory as mem
 from .base import CellsOneByOne
 from .cpu_loops import activate_step, backward_loop, delta_step, forward_loop, truncated_loop
-from .cpu_threads import plan, run
+from .cpu_threads import plan, products_plan, run
 
 
 @njit(cache=True)
@@ -235,8 +235,15 @@ class CPUBackend(CellsOneByOne):
         return deltas, (DP if D > 1 else None), ds0s
 
     def matmul(self, A, B, *, trans_a=False, trans_b=False):
-        opA, opB = (A.T if trans_a else A), (B.T if trans_b else B)
-        return np.matmul(opA, opB, out=mem.empty((opA.shape[0], opB.shape[1]), A.dtype))
+        return self.matmuls([(A, B, trans_a, trans_b)])[0]
+
+    def matmuls(self, specs):
+        tasks = []                                  # (op(A), op(B), out) each
+        for A, B, trans_a, trans_b in specs:
+            opA, opB = (A.T if trans_a else A), (B.T if trans_b else B)
+            tasks.append((opA, opB, mem.empty((opA.shape[0], opB.shape[1]), A.dtype)))
+        run(products_plan([a.shape[0] * a.shape[1] * b.shape[1] for a, b, _ in tasks]), np.matmul, tasks)
+        return [out for _, _, out in tasks]
 
     def sum_rows(self, A):
         return np.ones(A.shape[0], A.dtype) @ A   # BLAS gemv: 1.6x NumPy's sum(axis=0) at (12800,256)

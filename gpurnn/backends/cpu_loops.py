@@ -44,9 +44,12 @@ def activate_step(act, t, XP, c, prev, nxt, lengths, rev, H):
         length = lengths[i]
         if t < length:
             p = length - 1 - t if rev else t
-            activate(act, nxt[i], XP[p, i, c:c + d], nxt[i])
-            if keep:
-                copy_row(nxt[i], H[p, i, c:c + d])
+            if keep:            # into H first, then the copy (the other order measured slower)
+                h = H[p, i, c:c + d]
+                activate(act, nxt[i], XP[p, i, c:c + d], h)
+                copy_row(h, nxt[i])
+            else:
+                activate(act, nxt[i], XP[p, i, c:c + d], nxt[i])
         else:
             copy_row(prev[i], nxt[i])
             if keep:

@@ -1,4 +1,5 @@
-"""Which loop runs a layer's recurrences on the CPU, and on which threads: the one place that decides.
+"""Which loop runs a layer's recurrences on the CPU, and on which threads: the one place that decides
+(and, by `products_plan`, whether independent products run at once on a thread each).
 
 A layer has D cells (directions) of B sequences each; all D·B are independent. `plan` picks,
 with N the BLAS threads allowed now (`threadpool_limits(1)` makes everything serial):
@@ -23,6 +24,12 @@ with N the BLAS threads allowed now (`threadpool_limits(1)` makes everything ser
     one thread  the rest: the compiled loops in the calling thread, BLAS held at 1 thread
                 (process-wide, restored after), or untouched where BLAS runs such products
                 on one thread anyway (B·d² ≤ SERIAL_BLAS_WORK).
+
+`products_plan` runs two independent products (a layer's dW of its two cells, dU with dX, the
+head's dV with G) on a thread each, BLAS held at 1 thread, where N ≥ 2 and each has at least
+PRODUCTS_AT_ONCE_WORK multiply-adds: one thread's GEMM rate is ~90-95 GFLOP/s on these shapes
+while OpenBLAS's two threads inside one of them reach ~148 together, and a loaded machine,
+which starves BLAS's own threads, costs no barrier inside a product (profiling/RESULTS.md).
 """
 from __future__ import annotations
 
@@ -40,10 +47,13 @@ SERIAL_BLAS_WORK = 1 << 18  # B·d² at most: OpenBLAS runs such a product on on
 # and holding BLAS (~0.1 ms a layer) costs more than the loop (a 2-layer bidirectional bptt at
 # T = 5, B = 3, d = 4 took 0.59 ms at once, 0.30 in turn)
 CELLS_AT_ONCE_WORK = 1 << 22
+# multiply-adds per product at least for independent products at once (~0.35 ms each on one
+# thread): holding BLAS and handing one to a thread cost ~0.05-0.1 ms
+PRODUCTS_AT_ONCE_WORK = 1 << 24
 
 
 class Plan(NamedTuple):
-    """kind "stepwise" | "compiled"; parts: a cell's row slices; concurrent: tasks on threads
+    """kind "stepwise" | "compiled" | "products"; parts: a cell's row slices; concurrent: tasks on threads
     (BLAS held at 1 thread); hold_blas: BLAS held at 1 thread even inline; reason: why."""
 
     kind: str
@@ -70,10 +80,19 @@ def plan(B, d, cells, truncate, steps) -> Plan:
     return Plan("compiled", parts, False, True, "one thread, BLAS held there (no per-step barrier)")
 
 
+def products_plan(macs) -> Plan:
+    """How independent products of `macs` multiply-adds each run: at once on a thread each (BLAS
+    held at 1 thread) where two threads are allowed and each is large, else one after another on
+    every BLAS thread."""
+    if len(macs) > 1 and min(macs) >= PRODUCTS_AT_ONCE_WORK and _threads() > 1:
+        return Plan("products", [], True, True, "independent products at once, one BLAS thread each")
+    return Plan("products", [], False, False, "one product after another, on every BLAS thread")
+
+
 def run(choice: Plan, loop, tasks):
     """loop(*args) for every args of `tasks` as `choice` says. `loop` must release the GIL
-    (`@njit(nogil=True)`); each args holds views restricted to its rows, so results land in
-    place."""
+    (`@njit(nogil=True)`, or `np.matmul`); each args holds its outputs (views restricted to
+    its rows, or `out` arrays), so results land in place."""
     if not choice.hold_blas:
         for args in tasks:
             loop(*args)

@@ -37,6 +37,7 @@ from gpurnn.kernels.gemm import gemm
 from . import cuda_memory as mem
 from . import cuda_recurrence as recurrence
 from . import layer_by_cell
+from .base import ProductsInTurn
 from .cuda_memory import DeviceMemoryError
 from .cuda_memory import blocks as _blocks
 from .cuda_memory import lanes as _lanes
@@ -70,7 +71,7 @@ def _token_fields(inputs):
     return inputs.reshape(inputs.shape + (1,)) if inputs.ndim == 2 else inputs
 
 
-class CUDABackend:
+class CUDABackend(ProductsInTurn):
     """Numba CUDA kernels on device arrays. See `gpurnn.backends.base.Backend` for each
     operation's contract."""
 

@@ -18,7 +18,7 @@ import numpy as np
 from numba import njit
 
 from gpurnn import cell
-from gpurnn.backends.base import CellsOneByOne
+from gpurnn.backends.base import CellsOneByOne, ProductsInTurn
 
 sigma = njit(cell.sigma, cache=True)
 sigma_prime = njit(cell.sigma_prime_from_state, cache=True)
@@ -159,7 +159,7 @@ def _add_length0(g_last, lengths, ds0):
             ds0[i] += g_last[i]
 
 
-class CPUBackend(CellsOneByOne):
+class CPUBackend(CellsOneByOne, ProductsInTurn):
     """NumPy + Numba. See `gpurnn.backends.base.Backend` for each operation's contract."""
 
     name = "cpu"
