@@ -135,7 +135,8 @@ def train(
                                             help="tag: chance a training word seen once reads as its spelling "
                                             "signature (seen c times: a/(a+c), a = p/(1-p)), redrawn every epoch"),
     valid_fraction: float = typer.Option(0.1, parser=finite(0, 1, high_open=True),
-                                         help="held out for validation when --valid is not given"),
+                                         help="held out for validation when --valid is not given (classify: 0 "
+                                         "trains on all but the fixed test split)"),
     seed: int = typer.Option(0, min=0, help="seed of the initial weights, data order and splits"),
     backend: BackendName = Backend,
     progress: bool = typer.Option(True, help="show a progress bar (--no-progress: a line per evaluation)"),

@@ -67,7 +67,8 @@ def run_training(options: dict, given: set, echo=typer.echo) -> None:
         return
     task = get_task(settings["task"])
     prepared = task.prepare(o["data"], o["valid"], _task_options(settings, ranks=1 if comm is None else comm.Get_size()))
-    if prepared.valid is None and task.held_out_in_data and not (o["valid"] or o["test"]):
+    scores_valid = task.held_out_in_data and HELD_OUT_SPLIT[task.name][0] == "valid"   # classify: its test split
+    if prepared.valid is None and scores_valid and not (o["valid"] or o["test"]):
         raise DataError(", ".join(o["data"]), None, "too little data to hold out a part to validate and score on at "
                         f"--valid-fraction {settings['valid_fraction']}: give more data, a larger --valid-fraction, "
                         "--valid or --test")
