@@ -24,7 +24,7 @@ def test_average_is_the_decayed_mean_of_the_steps_parameters(backend, tmp_path):
     """After t steps the average is Σ β^(t−i) θ_i / Σ β^(t−i) over the steps' parameters θ_i
     (the initial ones excluded); evaluation and the checkpoint use it, and the trained
     parameters follow the same path as without averaging."""
-    decay, steps, seen = 0.7, 5, []
+    decay, steps, seen = 0.7, 3, []
     trainer = Trainer(init_params(V, D, V, seed=1), TrainConfig(backend=backend, lr=0.1, average=decay),
                       callbacks=[lambda stats: seen.append(plain_copy(trainer.params))])
     trainer.fit(_data(), steps=steps, progress=False)
