@@ -1,6 +1,6 @@
-"""Validation accuracy of a polarity classifier after every epoch, per seed and averaged: what
-docs/results.md ("Polarity: what validation chose") chose the model with. The test split is
-never read.
+"""Validation or cross-validation accuracy of a polarity classifier after every epoch, per seed
+(or fold) and averaged: what docs/results.md ("Polarity: what validation chose", "Polarity by
+cross-validation") chose the models with. The test split is never read.
 
     .venv/bin/python profiling/polarity_validation.py --hidden 256 --pool max --signatures \
         --min-count 2 --epochs 6 [--features bigram] [--bidirectional] [--seeds 0 1 2] [--folds 5] [--data ../shared/data]
