@@ -3,7 +3,9 @@
     arrays    "params.<name>" for each array of the `Params` tree ("params.U" … "params.c" for one
               layer, "params.layers.1.bw.W", "params.head.V" … for a stack), plus any others
               the caller names (the trainer adds
-              "optim.<slot>.<param>" and "carry", the streams' states)
+              "optim.<slot>.<param>" and "carry", the streams' states; with an average of the
+              parameters, `TrainConfig.average`, "params." holds the average and
+              "trained.<name>" the trained parameters)
     metadata  header key "gpurnn": JSON of {"format", "version", **meta} (the trainer stores
               step, epoch, RNG state, configuration, optimizer, vocabulary and any user facts)
 

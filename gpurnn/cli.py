@@ -107,6 +107,9 @@ def train(
     schedule: Schedule = typer.Option("constant", help="learning-rate schedule"),
     clip: Clip = typer.Option("norm", help="gradient clipping"),
     max_norm: float = typer.Option(5.0, parser=finite(0, low_open=True), help="global-norm clipping threshold"),
+    average: float = typer.Option(0.0, parser=finite(0, 1, high_open=True),
+                                  help="evaluate, save and score a running average of the parameters over the "
+                                  "steps with this decay (e.g. 0.99: about the last 100 steps; 0: the trained ones)"),
     truncate: Optional[int] = typer.Option(None, min=1, help="per-loss truncation τ (default: exact BPTT per chunk)"),
     batch_size: Optional[int] = typer.Option(None, min=1, help="sequences (streams for charlm) per batch (task default)"),
     seq_len: int = typer.Option(50, min=1, help="charlm: chunk length of streaming BPTT"),
@@ -132,7 +135,8 @@ def train(
                                             help="tag: chance a training word seen once reads as its spelling "
                                             "signature (seen c times: a/(a+c), a = p/(1-p)), redrawn every epoch"),
     valid_fraction: float = typer.Option(0.1, parser=finite(0, 1, high_open=True),
-                                         help="held out for validation when --valid is not given"),
+                                         help="held out for validation when --valid is not given (classify: 0 "
+                                         "trains on all but the fixed test split)"),
     seed: int = typer.Option(0, min=0, help="seed of the initial weights, data order and splits"),
     backend: BackendName = Backend,
     progress: bool = typer.Option(True, help="show a progress bar (--no-progress: a line per evaluation)"),

@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 from tqdm.auto import tqdm
 
+from .averaging import ParamAverage
 from .backends import get_backend
 from .batches import Batch
 from .bptt import bptt, output_logits
@@ -40,6 +41,7 @@ from .validation import check_call, check_params
 __all__ = ["EvalStats", "StepStats", "TrainConfig", "Trainer", "TrainingDiverged"]
 
 CHECKPOINT, BEST, LAST_GOOD = "checkpoint.safetensors", "best.safetensors", "last_good.safetensors"
+TRAINED = "trained."     # with config.average, a checkpoint's params are the average and these arrays the trained ones
 
 
 class Trainer:
@@ -74,6 +76,7 @@ class Trainer:
         self.params = params.map(lambda a: self.backend.asarray(to_host(a).copy()))
         args = {"momentum": config.momentum} if config.optimizer == "sgd" else {}
         self.optimizer = make_optimizer(config.optimizer, self.params, **{**args, **config.optimizer_args})
+        self.average = ParamAverage(config.average, self.params, self.backend) if config.average else None
         self.callbacks = list(callbacks)
         self.meta = dict(meta or {})
         reserved = set(self.meta) & {"format", "version", "config", "trainer"}
@@ -93,6 +96,12 @@ class Trainer:
     @property
     def step_count(self) -> int:
         return self.position["step"]
+
+    @property
+    def model_params(self) -> Params:
+        """The parameters the model is evaluated and saved with: the running average with
+        `config.average` (`gpurnn.averaging`), else the trained ones."""
+        return self.params if self.average is None else self.average.params
 
     def request_stop(self, reason: str) -> None:
         """Make `fit` end after the step in progress (e.g. from a signal handler), with `reason`."""
@@ -132,6 +141,8 @@ class Trainer:
             self.optimizer.step(self.params, grads, lr)
         self.carry = result.s_last
         self.position["step"] += 1
+        if self.average is not None:
+            self.average.update(self.params, self.step_count)
         seconds = time.perf_counter() - start
         stats = StepStats(self.step_count, self.position["epoch"], loss, count, batch.tokens, norm, lr, seconds,
                           self._throughput.add(batch.tokens, seconds))
@@ -278,7 +289,7 @@ class Trainer:
         """Mean cross-entropy per target (nats) over one pass of `data` in its fixed order, streams'
         states carried from chunk to chunk as in training; no update."""
         data = self._moved(data)
-        cfg, be, P = self.config, self.backend, self.params
+        cfg, be, P = self.config, self.backend, self.model_params
         total, count, carry = 0.0, 0, None
         with nvtx_range("evaluate"):
             for batch in data.iter_epoch(None):
@@ -300,19 +311,22 @@ class Trainer:
         """Write a checkpoint (atomically; default `out_dir/checkpoint.safetensors`) holding all a
         resumed run needs to continue bit for bit: parameters, optimizer state, streams' states,
         step, epoch, position in the epoch, the epoch's RNG state, configuration, `meta`. With a
-        communicator every rank calls it (the streams' states are gathered) and rank 0 writes."""
+        communicator every rank calls it (the streams' states are gathered) and rank 0 writes.
+        With `config.average` the file's params are the average, the trained ones `TRAINED` arrays."""
         if path is None:
             if self.out_dir is None:
                 raise ValueError("save needs a path (or a trainer with out_dir), got neither")
             path = self.out_dir / CHECKPOINT
         arrays = {f"optim.{key}": value for key, value in self.optimizer.state_dict().items()}
+        if self.average is not None:
+            arrays.update({f"{TRAINED}{name}": value for name, value in self.params.items()})
         if self.carry is not None:       # the ranks' rows gathered: the batch axis is -2, (B,d) or (cells,B,d)
             arrays["carry"] = self.carry if self.parallel is None else _swap_batch_first(
                 self.parallel.gather_rows(_swap_batch_first(to_host(self.carry))))
         if self.parallel is not None and not self.parallel.is_root:
             return path
         trainer = {**self.position, "optimizer_t": self.optimizer.t}
-        return save_checkpoint(path, self.params, arrays=arrays,
+        return save_checkpoint(path, self.model_params, arrays=arrays,
                                meta={**self.meta, "config": dataclasses.asdict(self.config), "trainer": trainer})
 
     @classmethod
@@ -324,7 +338,11 @@ class Trainer:
         if backend is not None:
             config.backend = backend
         meta = {k: v for k, v in ckpt.meta.items() if k not in ("format", "version", "config", "trainer")}
-        trainer = cls(ckpt.params, config, callbacks=callbacks, meta=meta, out_dir=out_dir, reduce=reduce, comm=comm)
+        trained = {key[len(TRAINED):]: value for key, value in ckpt.arrays.items() if key.startswith(TRAINED)}
+        params = ckpt.params.like(trained) if config.average else ckpt.params
+        trainer = cls(params, config, callbacks=callbacks, meta=meta, out_dir=out_dir, reduce=reduce, comm=comm)
+        if trainer.average is not None:
+            trainer.average.params = ckpt.params.map(trainer.backend.asarray)
         saved = dict(ckpt.meta["trainer"])
         optim = {key[len("optim."):]: value for key, value in ckpt.arrays.items() if key.startswith("optim.")}
         trainer.optimizer.load_state_dict(optim, saved.pop("optimizer_t"))
@@ -336,8 +354,8 @@ class Trainer:
         return trainer
 
     def host_params(self) -> Params:
-        """A NumPy copy of the parameters (the trainer updates its own arrays in place)."""
-        return self.params.map(lambda a: np.array(to_host(a)))
+        """A NumPy copy of `model_params` (the trainer updates its own arrays in place)."""
+        return self.model_params.map(lambda a: np.array(to_host(a)))
 
 
 class _Throughput:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 from typing import NamedTuple
 
+from .averaging import check_decay
 from .cell import activation_code
 from .bptt import check_dropout
 from .clip import NonFiniteGradientError
@@ -40,6 +41,8 @@ class TrainConfig:
     eval_every: int = 0               # evaluate on `valid` every this many steps (0: once per epoch)
     checkpoint_every: int = 0         # with out_dir: save every this many steps (0: at evaluations/end)
     patience: int = 0                 # stop after this many evaluations without a lower loss (0: never)
+    average: float = 0.0              # evaluate and save a running average of the parameters with this
+                                      # decay β in [0, 1) (gpurnn.averaging; 0: the trained parameters)
 
 
 class StepStats(NamedTuple):
@@ -82,6 +85,7 @@ def check_config(config: TrainConfig) -> None:
             raise ValueError(f"config.{name} must be one of {allowed}, got {getattr(config, name)!r}")
     activation_code(config.activation)
     check_dropout(config.dropout, "config.dropout")
+    check_decay(config.average, "config.average")
     for name in ("max_norm", "clip_value", "lr_step_every"):
         if not getattr(config, name) > 0:
             raise ValueError(f"config.{name} must be > 0, got {getattr(config, name)!r}")

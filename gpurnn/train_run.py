@@ -34,8 +34,8 @@ DEFAULTS = {"charlm": (256, 2e-3, 32, 1), "autocomplete": (128, 5e-3, 32, 10), "
 # What the model and its data are: a resumed run keeps them (--batch-size too: the position
 # in the epoch and the streams' states belong to it).
 FIXED = ("task", "hidden", "layers", "bidirectional", "dropout", "activation", "recurrent_init", "optimizer",
-         "schedule", "clip", "truncate", "batch_size", "seq_len", "valid_fraction", "min_count", "pool", "word_dropout",
-         "features", "signature_dropout", "signatures", "seed")
+         "schedule", "clip", "truncate", "average", "batch_size", "seq_len", "valid_fraction", "min_count", "pool",
+         "word_dropout", "features", "signature_dropout", "signatures", "seed")
 # What a resumed run may change: the trainer's configuration takes the new value.
 ADJUSTABLE = ("lr", "max_norm", "patience", "eval_every", "checkpoint_every")
 EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}
@@ -67,7 +67,8 @@ def run_training(options: dict, given: set, echo=typer.echo) -> None:
         return
     task = get_task(settings["task"])
     prepared = task.prepare(o["data"], o["valid"], _task_options(settings, ranks=1 if comm is None else comm.Get_size()))
-    if prepared.valid is None and task.held_out_in_data and not (o["valid"] or o["test"]):
+    scores_valid = task.held_out_in_data and HELD_OUT_SPLIT[task.name][0] == "valid"   # classify: its test split
+    if prepared.valid is None and scores_valid and not (o["valid"] or o["test"]):
         raise DataError(", ".join(o["data"]), None, "too little data to hold out a part to validate and score on at "
                         f"--valid-fraction {settings['valid_fraction']}: give more data, a larger --valid-fraction, "
                         "--valid or --test")
@@ -212,7 +213,7 @@ def _trainer(prepared, settings: dict, model: dict, backend: str, saved, callbac
     config = TrainConfig(output=prepared.output, backend=backend,
                          **{k: settings[k] for k in ("activation", "optimizer", "lr", "schedule", "clip", "max_norm",
                                                      "truncate", "dropout", "seed", "eval_every", "patience",
-                                                     "checkpoint_every")})
+                                                     "checkpoint_every", "average")})
     params = init_params(prepared.n_in, settings["hidden"], prepared.n_out, layers=settings["layers"],
                          bidirectional=settings["bidirectional"], seed=settings["seed"],
                          recurrent=settings["recurrent_init"])

@@ -98,7 +98,12 @@ def test_polarity_slice_and_classify(tmp_path):
     assert m["test/baseline_majority"] == pytest.approx(np.mean([s.label == model.meta["majority"] for s in test]), abs=1e-6)
     again = tmp_path / "again"
     run("train", "--task", "classify", "--data", f"pos={pos}", "--data", f"neg={neg}", "--out", again,
-        "--hidden", "16", "--epochs", "1", "--seed", "1", "--backend", "cpu", "--no-progress")
+        "--hidden", "16", "--epochs", "1", "--seed", "1", "--average", "0.9", "--backend", "cpu", "--no-progress")
+    assert gpurnn.load(again).settings["average"] == 0.9
+    whole = run("train", "--task", "classify", "--data", f"pos={pos}", "--data", f"neg={neg}", "--out",
+                tmp_path / "whole", "--hidden", "8", "--epochs", "1", "--valid-fraction", "0", "--backend", "cpu",
+                "--no-progress")      # all 540 training sentences (17 batches), no validation
+    assert "17 batches per epoch" in whole and metrics_of(whole)["test/sentences"] == 60
     both = metrics_of(run("eval", out, "--data", f"pos={pos}", "--data", f"neg={neg}", "--ensemble", again))
     assert both["test/models"] == 2 and both["test/sentences"] == 60
     lines = run("classify", out, "a moving and funny film").splitlines()

@@ -41,6 +41,7 @@ TRAIN_CASES = [                      # (extra arguments to TRAIN, what the one l
     (["--lr", "0"], "--lr"),
     (["--seq-len", "0"], "--seq-len"),
     (["--max-norm", "-1"], "--max-norm"),
+    (["--average", "1"], "--average"),               # a decay: 1 would never move from the start
     (["--activation", "foo"], "--activation"),
     (["--optimizer", "adamw"], "--optimizer"),
     (["--valid-fraction", "1.5"], "--valid-fraction"),

@@ -169,11 +169,12 @@ def data_k(config):
     return 2 if config.output == "last" else V
 
 
-@pytest.mark.parametrize("kind", ["streams", "sentences", "bucketed", "classify"])
+@pytest.mark.parametrize("kind", ["streams", "averaged", "sentences", "bucketed", "classify"])
 def test_resume_is_bit_identical(tmp_path, kind):
-    if kind == "streams":
+    if kind in ("streams", "averaged"):
         data = TokenStreams(_text(), batch_size=3, seq_len=6)
-        config = TrainConfig(backend="cpu", optimizer="adam", schedule="cosine", truncate=3, lr=0.02)
+        config = TrainConfig(backend="cpu", optimizer="adam", schedule="cosine", truncate=3, lr=0.02,
+                             average=0.8 if kind == "averaged" else 0.0)
     else:
         xs, ys = _sentences(23, last=kind == "classify")
         data = SentenceBatches(xs, ys, batch_size=4, bucket=kind == "bucketed")
@@ -183,7 +184,9 @@ def test_resume_is_bit_identical(tmp_path, kind):
     straight = _run(tmp_path, data, config, steps)
     resumed = _run(tmp_path, data, config, steps, stop_at=len(data) + 2)
     assert resumed.step_count == straight.step_count == steps
-    for a, b in zip(straight.host_params(), resumed.host_params()):
+    for a, b in zip(straight.host_params(), resumed.host_params()):     # the average, when there is one
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(straight.params, resumed.params):
         np.testing.assert_array_equal(a, b)
     for key, value in straight.optimizer.state_dict().items():
         np.testing.assert_array_equal(value, resumed.optimizer.state_dict()[key])

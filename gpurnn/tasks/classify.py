@@ -75,6 +75,11 @@ class Classify:
         else:
             cut = len(train) - int(round(len(train) * opts.valid_fraction))
             train, held = train[:cut], train[cut:]
+        return self.prepare_parts(train, held, paths, opts)
+
+    def prepare_parts(self, train: list, held: list, paths: list[str], opts: Options) -> Prepared:
+        """`prepare` from the sentences to train on and those to validate on (e.g. one fold of
+        a cross-validation, profiling/polarity_validation.py); `paths` go into the meta."""
         labels = sorted({s.label for s in train})
         if opts.signatures:
             words = WordEncoder.build((s.words for s in train), min_count=opts.min_count)
