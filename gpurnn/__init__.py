@@ -1,4 +1,15 @@
 """gpurnn: Elman RNNs trained by backpropagation through time, on NVIDIA GPUs or the CPU."""
+import os as _os
+
+# OpenBLAS's idle worker threads spin for 2^28 cycles (~0.1 s) after each multi-threaded call
+# before they sleep, so the CPU backend's own threads that follow (a layer's two cells at once,
+# independent products at once) share a core with a spinning worker and run up to 2x slower.
+# 2^20 cycles (~0.4 ms) keeps the workers awake between the calls of a step loop and frees the
+# core before the next phase (profiling/RESULTS.md, "OpenBLAS's spinning workers"). OpenBLAS
+# reads it when it loads: in effect where gpurnn is imported before NumPy (the command line
+# does); a user's own setting wins.
+_os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "20")
+
 from .bptt import BPTTResult, ForwardResult, bptt, forward, output_logits
 from .clip import NonFiniteGradientError, clip_grad_norm, clip_grad_value, global_norm
 from .model import Params, init_params

@@ -105,12 +105,14 @@ def torch_worker(case, warmup, repeats, threads):
 
 
 def gpurnn_worker(case, warmup, repeats, threads):
-    """gpurnn.bptt(backend="cpu") on the same dense inputs, and on token ids (extra column)."""
+    """gpurnn.bptt(backend="cpu") on the same dense inputs, and on token ids (extra column).
+    gpurnn is imported first, as the command line does, so that its OpenBLAS setting
+    (`gpurnn/__init__.py`) is in force when NumPy loads OpenBLAS."""
+    import gpurnn  # isort: skip
+
     import numpy as np
     import scipy.linalg.cython_blas  # noqa: F401  (SciPy's BLAS, which Numba's loops call: load it now
     from threadpoolctl import threadpool_limits  # so that the thread limit reaches it too)
-
-    import gpurnn
 
     threadpool_limits(threads)
     a = np.load(case)
@@ -153,6 +155,7 @@ def worker_main(args):
     if args.worker == "gpurnn":
         out["gemm_flops"] = gemm_rate(args.threads)
         out["blas"] = blas_info()
+        out["openblas_thread_timeout"] = os.environ.get("OPENBLAS_THREAD_TIMEOUT")
     print(json.dumps(out))
 
 
@@ -187,7 +190,8 @@ def summarise(rows, answers, threads):
                       "loss_rel_diff": abs(torch_loss - ours_loss) / abs(torch_loss)})
     geo = math.exp(statistics.mean(math.log(r["speedup_dense"]) for r in table))
     return {"gemm_flops": gemm, "geomean_speedup_dense": geo, "rows": table,
-            "blas": answers["gpurnn"][0]["blas"], "threads": threads}
+            "blas": answers["gpurnn"][0]["blas"], "threads": threads,
+            "openblas_thread_timeout": answers["gpurnn"][0]["openblas_thread_timeout"]}
 
 
 def markdown(summary):
@@ -203,7 +207,8 @@ def markdown(summary):
                      f"| {r['gpurnn_flops'] / 1e9:.1f} | {100 * r['gemm_fraction']:.0f}% |")
     lines.append(f"\nGeometric mean speed-up (dense): {summary['geomean_speedup_dense']:.2f}×; "
                  f"large float32 GEMM rate (numpy, 2048²): {summary['gemm_flops'] / 1e9:.0f} GFLOP/s; "
-                 f"{summary['threads']} threads each side; 1-minute load average "
+                 f"{summary['threads']} threads each side; gpurnn's OPENBLAS_THREAD_TIMEOUT "
+                 f"{summary['openblas_thread_timeout']}; 1-minute load average "
                  f"{summary['loadavg_1min'][0]:.1f} before, {summary['loadavg_1min'][1]:.1f} after.")
     return "\n".join(lines)
 

@@ -168,3 +168,27 @@ def test_products_at_once_equal_products_in_turn(monkeypatch):
     for name in params.names():
         np.testing.assert_array_equal(at_once.grads[name], in_turn.grads[name], err_msg=name)
     np.testing.assert_array_equal(at_once.dinputs, in_turn.dinputs)
+
+
+@pytest.mark.parametrize("preset", [None, "7"])
+def test_import_sets_openblas_spin_timeout_before_numpy_unless_the_user_did(preset):
+    """`import gpurnn` sets OPENBLAS_THREAD_TIMEOUT (OpenBLAS's idle workers would otherwise spin
+    ~0.1 s on the core the cells at once need) before NumPy loads OpenBLAS; a user's value stays."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    if preset:
+        env["OPENBLAS_THREAD_TIMEOUT"] = preset
+    # a finder that prints the setting at the moment NumPy is first imported, then lets it load
+    code = ("import os, sys\n"
+            "class Spy:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name == 'numpy':\n"
+            "            print(os.environ.get('OPENBLAS_THREAD_TIMEOUT'))\n"
+            "            sys.meta_path.remove(self)\n"
+            "sys.meta_path.insert(0, Spy())\n"
+            "import gpurnn\n")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [preset or "20"]
