@@ -30,6 +30,10 @@ head's dV with G) on a thread each, BLAS held at 1 thread, where N ≥ 2 and eac
 PRODUCTS_AT_ONCE_WORK multiply-adds: one thread's GEMM rate is ~90-95 GFLOP/s on these shapes
 while OpenBLAS's two threads inside one of them reach ~148 together, and a loaded machine,
 which starves BLAS's own threads, costs no barrier inside a product (profiling/RESULTS.md).
+
+Threads of ours run at full speed only while OpenBLAS's idle workers sleep: after a
+multi-threaded product they spin for OPENBLAS_THREAD_TIMEOUT (2^n cycles), which `import
+gpurnn` bounds to 2^20 (~0.4 ms) where it can (`gpurnn/__init__.py`).
 """
 from __future__ import annotations
 
