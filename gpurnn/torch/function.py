@@ -98,5 +98,5 @@ class Layer(torch.autograd.Function):
 
 
 def _cells(be, arrays):
-    """The backend's `model.Cell`s of the arrays U, W, b of each cell in turn."""
+    """The backend's `cell.Cell`s of the arrays U, W, b of each cell in turn."""
     return [Cell(*(be.asarray(a) for a in arrays[i:i + 3])) for i in range(0, len(arrays), 3)]
