@@ -20,13 +20,14 @@ from .cli_checks import DEBUG, OneLineErrors, choices, fail, finite
 from .diagnostics.figures import diagnose_command
 from .model import RECURRENT_INITS
 from .distributed import abort_job_on_error
-from .train_run import DEFAULTS, run_training, scored_split
+from .tasks import tasks, tasks_with_command
+from .train_run import run_training, scored_split
 from .trained import checkpoint_file
 
 app = typer.Typer(cls=OneLineErrors, add_completion=False, no_args_is_help=True,
                   help="Train Elman RNNs with backpropagation through time on a GPU or the CPU.")
 
-Task = choices("Task", DEFAULTS)
+Task = choices("Task", tasks())
 Activation = choices("Activation", ("tanh", "logistic", "relu"))
 Init = choices("Init", RECURRENT_INITS)
 Optimizer = choices("Optimizer", ("sgd", "adagrad", "rmsprop", "adam"))
@@ -55,16 +56,19 @@ def checkpoint_path(path: Path) -> Path:
     return path
 
 
-def load_model(checkpoint: Path, tasks: tuple):
-    """(path, Checkpoint) of a model for one of `tasks`, its vocabulary checked against its shape."""
+def load_model(checkpoint: Path, command: str):
+    """(path, Checkpoint) of a model that `gpurnn COMMAND` uses (its task declares the command;
+    `eval` uses all), its vocabulary checked against its shape."""
     from .checkpoint import load_checkpoint
     from .data.features import FeatureEncoder
     from .data.vocab import Vocab
 
     path = checkpoint_path(checkpoint)
     ckpt = load_checkpoint(path)
-    if ckpt.meta.get("task") not in tasks:
-        raise fail(f"{path} holds a {ckpt.meta.get('task')!r} model; expected one of {', '.join(tasks)}", "CHECKPOINT")
+    takes = tuple(tasks()) if command == "eval" else tasks_with_command(command)
+    if ckpt.meta.get("task") not in takes:
+        raise fail(f"{path} holds a {ckpt.meta.get('task')!r} model; `gpurnn {command}` needs a model trained with "
+                   f"--task {' or '.join(takes)}", "CHECKPOINT")
     if ckpt.meta["task"] == "sequences":          # measurements: no vocabulary
         return path, ckpt
     try:
@@ -163,21 +167,22 @@ def evaluate(checkpoint: Path = typer.Argument(..., help="checkpoint file or run
     from .report import print_metrics, with_split
     from .tasks import get_task
 
-    path, ckpt = load_model(checkpoint, tuple(DEFAULTS))
+    path, ckpt = load_model(checkpoint, "eval")
     data, meta, extra = list(data) + list(more_data or []), ckpt.meta, {}
     if ensemble:
         if meta["task"] != "classify":
             raise fail("only classify models average an ensemble", "--ensemble")
-        extra = {"ensemble": [load_model(p, ("classify",))[0] for p in ensemble]}
+        extra = {"ensemble": [load_model(p, "classify")[0] for p in ensemble]}
     metrics = get_task(meta["task"]).evaluate(path, data, meta, backend.value, **extra)
     print_metrics(with_split(metrics, scored_split(meta, data)), typer.echo)
 
 
-def _reader(checkpoint: Path, backend: BackendName, *tasks: str):
+def _reader(checkpoint: Path, backend: BackendName, command: str):
+    """A Reader of the model in `checkpoint`, which must be of a task whose models `command` uses."""
     from .data.vocab import Vocab
     from .generate import Reader
 
-    _, ckpt = load_model(checkpoint, tasks)
+    _, ckpt = load_model(checkpoint, command)
     return Reader(ckpt.params, Vocab.from_json(ckpt.meta["vocab"]), activation=ckpt.activation,
                   backend=backend.value), ckpt.meta
 
@@ -199,7 +204,7 @@ def sample(checkpoint: Path, prime: str = typer.Option("\n", help="text the mode
 
     if not prime:
         raise fail("expected at least one character for the model to read first, got an empty text", "--prime")
-    reader, _ = _reader(checkpoint, backend, "charlm", "autocomplete")
+    reader, _ = _reader(checkpoint, backend, "sample")
     typer.echo(prime + draw(reader, prime, length, temperature=temperature, seed=seed))
 
 
@@ -214,7 +219,7 @@ def complete(checkpoint: Path, prefixes: List[str] = typer.Argument(..., help="w
     if k < 1:
         raise fail(f"expected at least 1 completion per prefix (--beam {beam} then grows to --k when smaller), "
                    f"got {k}", "--k")
-    reader, _ = _reader(checkpoint, backend, "autocomplete")
+    reader, _ = _reader(checkpoint, backend, "complete")
     for prefix in prefixes:
         found = beam_complete(reader, prefix, k=k, beam=max(beam, k), max_len=max_len)
         typer.echo(f"{prefix}: " + "  ".join(f"{w} ({lp:.2f})" for w, lp in found))
@@ -255,8 +260,8 @@ def predict(checkpoint: Path = typer.Argument(..., help="a sequences model: chec
     """The most probable class of every sequence of a file, one per line, in file order."""
     from .tasks import get_task
 
-    path, _ = load_model(checkpoint, ("sequences",))
-    for label in get_task("sequences").predict(path, data, backend.value):
+    path, ckpt = load_model(checkpoint, "predict")
+    for label in get_task(ckpt.meta["task"]).predict(path, data, backend.value):
         typer.echo(label)
 
 

@@ -1,9 +1,12 @@
 """`gpurnn train` from its options (declared in `gpurnn.cli`) to a finished run folder.
 
-    check      the run folder (`RunFolder.check`) and, with --resume, the options against the
-               run's own settings: all before any work and before any folder is created
-    prepare    the task's data
-    claim      the folder (created and locked), the trainer (new or loaded), the history log
+    check      the run folder (`RunFolder.check`), the backend, and, with --resume, the options
+               against the run's own settings
+    prepare    the task's data; then check that the model fits in the device's memory
+               (`gpurnn.memory_estimate`): every check before the folder is touched
+    claim      the folder (created and locked; --overwrite's earlier run moved aside until the
+               new one has saved, and put back if it fails before), the trainer (new or
+               loaded), the history log
     fit        until --steps/--epochs, early stopping, or SIGINT/SIGTERM (which finish the step
                in progress, then save the checkpoint, metrics and plot like any other ending)
     report     why it stopped, the scored metrics (`metric SPLIT/NAME VALUE`), metrics.json, loss.png
@@ -23,14 +26,12 @@ from enum import Enum
 
 import typer
 
-from .cli_checks import check_model_options
+from .cli_checks import check_model_options, fail
 from .data.errors import DataError
+from .memory_estimate import check_fits
 from .run_folder import LOG, TENSORBOARD, RunFolder, RunFolderError
 from .train import BEST, CHECKPOINT
 
-# Per-task defaults: (hidden, lr, batch_size, epochs).
-DEFAULTS = {"charlm": (256, 2e-3, 32, 1), "autocomplete": (128, 5e-3, 32, 10), "tag": (128, 2e-3, 32, 5),
-            "classify": (64, 1e-3, 32, 5), "sequences": (64, 2e-3, 16, 100)}
 # What the model and its data are: a resumed run keeps them (--batch-size too: the position
 # in the epoch and the streams' states belong to it).
 FIXED = ("task", "hidden", "layers", "bidirectional", "dropout", "activation", "recurrent_init", "optimizer",
@@ -60,37 +61,40 @@ def run_training(options: dict, given: set, echo=typer.echo) -> None:
         comm.Barrier()                      # the other ranks wait for rank 0's verdict (a failure aborts all)
     if o["tensorboard"]:
         _check_tensorboardx()
+    backend = _backend(o["backend"])
     saved = load_checkpoint(folder.checkpoint) if o["resume"] else None
-    settings = _settings(o, given, saved)
-    check_model_options(settings)
+    task = get_task(o["task"])
+    settings = _settings(o, given, saved, task)
+    check_model_options(task, settings, given)
     if saved is not None and _finished(saved, settings, o["out"], echo):
         return
-    task = get_task(settings["task"])
     prepared = task.prepare(o["data"], o["valid"], _task_options(settings, ranks=1 if comm is None else comm.Get_size()))
-    scores_valid = task.held_out_in_data and HELD_OUT_SPLIT[task.name][0] == "valid"   # classify: its test split
+    scores_valid = task.held_out_in_data and task.held_out_split[0] == "valid"   # classify: its test split
     if prepared.valid is None and scores_valid and not (o["valid"] or o["test"]):
         raise DataError(", ".join(o["data"]), None, "too little data to hold out a part to validate and score on at "
                         f"--valid-fraction {settings['valid_fraction']}: give more data, a larger --valid-fraction, "
                         "--valid or --test")
+    model = {"inputs": prepared.n_in, "hidden": settings["hidden"], "outputs": prepared.n_out,
+             "layers": settings["layers"], "bidirectional": settings["bidirectional"]}
+    check_fits(model, settings["optimizer"], bool(settings["average"]), backend.name)
     with folder.claim() if root else contextlib.nullcontext(folder):
         if folder.took_over_from:
             echo(f"note: took over {o['out']} from pid {folder.took_over_from}, which ended without releasing it")
-        _train_in(folder, task, prepared, settings, o, saved, echo, comm)
+        _train_in(folder, task, prepared, model, settings, o, saved, echo, comm)
 
 
 def _quiet(*args, **kwargs) -> None:
     """The `echo` of ranks other than 0: rank 0 alone speaks for the job."""
 
 
-def _settings(o: dict, given: set, saved) -> dict:
+def _settings(o: dict, given: set, saved, task) -> dict:
     """The run's settings: the options, with the task's defaults for those not given (new
     run) or the run's own settings (resumed run; FIXED options given that differ are refused)."""
-    hidden, lr, batch_size, epochs = DEFAULTS[o["task"]]
     settings = {name: o[name] for name in FIXED + ADJUSTABLE}
-    settings.update({k: v for k, v in {"hidden": hidden, "lr": lr, "batch_size": batch_size}.items() if k not in given})
+    settings.update({k: task.defaults[k] for k in ("hidden", "lr", "batch_size") if k not in given})
     horizon_given = bool({"steps", "epochs"} & given)
     settings.update(data=o["data"], valid=o["valid"], test=o["test"], steps=o["steps"],
-                    epochs=o["epochs"] if horizon_given else epochs)
+                    epochs=o["epochs"] if horizon_given else task.defaults["epochs"])
     if saved is None:
         return settings
     before = {**_legacy_settings(saved), **saved.meta.get("settings", {})}
@@ -142,6 +146,16 @@ def _task_options(settings: dict, ranks: int):
                                                "signature_dropout", "signatures", "seed")})
 
 
+def _backend(name: str):
+    """The backend `--backend name` picks, refused in one line when this machine cannot run it."""
+    from .backends import BackendUnavailableError, get_backend
+
+    try:
+        return get_backend(name)
+    except BackendUnavailableError as error:
+        raise fail(str(error), "--backend") from None
+
+
 def _check_tensorboardx():
     import importlib.util
 
@@ -150,7 +164,7 @@ def _check_tensorboardx():
                              "pip install 'gpurnn[tensorboard]'")
 
 
-def _train_in(folder: RunFolder, task, prepared, settings: dict, o: dict, saved, echo, comm) -> None:
+def _train_in(folder: RunFolder, task, prepared, model: dict, settings: dict, o: dict, saved, echo, comm) -> None:
     """Train in the claimed `folder`, then report and score (see the module doc); ranks other
     than 0 (`comm`) train and save (a collective) and leave the rest to rank 0."""
     from .report import EvalLog, History, TensorBoardLog, plot_loss, print_metrics, with_split, write_metrics
@@ -160,8 +174,6 @@ def _train_in(folder: RunFolder, task, prepared, settings: dict, o: dict, saved,
     logs = [history] + ([TensorBoardLog(out / TENSORBOARD)] if o["tensorboard"] and root else [])
     callbacks = logs + ([] if o["progress"] else [EvalLog(echo)])
     try:
-        model = {"inputs": prepared.n_in, "hidden": settings["hidden"], "outputs": prepared.n_out,
-                 "layers": settings["layers"], "bidirectional": settings["bidirectional"]}
         trainer = _trainer(prepared, settings, model, o["backend"], saved, callbacks, out, echo, comm)
         echo(f"{task.name}: {prepared.n_in} inputs, hidden {model['hidden']}, {prepared.n_out} outputs, "
              f"{len(prepared.train)} batches per epoch, backend {trainer.backend.name}")
@@ -253,19 +265,14 @@ def _why_stopped(trainer, settings: dict) -> str:
             "command with --resume")
 
 
-# The split a task's `evaluate` scores when given the run's training files: (without --valid,
-# with --valid). charlm and autocomplete then score the part they held out for validation,
-# which they train on when --valid is given; classify scores its fixed test split.
-HELD_OUT_SPLIT = {"charlm": ("valid", "train"), "autocomplete": ("valid", "train"), "classify": ("test", "test"),
-                  "tag": ("train", "train"), "sequences": ("valid", "train")}
-
-
 def scored_split(meta: dict, paths: list) -> str:
     """The split that scoring the model of `meta` on `paths` measures: the task's held-out
     split of its training files, its validation file, or "test" (any other files)."""
+    from .tasks import get_task
+
     settings = meta.get("settings", {})
     if list(paths) == settings.get("data"):
-        return HELD_OUT_SPLIT[meta["task"]][bool(settings.get("valid"))]
+        return get_task(meta["task"]).held_out_split[bool(settings.get("valid"))]
     if settings.get("valid") and list(paths) == [settings["valid"]]:
         return "valid"
     return "test"

@@ -26,6 +26,7 @@ import numpy as np
 
 from ..checkpoint import load_checkpoint
 from ..data.batching import labelled_batches
+from ..data.errors import DataError
 from ..data.features import FeatureEncoder
 from ..data.sentences import fixed_split, read_files_per_label, read_label_column
 from ..data.signatures import WordEncoder
@@ -64,7 +65,12 @@ def word_encoder(meta: dict) -> FeatureEncoder:
 
 class Classify:
     name = "classify"
-    held_out_in_data = True     # whether `evaluate` scores a held-out part of the training files
+    defaults = {"hidden": 64, "lr": 1e-3, "batch_size": 32, "epochs": 5}
+    options = ("valid_fraction", "min_count", "pool", "signatures", "word_dropout", "features", "bidirectional")
+    refusals = {}
+    held_out_split = ("test", "test")     # its fixed test split, whatever --valid
+    held_out_in_data = True
+    commands = ("classify",)
 
     def prepare(self, paths: list[str], valid: str | None, opts: Options) -> Prepared:
         if opts.pool not in CLASS_OUTPUTS:
@@ -81,6 +87,9 @@ class Classify:
         """`prepare` from the sentences to train on and those to validate on (e.g. one fold of
         a cross-validation, profiling/polarity_validation.py); `paths` go into the meta."""
         labels = sorted({s.label for s in train})
+        if len(labels) < 2:
+            raise DataError(", ".join(paths), None, f"every training sentence has the label {labels[0]!r}: "
+                            "a classifier needs sentences of at least two labels")
         if opts.signatures:
             words = WordEncoder.build((s.words for s in train), min_count=opts.min_count)
         else:
@@ -119,3 +128,6 @@ class Classify:
         majority = sum(s.label == meta["majority"] for s in test)
         return {"accuracy": float(np.mean(p.argmax(axis=1) == truth)), "baseline_majority": majority / len(test),
                 "sentences": float(len(test)), "models": float(len(models))}
+
+
+TASK = Classify()

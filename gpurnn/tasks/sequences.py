@@ -56,7 +56,12 @@ def class_scores(checkpoint, path, backend: str, need_labels: bool):
 
 class Sequences:
     name = "sequences"
-    held_out_in_data = False    # `evaluate` on the training file scores its validation part
+    defaults = {"hidden": 64, "lr": 2e-3, "batch_size": 16, "epochs": 100}
+    options = ("valid_fraction", "pool", "bidirectional")
+    refusals = {}
+    held_out_split = ("valid", "train")   # the stratified validation part; with --valid: all of it
+    held_out_in_data = False              # with --valid, the training file is scored whole
+    commands = ("predict",)
 
     def prepare(self, paths: list[str], valid: str | None, opts: Options) -> Prepared:
         if opts.pool not in POOLS:
@@ -65,6 +70,9 @@ class Sequences:
             raise ValueError(f"sequences train on one .ts or .npz file, got {len(paths)}: {paths}")
         data = read_measurements(paths[0])
         classes = class_names(data)
+        if len(set(data.labels)) < 2:
+            raise DataError(paths[0], None, f"every sequence has the label {data.labels[0]!r}: a classifier needs "
+                            "sequences of at least two labels")
         if valid:
             held = read_measurements(valid)
             keep = np.arange(len(data.series))
@@ -106,3 +114,6 @@ class Sequences:
 def _subset(data, indices):
     return type(data)([data.series[i] for i in indices], [data.labels[i] for i in indices], data.classes,
                       data.channels)
+
+
+TASK = Sequences()
