@@ -143,7 +143,8 @@ def train(
                                          "trains on all but the fixed test split)"),
     seed: int = typer.Option(0, min=0, help="seed of the initial weights, data order and splits"),
     backend: BackendName = Backend,
-    progress: bool = typer.Option(True, help="show a progress bar (--no-progress: a line per evaluation)"),
+    progress: bool = typer.Option(True, help="show a progress bar on a terminal (--no-progress, or "
+                                  "output to a file: a line per evaluation and every 30 s between)"),
     tensorboard: bool = typer.Option(False, help="also write TensorBoard event files to --out/tensorboard "
                                      "(needs the [tensorboard] extra)"),
 ) -> None:
@@ -187,6 +188,12 @@ def _reader(checkpoint: Path, backend: BackendName, command: str):
                   backend=backend.value), ckpt.meta
 
 
+def _note_unseen(vocab, text: str, what: str) -> None:
+    note = vocab.unseen_note(text, what)
+    if note:
+        typer.echo(note, err=True)
+
+
 def _words(sentence: str) -> list:
     words = sentence.split()
     if not words:
@@ -205,6 +212,7 @@ def sample(checkpoint: Path, prime: str = typer.Option("\n", help="text the mode
     if not prime:
         raise fail("expected at least one character for the model to read first, got an empty text", "--prime")
     reader, _ = _reader(checkpoint, backend, "sample")
+    _note_unseen(reader.vocab, prime, "the prime")
     typer.echo(prime + draw(reader, prime, length, temperature=temperature, seed=seed))
 
 
@@ -220,6 +228,7 @@ def complete(checkpoint: Path, prefixes: List[str] = typer.Argument(..., help="w
         raise fail(f"expected at least 1 completion per prefix (--beam {beam} then grows to --k when smaller), "
                    f"got {k}", "--k")
     reader, _ = _reader(checkpoint, backend, "complete")
+    _note_unseen(reader.vocab, "".join(prefixes), "the prefixes")
     for prefix in prefixes:
         found = beam_complete(reader, prefix, k=k, beam=max(beam, k), max_len=max_len)
         typer.echo(f"{prefix}: " + "  ".join(f"{w} ({lp:.2f})" for w, lp in found))

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 from enum import Enum
 
 import typer
@@ -40,6 +41,7 @@ FIXED = ("task", "hidden", "layers", "bidirectional", "dropout", "activation", "
 # What a resumed run may change: the trainer's configuration takes the new value.
 ADJUSTABLE = ("lr", "max_norm", "patience", "eval_every", "checkpoint_every")
 EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}
+LOG_EVERY_SECONDS = 30     # without a progress bar: a line at least this often between evaluations
 
 
 def run_training(options: dict, given: set, echo=typer.echo) -> None:
@@ -78,6 +80,8 @@ def run_training(options: dict, given: set, echo=typer.echo) -> None:
              "layers": settings["layers"], "bidirectional": settings["bidirectional"]}
     check_fits(model, settings["optimizer"], bool(settings["average"]), backend.name)
     with folder.claim() if root else contextlib.nullcontext(folder):
+        for note in prepared.notes:
+            echo(note)
         if folder.took_over_from:
             echo(f"note: took over {o['out']} from pid {folder.took_over_from}, which ended without releasing it")
         _train_in(folder, task, prepared, model, settings, o, saved, echo, comm)
@@ -172,14 +176,15 @@ def _train_in(folder: RunFolder, task, prepared, model: dict, settings: dict, o:
     out, root = folder.path, comm is None or comm.Get_rank() == 0
     history = History(out / LOG if root else None, upto=None if saved is None else saved.meta["trainer"]["step"])
     logs = [history] + ([TensorBoardLog(out / TENSORBOARD)] if o["tensorboard"] and root else [])
-    callbacks = logs + ([] if o["progress"] else [EvalLog(echo)])
+    bar = o["progress"] and sys.stderr.isatty()        # a log file gets lines, not a bar's carriage returns
+    callbacks = logs + ([] if bar else [EvalLog(echo, every_seconds=LOG_EVERY_SECONDS)])
     try:
         trainer = _trainer(prepared, settings, model, o["backend"], saved, callbacks, out, echo, comm)
         echo(f"{task.name}: {prepared.n_in} inputs, hidden {model['hidden']}, {prepared.n_out} outputs, "
              f"{len(prepared.train)} batches per epoch, backend {trainer.backend.name}")
         with _stop_on_signals(trainer):
             trainer.fit(prepared.train, steps=settings["steps"], epochs=settings["epochs"], valid=prepared.valid,
-                        progress=o["progress"])
+                        progress=bar)
         trainer.save()
         if not root:
             return

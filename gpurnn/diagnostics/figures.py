@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
+import time
 
 import numpy as np
 import typer
@@ -108,7 +109,7 @@ def _smooth(values, window=25):
     return np.convolve(padded, kernel, mode="valid")
 
 
-def run_diagnose(out_dir="docs/figures", *, T=60, hidden=32, length=20, lr=0.3, clip=1.0, steps=1500,
+def run_diagnose(out_dir="runs/diagnose", *, T=60, hidden=32, length=20, lr=0.3, clip=1.0, steps=1500,
                  search=SEARCH_LENGTHS, seeds=3, run_seeds=RUN_SEEDS, min_solved=MIN_SOLVED, sequences=10_000,
                  echo=print, command="gpurnn diagnose") -> dict:
     """Run the studies, write the figures and gradient-flow.json into `out_dir`, return the numbers.
@@ -119,8 +120,13 @@ def run_diagnose(out_dir="docs/figures", *, T=60, hidden=32, length=20, lr=0.3, 
     sequences per final evaluation (the success criteria use 10,000). `command` is recorded
     in the JSON's provenance with the date and the commit.
     """
-    out = pathlib.Path(out_dir)
+    out, start = pathlib.Path(out_dir), time.perf_counter()
+
+    def stage(number: int, what: str) -> None:
+        echo(f"[{time.perf_counter() - start:5.0f} s] stage {number}/3: {what}")
+
     out.mkdir(parents=True, exist_ok=True)
+    stage(1, f"Jacobian norms by lag, tanh, logistic and relu x {len(RHOS)} spectral radii, {seeds} random W each")
     studies = [lag_study(rhos=RHOS, T=T, d=hidden, seed=seed) for seed in range(seeds)]
     curves = studies[0]
     lag_figure(curves, out / "gradient-flow-lag.png")
@@ -133,21 +139,36 @@ def run_diagnose(out_dir="docs/figures", *, T=60, hidden=32, length=20, lr=0.3, 
                                                                       for study in studies]
                                     for i, c in enumerate(curves)},
                "lag_violations_all_seeds": sum(c.violations for study in studies for c in study)}
-    runs = [[train_run(length=length, clip=value, lr=lr, steps=steps, hidden=hidden, seed=seed, sequences=sequences)
-             for value in (None, clip)] for seed in range(run_seeds)]
+    stage(2, f"temporal order of length {length}, SGD without and with clipping at {clip:g}, {run_seeds} seeds "
+             f"x {steps} steps")
+    runs = []
+    for seed in range(run_seeds):
+        runs.append([train_run(length=length, clip=value, lr=lr, steps=steps, hidden=hidden, seed=seed,
+                               sequences=sequences) for value in (None, clip)])
+        solved = ["yes" if run.evaluation.solved else "no" for run in runs[-1]]
+        echo(f"  seed {seed + 1}/{run_seeds}: solved without clipping {solved[0]}, with {solved[1]}")
     clipping_figure(runs[0], out / "gradient-flow-clipping.png")
     numbers["clipping"] = [_run_numbers(run) for pair in runs for run in pair]
     numbers["clipping_solved"] = {str(value): sum(pair[i].evaluation.solved for pair in runs)
                                   for i, value in enumerate((None, clip))}
     numbers["longest_solved"] = []
+    stage(3, f"the longest length solved by {min_solved} of {run_seeds} seeds, of {', '.join(map(str, search))}, "
+             "without and with clipping")
     for value in (None, clip):
+        def report(n, k, value=value):
+            echo(f"  {'no clipping' if value is None else f'clipping at {value:g}'}: length {n} solved by {k} "
+                 f"of {run_seeds} seeds")
+
         best, made, solved = longest_solved(search, range(run_seeds), min_solved=min_solved, clip=value, lr=lr,
-                                            steps=steps, hidden=hidden, check_every=100, sequences=sequences)
+                                            steps=steps, hidden=hidden, check_every=100, sequences=sequences,
+                                            report=report)
         numbers["longest_solved"].append({"clip": value, "searched": list(search), "longest": best,
                                           "solved_by_length": {str(n): k for n, k in solved.items()},
                                           "runs": [_run_numbers(run) for run in made]})
     (out / "gradient-flow.json").write_text(json.dumps(numbers, indent=1) + "\n")
     (out / "gradient-flow-tables.md").write_text("\n\n".join(markdown_tables(numbers).values()) + "\n")
+    echo(f"[{time.perf_counter() - start:5.0f} s] wrote {out}/: gradient-flow-lag.png, gradient-flow-clipping.png, "
+         "gradient-flow.json, gradient-flow-tables.md")
     for name, rates in numbers["lag_rate_by_seed"].items():
         for seed, rate in enumerate(rates):
             echo(f"metric rate_{name}_seed{seed} {rate:.4f}")
@@ -219,7 +240,8 @@ def _run_numbers(run) -> dict:
 
 
 def diagnose_command(
-    out: pathlib.Path = typer.Option(pathlib.Path("docs/figures"), help="folder for the PNGs and gradient-flow.json"),
+    out: pathlib.Path = typer.Option(pathlib.Path("runs/diagnose"), help="folder for the PNGs and gradient-flow.json "
+                                     "(docs/figures: the published ones)"),
     steps: int = typer.Option(1500, min=1, help="SGD steps per training run (the length search's budget)"),
     lr: float = typer.Option(0.3, min=0.0, help="SGD learning rate of the clipping study"),
     clip: float = typer.Option(1.0, min=0.0, help="max ‖g‖ of the clipped runs"),

@@ -43,6 +43,7 @@ class Prepared:
     n_out: int                 # classes (columns of V)
     output: str                # "all", "last", "mean" or "max" (bptt's output modes)
     meta: dict
+    notes: list = dataclasses.field(default_factory=list)   # lines to show the user once (e.g. unseen symbols)
 
 
 @dataclasses.dataclass

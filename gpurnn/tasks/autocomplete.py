@@ -50,7 +50,8 @@ class Autocomplete:
         train = SentenceBatches(*encode_words(train_words, vocab), opts.batch_size)
         held = SentenceBatches(*encode_words(valid_words, vocab), 256, shuffle=False) if valid_words else None
         meta = {"task": self.name, "vocab": vocab.to_json(), "valid_fraction": opts.valid_fraction, "words": paths}
-        return Prepared(train, held, len(vocab), len(vocab), "all", meta)
+        notes = [n for n in [vocab.unseen_note("".join(valid_words), f"--valid {valid}")] if valid and n]
+        return Prepared(train, held, len(vocab), len(vocab), "all", meta, notes)
 
     def evaluate(self, checkpoint_path, paths: list[str], meta: dict, backend: str) -> dict:
         """Loss per character (and `<stop>`) on the held-out running text of `paths` (all of it when

@@ -31,7 +31,8 @@ class CharLM:
     def prepare(self, paths: list[str], valid: str | None, opts: Options) -> Prepared:
         text = "".join(read_text(p) for p in paths)
         ids, vocab = encode_text(text)
-        train_ids, valid_ids = (ids, vocab.encode(read_text(valid))) if valid else split_text(ids, opts.valid_fraction)
+        valid_text = read_text(valid) if valid else ""
+        train_ids, valid_ids = (ids, vocab.encode(valid_text)) if valid else split_text(ids, opts.valid_fraction)
         if len(train_ids) <= opts.batch_size:
             raise DataError(", ".join(paths), None, f"{len(train_ids)} characters to train on, fewer than batch_size + 1 "
                             f"= {opts.batch_size + 1} (a stream per row of a batch): lower --batch-size or give more text")
@@ -39,7 +40,8 @@ class CharLM:
         held = TokenStreams(valid_ids, opts.batch_size, opts.seq_len) if len(valid_ids) > opts.batch_size else None
         meta = {"task": self.name, "vocab": vocab.to_json(), "valid_fraction": opts.valid_fraction,
                 "batch_size": opts.batch_size, "seq_len": opts.seq_len}
-        return Prepared(streams, held, len(vocab), len(vocab), "all", meta)
+        notes = [n for n in [vocab.unseen_note(valid_text, f"--valid {valid}")] if n]
+        return Prepared(streams, held, len(vocab), len(vocab), "all", meta, notes)
 
     def evaluate(self, checkpoint_path, paths: list[str], meta: dict, backend: str) -> dict:
         """Loss on the last `valid_fraction` of the text of `paths`, and the unigram baseline's:
