@@ -98,8 +98,10 @@ def train(
     overwrite: bool = typer.Option(False, help="replace the run already in --out"),
     hidden: Optional[int] = typer.Option(None, min=1, help="hidden units d (task default), per layer and direction"),
     layers: int = typer.Option(1, min=1, help="stacked recurrent layers (each reads the states of the one below)"),
-    bidirectional: bool = typer.Option(False, help="add a backward direction to every layer (tag, classify, "
-                                       "sequences: each step's output sees the steps after it too)"),
+    bidirectional: Optional[bool] = typer.Option(None, "--bidirectional/--no-bidirectional", show_default=False,
+                                                 help="add a backward direction to every layer (tag, classify, "
+                                                 "sequences: each step's output sees the steps after it too; "
+                                                 "default: sequences yes, the others no)"),
     dropout: float = typer.Option(0.0, parser=finite(0, 1, high_open=True),
                                   help="inverted dropout on the states between layers while training (--layers >= 2)"),
     activation: Activation = typer.Option("tanh", help="σ"),
@@ -125,9 +127,10 @@ def train(
     patience: int = typer.Option(2, min=0, help="stop after this many evaluations without a lower validation loss "
                                  "and score the best model (0: train to the end and score the last)"),
     min_count: int = typer.Option(2, min=1, help="tag/classify: rarer words get unknown-word ids"),
-    pool: Pool = typer.Option("mean", help="classify: mean (label at every step) | last | max (of the states); "
-                              "sequences: last | mean | max, the output read from that pool of the states over each "
-                              "sequence's real steps"),
+    pool: Optional[Pool] = typer.Option(None, show_default=False,
+                                        help="classify: mean (label at every step; the default) | last | max (of "
+                                        "the states); sequences: last | mean | max (the default), the output read "
+                                        "from that pool of the states over each sequence's real steps"),
     signatures: bool = typer.Option(False, help="classify: rarer words read their spelling signature (as the "
                                     "tagger's, e.g. <unk|x|||ly>) instead of <unk>"),
     word_dropout: float = typer.Option(0.25, parser=finite(0, 1, high_open=True),

@@ -38,6 +38,8 @@ from .train import BEST, CHECKPOINT
 FIXED = ("task", "hidden", "layers", "bidirectional", "dropout", "activation", "recurrent_init", "optimizer",
          "schedule", "clip", "truncate", "average", "batch_size", "seq_len", "valid_fraction", "min_count", "pool",
          "word_dropout", "features", "signature_dropout", "signatures", "seed")
+# The options a task without a default of its own for them leaves off.
+OFF = {"bidirectional": False, "pool": None}
 # What a resumed run may change: the trainer's configuration takes the new value.
 ADJUSTABLE = ("lr", "max_norm", "patience", "eval_every", "checkpoint_every")
 EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}
@@ -80,11 +82,22 @@ def run_training(options: dict, given: set, echo=typer.echo) -> None:
              "layers": settings["layers"], "bidirectional": settings["bidirectional"]}
     check_fits(model, settings["optimizer"], bool(settings["average"]), backend.name)
     with folder.claim() if root else contextlib.nullcontext(folder):
+        if saved is None:
+            echo(_defaults_used(task, given, settings))
         for note in prepared.notes:
             echo(note)
         if folder.took_over_from:
             echo(f"note: took over {o['out']} from pid {folder.took_over_from}, which ended without releasing it")
         _train_in(folder, task, prepared, model, settings, o, saved, echo, comm)
+
+
+def _defaults_used(task, given: set, settings: dict) -> str:
+    """One line naming the task's defaults that this run takes (the options it was not given)."""
+    horizon = {"steps", "epochs"} & given
+    used = [f"{name.replace('_', ' ')} {settings[name]}" if not isinstance(settings[name], bool)
+            else ("" if settings[name] else "no ") + name.replace("_", " ")
+            for name in task.defaults if name not in given and not (name == "epochs" and horizon)]
+    return f"{task.name} defaults: {', '.join(used)}" if used else f"{task.name}: no task default used"
 
 
 def _quiet(*args, **kwargs) -> None:
@@ -95,7 +108,8 @@ def _settings(o: dict, given: set, saved, task) -> dict:
     """The run's settings: the options, with the task's defaults for those not given (new
     run) or the run's own settings (resumed run; FIXED options given that differ are refused)."""
     settings = {name: o[name] for name in FIXED + ADJUSTABLE}
-    settings.update({k: task.defaults[k] for k in ("hidden", "lr", "batch_size") if k not in given})
+    settings.update({k: v for k, v in task.defaults.items() if k != "epochs" and k not in given})
+    settings.update({k: v for k, v in OFF.items() if settings[k] is None})
     horizon_given = bool({"steps", "epochs"} & given)
     settings.update(data=o["data"], valid=o["valid"], test=o["test"], steps=o["steps"],
                     epochs=o["epochs"] if horizon_given else task.defaults["epochs"])

@@ -18,7 +18,8 @@ def test_every_task_declares_what_the_command_line_reads():
     commands = set(typer.main.get_command(app).commands)
     assert set(tasks()) == {"charlm", "autocomplete", "tag", "classify", "sequences"}
     for name, task in tasks().items():
-        assert task.name == name and set(task.defaults) == {"hidden", "lr", "batch_size", "epochs"}
+        assert task.name == name and {"hidden", "lr", "batch_size", "epochs"} <= set(task.defaults)
+        assert set(task.defaults) - {"hidden", "lr", "batch_size", "epochs"} <= set(task.options)
         assert set(task.options) <= set(TASK_OPTIONS) and set(task.refusals) <= set(TASK_OPTIONS) - set(task.options)
         assert task.held_out_split[0] in ("valid", "test", "train") and set(task.commands) <= commands
     assert {o for task in tasks().values() for o in task.options} == set(TASK_OPTIONS)   # each taken somewhere
@@ -77,3 +78,11 @@ def test_a_command_names_the_task_its_model_needs(tmp_path):
     result = runner.invoke(app, ["complete", str(model), "ab"])
     assert result.exit_code == 2 and len(result.stderr.splitlines()) == 1
     assert "holds a 'charlm' model; `gpurnn complete` needs a model trained with --task autocomplete" in result.stderr
+
+
+def test_a_run_names_the_task_defaults_it_takes(tmp_path):
+    data = _data(tmp_path)
+    result = runner.invoke(app, ["train", "--task", "classify", "--data", data["classify"], f"neg={tmp_path / 'pos.txt'}",
+                                 "--out", str(tmp_path / "run"), "--hidden", "4", "--steps", "1", "--backend", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == "classify defaults: lr 0.001, batch size 32, pool mean"

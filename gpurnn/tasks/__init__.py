@@ -4,7 +4,8 @@ A task is a module of this package with a `TASK` object (found by `tasks()`, so 
 is one new file). The object declares what the command line and the trainer need to know:
 
     name             the value of --task
-    defaults         {"hidden", "lr", "batch_size", "epochs"} when not given
+    defaults         {"hidden", "lr", "batch_size", "epochs"} and any option of TASK_OPTIONS it
+                     takes with a default of its own (e.g. "pool"), when not given
     options          the options of `train` that are this task's (of TASK_OPTIONS); the others
                      of TASK_OPTIONS are refused when given (`check_options`), with `refusals`
                      saying why where it is not plain

@@ -65,7 +65,7 @@ def word_encoder(meta: dict) -> FeatureEncoder:
 
 class Classify:
     name = "classify"
-    defaults = {"hidden": 64, "lr": 1e-3, "batch_size": 32, "epochs": 5}
+    defaults = {"hidden": 64, "lr": 1e-3, "batch_size": 32, "epochs": 5, "pool": "mean"}
     options = ("valid_fraction", "min_count", "pool", "signatures", "word_dropout", "features", "bidirectional")
     refusals = {}
     held_out_split = ("test", "test")     # its fixed test split, whatever --valid

@@ -56,7 +56,9 @@ def class_scores(checkpoint, path, backend: str, need_labels: bool):
 
 class Sequences:
     name = "sequences"
-    defaults = {"hidden": 64, "lr": 2e-3, "batch_size": 16, "epochs": 100}
+    # max pool and both directions: chosen on validation inside the training files of
+    # BasicMotions and JapaneseVowels (docs/results.md, "Defaults chosen by validation")
+    defaults = {"hidden": 64, "lr": 2e-3, "batch_size": 16, "epochs": 100, "pool": "max", "bidirectional": True}
     options = ("valid_fraction", "pool", "bidirectional")
     refusals = {}
     held_out_split = ("valid", "train")   # the stratified validation part; with --valid: all of it
