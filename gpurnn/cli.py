@@ -104,18 +104,22 @@ def train(
                                                  "default: sequences yes, the others no)"),
     dropout: float = typer.Option(0.0, parser=finite(0, 1, high_open=True),
                                   help="inverted dropout on the states between layers while training (--layers >= 2)"),
-    activation: Activation = typer.Option("tanh", help="σ"),
-    recurrent_init: Init = typer.Option("uniform", help="W at the start: uniform (±1/sqrt(d), as torch) | identity "
+    activation: Optional[Activation] = typer.Option(None, show_default=False,
+                                                    help="σ (default: classify relu, the others tanh)"),
+    recurrent_init: Optional[Init] = typer.Option(None, show_default=False, help="W at the start (default: classify "
+                                                  "identity, the others uniform): uniform (±1/sqrt(d), as torch) | identity "
                                         "(W = I, the IRNN of Le et al. 2015, with relu: the state starts as a running sum) "
                                         "| orthogonal (random orthogonal W, Saxe et al. 2014: for long sequences)"),
     optimizer: Optimizer = typer.Option("adam"),
     lr: Optional[float] = typer.Option(None, parser=finite(0, low_open=True), help="learning rate (task default)"),
-    schedule: Schedule = typer.Option("constant", help="learning-rate schedule"),
+    schedule: Optional[Schedule] = typer.Option(None, show_default=False,
+                                                help="learning-rate schedule (default: tag cosine, the others constant)"),
     clip: Clip = typer.Option("norm", help="gradient clipping"),
     max_norm: float = typer.Option(5.0, parser=finite(0, low_open=True), help="global-norm clipping threshold"),
-    average: float = typer.Option(0.0, parser=finite(0, 1, high_open=True),
-                                  help="evaluate, save and score a running average of the parameters over the "
-                                  "steps with this decay (e.g. 0.99: about the last 100 steps; 0: the trained ones)"),
+    average: Optional[float] = typer.Option(None, parser=finite(0, 1, high_open=True), show_default=False,
+                                            help="evaluate, save and score a running average of the parameters over "
+                                            "the steps with this decay (e.g. 0.99: about the last 100 steps; 0: the "
+                                            "trained ones; default: classify 0.99, the others 0)"),
     truncate: Optional[int] = typer.Option(None, min=1, help="per-loss truncation τ (default: exact BPTT per chunk)"),
     batch_size: Optional[int] = typer.Option(None, min=1, help="sequences (streams for charlm) per batch (task default)"),
     seq_len: int = typer.Option(50, min=1, help="charlm: chunk length of streaming BPTT"),
@@ -131,19 +135,22 @@ def train(
                                         help="classify: mean (label at every step; the default) | last | max (of "
                                         "the states); sequences: last | mean | max (the default), the output read "
                                         "from that pool of the states over each sequence's real steps"),
-    signatures: bool = typer.Option(False, help="classify: rarer words read their spelling signature (as the "
-                                    "tagger's, e.g. <unk|x|||ly>) instead of <unk>"),
-    word_dropout: float = typer.Option(0.25, parser=finite(0, 1, high_open=True),
-                                       help="classify: chance a training word reads as unknown"),
+    signatures: Optional[bool] = typer.Option(None, "--signatures/--no-signatures", show_default=False,
+                                              help="classify: rarer words read their spelling signature (as the "
+                                              "tagger's, e.g. <unk|x|||ly>) instead of <unk> (default: yes)"),
+    word_dropout: Optional[float] = typer.Option(None, parser=finite(0, 1, high_open=True), show_default=False,
+                                                 help="classify: chance a training word reads as unknown (default: 0.25)"),
     features: Optional[str] = typer.Option(None, help="tag/classify: fields read beside each word, "
-                                           "comma-separated suffixK, prefixK, signature, lower, bigram, negated (e.g. "
+                                           "comma-separated suffixK, prefixK, signature, lower, bigram, negated, or "
+                                           "'none' (default: the task's, in `gpurnn/tasks/`; e.g. "
                                            "suffix2,suffix3,prefix1)"),
-    signature_dropout: float = typer.Option(0.0, parser=finite(0, 1, high_open=True),
-                                            help="tag: chance a training word seen once reads as its spelling "
-                                            "signature (seen c times: a/(a+c), a = p/(1-p)), redrawn every epoch"),
-    valid_fraction: float = typer.Option(0.1, parser=finite(0, 1, high_open=True),
-                                         help="held out for validation when --valid is not given (classify: 0 "
-                                         "trains on all but the fixed test split)"),
+    signature_dropout: Optional[float] = typer.Option(None, parser=finite(0, 1, high_open=True), show_default=False,
+                                                      help="tag: chance a training word seen once reads as its "
+                                                      "spelling signature (seen c times: a/(a+c), a = p/(1-p)), "
+                                                      "redrawn every epoch (default: 0.5)"),
+    valid_fraction: Optional[float] = typer.Option(None, parser=finite(0, 1, high_open=True), show_default=False,
+                                                   help="held out for validation when --valid is not given (default: "
+                                                   "0.1; classify 0: it trains on all but its fixed test split)"),
     seed: int = typer.Option(0, min=0, help="seed of the initial weights, data order and splits"),
     backend: BackendName = Backend,
     progress: bool = typer.Option(True, help="show a progress bar on a terminal (--no-progress, or "

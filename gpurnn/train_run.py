@@ -38,8 +38,10 @@ from .train import BEST, CHECKPOINT
 FIXED = ("task", "hidden", "layers", "bidirectional", "dropout", "activation", "recurrent_init", "optimizer",
          "schedule", "clip", "truncate", "average", "batch_size", "seq_len", "valid_fraction", "min_count", "pool",
          "word_dropout", "features", "signature_dropout", "signatures", "seed")
-# The options a task without a default of its own for them leaves off.
-OFF = {"bidirectional": False, "pool": None}
+# The defaults of the options a task's declaration (`defaults`) does not set.
+GENERAL_DEFAULTS = {"bidirectional": False, "pool": None, "activation": "tanh", "recurrent_init": "uniform",
+                    "schedule": "constant", "average": 0.0, "signatures": False, "word_dropout": 0.0,
+                    "features": None, "signature_dropout": 0.0, "valid_fraction": 0.1}
 # What a resumed run may change: the trainer's configuration takes the new value.
 ADJUSTABLE = ("lr", "max_norm", "patience", "eval_every", "checkpoint_every")
 EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}
@@ -109,7 +111,9 @@ def _settings(o: dict, given: set, saved, task) -> dict:
     run) or the run's own settings (resumed run; FIXED options given that differ are refused)."""
     settings = {name: o[name] for name in FIXED + ADJUSTABLE}
     settings.update({k: v for k, v in task.defaults.items() if k != "epochs" and k not in given})
-    settings.update({k: v for k, v in OFF.items() if settings[k] is None})
+    settings.update({k: v for k, v in GENERAL_DEFAULTS.items() if settings[k] is None})
+    if settings["features"] == "none":
+        settings["features"] = None
     horizon_given = bool({"steps", "epochs"} & given)
     settings.update(data=o["data"], valid=o["valid"], test=o["test"], steps=o["steps"],
                     epochs=o["epochs"] if horizon_given else task.defaults["epochs"])

@@ -10,6 +10,7 @@ from gpurnn.checkpoint import save_checkpoint
 from gpurnn.cli import app
 from gpurnn.model import init_params
 from gpurnn.tasks import TASK_OPTIONS, tasks
+from gpurnn.train_run import GENERAL_DEFAULTS
 
 runner = CliRunner()
 
@@ -19,7 +20,8 @@ def test_every_task_declares_what_the_command_line_reads():
     assert set(tasks()) == {"charlm", "autocomplete", "tag", "classify", "sequences"}
     for name, task in tasks().items():
         assert task.name == name and {"hidden", "lr", "batch_size", "epochs"} <= set(task.defaults)
-        assert set(task.defaults) - {"hidden", "lr", "batch_size", "epochs"} <= set(task.options)
+        assert set(task.defaults) <= set(GENERAL_DEFAULTS) | {"hidden", "lr", "batch_size", "epochs"}
+        assert set(task.defaults) & set(TASK_OPTIONS) <= set(task.options)
         assert set(task.options) <= set(TASK_OPTIONS) and set(task.refusals) <= set(TASK_OPTIONS) - set(task.options)
         assert task.held_out_split[0] in ("valid", "test", "train") and set(task.commands) <= commands
     assert {o for task in tasks().values() for o in task.options} == set(TASK_OPTIONS)   # each taken somewhere
@@ -85,4 +87,6 @@ def test_a_run_names_the_task_defaults_it_takes(tmp_path):
     result = runner.invoke(app, ["train", "--task", "classify", "--data", data["classify"], f"neg={tmp_path / 'pos.txt'}",
                                  "--out", str(tmp_path / "run"), "--hidden", "4", "--steps", "1", "--backend", "cpu"])
     assert result.exit_code == 0, result.output
-    assert result.stdout.splitlines()[0] == "classify defaults: lr 0.001, batch size 32, pool mean"
+    first = result.stdout.splitlines()[0]
+    assert first.startswith("classify defaults: lr 0.002, batch size 32, pool max, activation relu, ") and "hidden" not in first
+    assert "epochs" not in first and first.endswith(", valid fraction 0.0")       # --steps given: no epochs
