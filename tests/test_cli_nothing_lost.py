@@ -105,3 +105,16 @@ def test_real_entry_point_overwrite_with_a_huge_model(earlier_run):
     assert done.returncode == 2 and done.stdout == "" and "Traceback" not in done.stderr
     assert len(done.stderr.splitlines()) == 1 and "--hidden 2000000" in done.stderr
     assert _snapshot(tmp) == before
+
+
+def test_ctrl_c_while_the_data_are_read_exits_130_and_changes_nothing(earlier_run, monkeypatch):
+    from gpurnn.tasks import get_task
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(type(get_task("autocomplete")), "prepare", interrupted)
+    before = _snapshot(earlier_run)
+    result = runner.invoke(app, _train(earlier_run, "--overwrite"))
+    assert result.exit_code == 130 and "Traceback" not in result.output, result.output
+    assert _snapshot(earlier_run) == before
