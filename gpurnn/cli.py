@@ -21,7 +21,7 @@ from .diagnostics.figures import diagnose_command
 from .model import RECURRENT_INITS
 from .distributed import abort_job_on_error
 from .tasks import tasks, tasks_with_command
-from .train_run import run_training, scored_split
+from .train_run import defaults_help, run_training, scored_split
 from .trained import checkpoint_file
 
 app = typer.Typer(cls=OneLineErrors, add_completion=False, no_args_is_help=True,
@@ -96,34 +96,37 @@ def train(
     out: Path = typer.Option(Path("runs/last"), help="run folder: checkpoints, metrics.jsonl, metrics.json, loss.png"),
     resume: bool = typer.Option(False, help="continue the run in --out from its checkpoint, with its settings"),
     overwrite: bool = typer.Option(False, help="replace the run already in --out"),
-    hidden: Optional[int] = typer.Option(None, min=1, help="hidden units d (task default), per layer and direction"),
+    hidden: Optional[int] = typer.Option(None, min=1, help="hidden units d, per layer and direction "
+                                          + defaults_help("hidden")),
     layers: int = typer.Option(1, min=1, help="stacked recurrent layers (each reads the states of the one below)"),
     bidirectional: Optional[bool] = typer.Option(None, "--bidirectional/--no-bidirectional", show_default=False,
                                                  help="add a backward direction to every layer (tag, classify, "
-                                                 "sequences: each step's output sees the steps after it too; "
-                                                 "default: sequences yes, the others no)"),
+                                                 "sequences: each step's output sees the steps after it too) "
+                                                 + defaults_help("bidirectional")),
     dropout: float = typer.Option(0.0, parser=finite(0, 1, high_open=True),
                                   help="inverted dropout on the states between layers while training (--layers >= 2)"),
     activation: Optional[Activation] = typer.Option(None, show_default=False,
-                                                    help="σ (default: classify relu, the others tanh)"),
-    recurrent_init: Optional[Init] = typer.Option(None, show_default=False, help="W at the start (default: classify "
-                                                  "identity, the others uniform): uniform (±1/sqrt(d), as torch) | identity "
+                                                    help="σ " + defaults_help("activation")),
+    recurrent_init: Optional[Init] = typer.Option(None, show_default=False, help="W at the start "
+                                                  + defaults_help("recurrent_init") + ": uniform (±1/sqrt(d), as torch) | identity "
                                         "(W = I, the IRNN of Le et al. 2015, with relu: the state starts as a running sum) "
                                         "| orthogonal (random orthogonal W, Saxe et al. 2014: for long sequences)"),
     optimizer: Optimizer = typer.Option("adam"),
-    lr: Optional[float] = typer.Option(None, parser=finite(0, low_open=True), help="learning rate (task default)"),
+    lr: Optional[float] = typer.Option(None, parser=finite(0, low_open=True), help="learning rate " + defaults_help("lr")),
     schedule: Optional[Schedule] = typer.Option(None, show_default=False,
-                                                help="learning-rate schedule (default: tag cosine, the others constant)"),
+                                                help="learning-rate schedule " + defaults_help("schedule")),
     clip: Clip = typer.Option("norm", help="gradient clipping"),
     max_norm: float = typer.Option(5.0, parser=finite(0, low_open=True), help="global-norm clipping threshold"),
     average: Optional[float] = typer.Option(None, parser=finite(0, 1, high_open=True), show_default=False,
                                             help="evaluate, save and score a running average of the parameters over "
                                             "the steps with this decay (e.g. 0.99: about the last 100 steps; 0: the "
-                                            "trained ones; default: classify 0.99, the others 0)"),
+                                            "trained ones) " + defaults_help("average")),
     truncate: Optional[int] = typer.Option(None, min=1, help="per-loss truncation τ (default: exact BPTT per chunk)"),
-    batch_size: Optional[int] = typer.Option(None, min=1, help="sequences (streams for charlm) per batch (task default)"),
+    batch_size: Optional[int] = typer.Option(None, min=1, help="sequences (streams for charlm) per batch "
+                                              + defaults_help("batch_size")),
     seq_len: int = typer.Option(50, min=1, help="charlm: chunk length of streaming BPTT"),
-    epochs: Optional[int] = typer.Option(None, min=1, help="epochs in all (task default unless --steps)"),
+    epochs: Optional[int] = typer.Option(None, min=1, help="epochs in all, unless --steps "
+                                          + defaults_help("epochs")),
     steps: Optional[int] = typer.Option(None, min=1, help="steps in all (instead of epochs)"),
     eval_every: int = typer.Option(0, min=0, help="evaluate every this many steps (0: each epoch)"),
     checkpoint_every: int = typer.Option(0, min=0, help="also save the checkpoint every this many steps (0: at "
@@ -132,25 +135,26 @@ def train(
                                  "and score the best model (0: train to the end and score the last)"),
     min_count: int = typer.Option(2, min=1, help="tag/classify: rarer words get unknown-word ids"),
     pool: Optional[Pool] = typer.Option(None, show_default=False,
-                                        help="classify: mean (label at every step; the default) | last | max (of "
-                                        "the states); sequences: last | mean | max (the default), the output read "
-                                        "from that pool of the states over each sequence's real steps"),
+                                        help="classify: mean (label at every step) | last | max (of the states); "
+                                        "sequences: last | mean | max, the output read from that pool of the "
+                                        "states over each sequence's real steps " + defaults_help("pool")),
     signatures: Optional[bool] = typer.Option(None, "--signatures/--no-signatures", show_default=False,
                                               help="classify: rarer words read their spelling signature (as the "
-                                              "tagger's, e.g. <unk|x|||ly>) instead of <unk> (default: yes)"),
+                                              "tagger's, e.g. <unk|x|||ly>) instead of <unk> " + defaults_help("signatures")),
     word_dropout: Optional[float] = typer.Option(None, parser=finite(0, 1, high_open=True), show_default=False,
-                                                 help="classify: chance a training word reads as unknown (default: 0.25)"),
+                                                 help="classify: chance a training word reads as unknown " + defaults_help("word_dropout")),
     features: Optional[str] = typer.Option(None, help="tag/classify: fields read beside each word, "
                                            "comma-separated suffixK, prefixK, signature, lower, bigram, negated, or "
-                                           "'none' (default: the task's, in `gpurnn/tasks/`; e.g. "
+                                           "'none' " + defaults_help("features") + " (e.g. "
                                            "suffix2,suffix3,prefix1)"),
     signature_dropout: Optional[float] = typer.Option(None, parser=finite(0, 1, high_open=True), show_default=False,
                                                       help="tag: chance a training word seen once reads as its "
                                                       "spelling signature (seen c times: a/(a+c), a = p/(1-p)), "
-                                                      "redrawn every epoch (default: 0.5)"),
+                                                      "redrawn every epoch " + defaults_help("signature_dropout")),
     valid_fraction: Optional[float] = typer.Option(None, parser=finite(0, 1, high_open=True), show_default=False,
-                                                   help="held out for validation when --valid is not given (default: "
-                                                   "0.1; classify 0: it trains on all but its fixed test split)"),
+                                                   help="held out for validation when --valid is not given (classify 0: "
+                                                   "it trains on all but its fixed test split) "
+                                                   + defaults_help("valid_fraction")),
     seed: int = typer.Option(0, min=0, help="seed of the initial weights, data order and splits"),
     backend: BackendName = Backend,
     progress: bool = typer.Option(True, help="show a progress bar on a terminal (--no-progress, or "

@@ -48,6 +48,23 @@ EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}
 LOG_EVERY_SECONDS = 30     # without a progress bar: a line at least this often between evaluations
 
 
+def defaults_help(name: str) -> str:
+    """`--help`'s "(default: ...)" for the option `name`, from the tasks' declarations and
+    GENERAL_DEFAULTS, e.g. "(default: classify relu, the others tanh)"."""
+    from .tasks import TASK_OPTIONS, tasks
+
+    def shown(value) -> str:
+        return ("yes" if value else "no") if isinstance(value, bool) else "none" if value is None else f"{value:g}" \
+            if isinstance(value, float) else str(value)
+
+    own = [f"{task} {shown(t.defaults[name])}" for task, t in tasks().items() if name in t.defaults]
+    others = [task for task, t in tasks().items()
+              if name not in t.defaults and (name not in TASK_OPTIONS or name in t.options)]
+    label = "" if not own else "the others" if name not in TASK_OPTIONS else " and ".join(others)
+    rest = [f"{label} {shown(GENERAL_DEFAULTS[name])}".strip()] if others else []
+    return f"(default: {', '.join(own + rest)})"
+
+
 def run_training(options: dict, given: set, echo=typer.echo) -> None:
     """Train as the `train` command's `options` say; `given`: the names set on the command line."""
     from .checkpoint import load_checkpoint

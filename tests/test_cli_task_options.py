@@ -90,3 +90,11 @@ def test_a_run_names_the_task_defaults_it_takes(tmp_path):
     first = result.stdout.splitlines()[0]
     assert first.startswith("classify defaults: lr 0.002, batch size 32, pool max, activation relu, ") and "hidden" not in first
     assert "epochs" not in first and first.endswith(", valid fraction 0.0")       # --steps given: no epochs
+
+
+def test_help_shows_each_task_default_from_the_declarations():
+    from gpurnn.train_run import defaults_help
+
+    assert defaults_help("activation") == "(default: classify relu, the others tanh)"
+    assert defaults_help("pool") == "(default: classify max, sequences max)"      # the others refuse --pool
+    assert defaults_help("bidirectional") == "(default: sequences yes, tag yes, classify no)"
