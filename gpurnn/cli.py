@@ -98,7 +98,9 @@ def train(
     overwrite: bool = typer.Option(False, help="replace the run already in --out"),
     hidden: Optional[int] = typer.Option(None, min=1, help="hidden units d, per layer and direction "
                                           + defaults_help("hidden")),
-    layers: int = typer.Option(1, min=1, help="stacked recurrent layers (each reads the states of the one below)"),
+    layers: Optional[int] = typer.Option(None, min=1, show_default=False,
+                                         help="stacked recurrent layers (each reads the states of the one below) "
+                                         + defaults_help("layers")),
     bidirectional: Optional[bool] = typer.Option(None, "--bidirectional/--no-bidirectional", show_default=False,
                                                  help="add a backward direction to every layer (tag, classify, "
                                                  "sequences: each step's output sees the steps after it too) "

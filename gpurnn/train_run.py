@@ -39,9 +39,9 @@ FIXED = ("task", "hidden", "layers", "bidirectional", "dropout", "activation", "
          "schedule", "clip", "truncate", "average", "batch_size", "seq_len", "valid_fraction", "min_count", "pool",
          "word_dropout", "features", "signature_dropout", "signatures", "seed")
 # The defaults of the options a task's declaration (`defaults`) does not set.
-GENERAL_DEFAULTS = {"bidirectional": False, "pool": None, "activation": "tanh", "recurrent_init": "uniform",
-                    "schedule": "constant", "average": 0.0, "signatures": False, "word_dropout": 0.0,
-                    "features": None, "signature_dropout": 0.0, "valid_fraction": 0.1}
+GENERAL_DEFAULTS = {"layers": 1, "bidirectional": False, "pool": None, "activation": "tanh",
+                    "recurrent_init": "uniform", "schedule": "constant", "average": 0.0, "signatures": False,
+                    "word_dropout": 0.0, "features": None, "signature_dropout": 0.0, "valid_fraction": 0.1}
 # What a resumed run may change: the trainer's configuration takes the new value.
 ADJUSTABLE = ("lr", "max_norm", "patience", "eval_every", "checkpoint_every")
 EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}
