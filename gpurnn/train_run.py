@@ -97,6 +97,8 @@ def run_training(options: dict, given: set, echo=typer.echo) -> None:
         raise DataError(", ".join(o["data"]), None, "too little data to hold out a part to validate and score on at "
                         f"--valid-fraction {settings['valid_fraction']}: give more data, a larger --valid-fraction, "
                         "--valid or --test")
+    if saved is not None and saved.meta.get("vocab") != prepared.meta.get("vocab"):
+        raise RunFolderError(f"--data gives another vocabulary than the run's in {o['out']}: resume with its data")
     model = {"inputs": prepared.n_in, "hidden": settings["hidden"], "outputs": prepared.n_out,
              "layers": settings["layers"], "bidirectional": settings["bidirectional"]}
     check_fits(model, settings["optimizer"], bool(settings["average"]), backend.name)
@@ -254,8 +256,6 @@ def _trainer(prepared, settings: dict, model: dict, backend: str, saved, callbac
 
     if saved is not None:
         trainer = Trainer.load(out / CHECKPOINT, backend=backend, callbacks=callbacks, out_dir=out, comm=comm)
-        if trainer.meta.get("vocab") != prepared.meta.get("vocab"):
-            raise RunFolderError(f"--data gives another vocabulary than the run's in {out}: resume with its data")
         for name in ADJUSTABLE:
             if getattr(trainer.config, name) != settings[name]:
                 echo(f"resume: --{name.replace('_', '-')} {settings[name]} (the run had {getattr(trainer.config, name)})")

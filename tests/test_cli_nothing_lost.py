@@ -118,3 +118,14 @@ def test_ctrl_c_while_the_data_are_read_exits_130_and_changes_nothing(earlier_ru
     result = runner.invoke(app, _train(earlier_run, "--overwrite"))
     assert result.exit_code == 130 and "Traceback" not in result.output, result.output
     assert _snapshot(earlier_run) == before
+
+
+def test_resume_with_other_data_is_refused_before_the_folder_is_touched(earlier_run):
+    tmp = earlier_run
+    (tmp / "other.txt").write_text("\n".join(["xylophone", "zebra", "quartz"] * 10))
+    before = _snapshot(tmp / "run")
+    args = _train(tmp, "--resume", "--steps", "4")
+    args[args.index("--data") + 1] = str(tmp / "other.txt")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "another vocabulary than the run's" in result.stderr, result.output
+    assert _snapshot(tmp / "run") == before
