@@ -121,6 +121,21 @@ def test_truncation_per_layer(truncate, backend):
                                                                        exact["layers.0.fw.W"], rtol=1e-12)
 
 
+def test_dropout_masks_are_inverted_dropout():
+    """Between layers each unit is dropped with probability p and the rest scaled by 1/(1 − p), so
+    training-mode inputs average to eval-mode ones: the masks' values, drop rate and mean (within
+    5 standard deviations of 48,000 draws per mask)."""
+    params = gpurnn.init_params(3, 20, 2, layers=3, bidirectional=True, seed=0, dtype="float64")
+    p = 0.3
+    masks = dropout_masks(params, 40, 30, p, seed=5)
+    assert masks[0] is None and len(masks) == 3
+    for m in masks[1:]:
+        assert m.shape == (40, 30, 40) and set(np.unique(m)) == {0.0, 1 / (1 - p)}
+        sd = np.sqrt(p * (1 - p) / m.size)
+        assert abs(np.mean(m == 0) - p) < 5 * sd
+        assert abs(m.mean() - 1) < 5 * sd / (1 - p)
+
+
 def test_padding_is_never_read_and_dropout_is_seeded():
     params, x, y, lengths, s0 = small_problem()
     kw = dict(lengths=lengths, s0=s0, backend="cpu")

@@ -1,6 +1,7 @@
 """gpurnn.torch.RNN against torch.nn.RNN: outputs, h_n and every gradient in float64, on both
 backends (tiny sizes: the CUDA backend runs under the simulator), gradcheck, truncation against
-gpurnn.bptt and against the per-term reference (a loss on h_n included), the packed h_n's order, nn.RNN's parameters and errors; and `import gpurnn` without torch."""
+gpurnn.bptt and against the per-term reference (a loss on h_n included), the packed h_n's order,
+nn.RNN's parameters and errors; and `import gpurnn` without torch."""
 import subprocess
 import sys
 
