@@ -14,6 +14,7 @@ from numba import njit
 from ..arrays import to_host
 from . import cpu_memory as mem
 from .base import CellsOneByOne
+from .cpu_cache import key_on_sources
 from .cpu_loops import activate_step, backward_loop, delta_step, forward_loop, truncated_loop
 from .cpu_threads import plan, products_plan, run
 
@@ -266,3 +267,6 @@ class CPUBackend(CellsOneByOne):
 
     def clamp(self, A, limit):
         return np.clip(A, -limit, limit)
+
+
+key_on_sources(globals())
