@@ -197,3 +197,36 @@ def test_import_sets_openblas_spin_timeout_before_numpy_unless_the_user_did(pres
             "import gpurnn\n")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == [preset or "20"]
+
+
+@pytest.mark.parametrize("first", ["numpy", "gpurnn"])
+def test_openblas_workers_never_spin_into_our_threads_whichever_is_imported_first(first):
+    """After a multi-threaded NumPy product, a phase that holds BLAS at 1 thread (`run`) finds
+    OpenBLAS's workers not spinning, whether NumPy was imported before gpurnn (the timeout
+    unset: `run` stops the workers) or after (the timeout bounded): the process uses almost
+    no CPU while that phase sleeps 50 ms, nor in 50 ms of sleep after it (a spinning worker
+    would use ~50 ms)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    imports = "import numpy as np\nimport gpurnn\n" if first == "numpy" else "import gpurnn\nimport numpy as np\n"
+    code = imports + (
+        "import time\n"
+        "from threadpoolctl import threadpool_limits\n"
+        "from gpurnn.backends import cpu_threads\n"
+        "a, used = np.random.default_rng(0).random((600, 600)), []\n"
+        "def idle():\n"
+        "    start = time.process_time()\n"
+        "    time.sleep(0.05)\n"
+        "    used.append(time.process_time() - start)\n"
+        "hold = cpu_threads.Plan('compiled', [slice(0, 1)], False, True, 'test')\n"
+        "for _ in range(3):\n"
+        "    with threadpool_limits(2):\n"
+        "        a @ a\n"
+        "    cpu_threads.run(hold, idle, [()])\n"
+        "    idle()\n"
+        "print(max(used))\n")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert float(out.stdout) < 0.01

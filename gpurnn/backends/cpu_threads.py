@@ -32,11 +32,18 @@ while OpenBLAS's two threads inside one of them reach ~148 together, and a loade
 which starves BLAS's own threads, costs no barrier inside a product (profiling/RESULTS.md).
 
 Threads of ours run at full speed only while OpenBLAS's idle workers sleep: after a
-multi-threaded product they spin for OPENBLAS_THREAD_TIMEOUT (2^n cycles), which `import
-gpurnn` bounds to 2^20 (~0.4 ms) where it can (`gpurnn/__init__.py`).
+multi-threaded product they spin for OPENBLAS_THREAD_TIMEOUT (2^n cycles, 2^28 ≈ 0.1 s
+unset), which OpenBLAS reads once, when it loads. `import gpurnn` bounds it to 2^20 (~0.4 ms)
+for the libraries loaded after it (`gpurnn/__init__.py`); for one loaded before without the
+variable (a program that imports NumPy first), `run` stops its workers (OpenBLAS's
+`blas_thread_shutdown_`, ~0.1 ms; its next multi-threaded call starts them again) in
+every phase that holds BLAS at 1 thread and after it, so its spinning never shares a core with ours
+either way. Like `threadpool_limits`, this assumes no other thread of the process is inside
+a multi-threaded OpenBLAS call meanwhile.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
@@ -101,7 +108,7 @@ def run(choice: Plan, loop, tasks):
         for args in tasks:
             loop(*args)
         return
-    with _blas().limit(limits=1):               # about 30 µs
+    with _blas_at_one_thread():
         if not choice.concurrent:
             for args in tasks:
                 loop(*args)
@@ -137,6 +144,35 @@ def _blas():
     from threadpoolctl import ThreadpoolController
 
     return ThreadpoolController().select(user_api="blas")
+
+
+@contextlib.contextmanager
+def _blas_at_one_thread():
+    """BLAS held at 1 thread (about 30 µs), the workers of `_spinning_openblas` stopped after
+    the limit and after the restore, each of which may start them anew, spinning."""
+    with _blas().limit(limits=1):
+        _stop_spinning_workers()
+        yield
+    _stop_spinning_workers()
+
+
+def _stop_spinning_workers():
+    for shutdown in _spinning_openblas():
+        shutdown()
+
+
+@functools.cache
+def _spinning_openblas():
+    """`blas_thread_shutdown_` of each OpenBLAS loaded now whose idle workers spin the default
+    2^28 cycles: loaded before OPENBLAS_THREAD_TIMEOUT was set (`openblas_thread_timeout()`, the
+    value OpenBLAS read at load, is 0). A value the user set is left alone."""
+    found = []
+    for lib in _blas().lib_controllers:
+        timeout = getattr(lib.dynlib, "openblas_thread_timeout", None) if lib.internal_api == "openblas" else None
+        shutdown = getattr(lib.dynlib, "blas_thread_shutdown_", None) if timeout is not None else None
+        if shutdown is not None and timeout() == 0:
+            found.append(shutdown)
+    return found
 
 
 @functools.cache
