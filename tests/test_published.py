@@ -9,7 +9,7 @@ CPU). So the lag study is checked to the page's 3 digits, and the clipped run by
 (solved, error to 3 digits, steps run), not by its norms.
 
 When one of these fails, the code no longer gives what the page says: rerun
-`gpurnn diagnose --out docs/figures`, which rewrites the page's tables too."""
+`gpurnn diagnose --out docs/figures --page docs/gradient-flow.md`, which rewrites the page's tables."""
 import json
 from pathlib import Path
 

@@ -34,6 +34,7 @@ SEARCH_LENGTHS = (10, 15, 20, 30, 40, 60)
 # of them solve it (one or two chaotic runs flipping cannot change the verdict).
 RUN_SEEDS, MIN_SOLVED = 10, 8
 PROVENANCE_PREFIX = "Numbers and figures of this page:"
+PAGE_TABLES = ("lag", "clipping", "longest_solved")      # docs/gradient-flow.md's tables, in order
 
 
 def measured_rate(curve: np.ndarray, first=1, last=20) -> float:
@@ -204,22 +205,24 @@ def update_page(page: str, numbers: dict) -> str:
     """docs/gradient-flow.md's text with its provenance line and its three tables (lag,
     clipping, longest solved, in that order: the page's only lines starting with "|") rendered
     anew from `numbers` by `markdown_tables`; the prose around them is kept."""
-    tables = markdown_tables(numbers)
-    lines, out, blocks = page.split("\n"), [], iter(("lag", "clipping", "longest_solved"))
+    if count_tables(page) != len(PAGE_TABLES):
+        raise ValueError(f"the page must hold {len(PAGE_TABLES)} tables, got {count_tables(page)}")
+    tables, blocks = markdown_tables(numbers), iter(PAGE_TABLES)
+    lines, out = page.split("\n"), []
     for i, line in enumerate(lines):
         if line.startswith(PROVENANCE_PREFIX):
             out.append(tables["provenance"])
-        elif line.startswith("|"):
-            if i == 0 or not lines[i - 1].startswith("|"):
-                name = next(blocks, None)
-                if name is None:
-                    raise ValueError("the page has more than three tables")
-                out.append(tables[name])
-        else:
+        elif not line.startswith("|"):
             out.append(line)
-    if next(blocks, None) is not None:
-        raise ValueError("the page has fewer than three tables")
+        elif i == 0 or not lines[i - 1].startswith("|"):
+            out.append(tables[next(blocks)])
     return "\n".join(out)
+
+
+def count_tables(page: str) -> int:
+    """The markdown tables of a page: runs of lines starting with "|"."""
+    lines = page.split("\n")
+    return sum(line.startswith("|") and (i == 0 or not lines[i - 1].startswith("|")) for i, line in enumerate(lines))
 
 
 def _curve_numbers(c) -> dict:
@@ -248,8 +251,8 @@ def _run_numbers(run) -> dict:
 
 def diagnose_command(
     out: pathlib.Path = typer.Option(pathlib.Path("docs/figures"), help="folder for the PNGs and gradient-flow.json"),
-    page: pathlib.Path = typer.Option(pathlib.Path("docs/gradient-flow.md"),
-                                      help="the page whose tables are rewritten from the numbers (skipped when absent)"),
+    page: pathlib.Path = typer.Option(None, help="a page whose tables to rewrite from the numbers "
+                                                 "(docs/gradient-flow.md)", exists=True, dir_okay=False),
     steps: int = typer.Option(1500, min=1, help="SGD steps per training run (the length search's budget)"),
     lr: float = typer.Option(0.3, min=0.0, help="SGD learning rate of the clipping study"),
     clip: float = typer.Option(1.0, min=0.0, help="max ‖g‖ of the clipped runs"),
@@ -261,7 +264,11 @@ def diagnose_command(
     effect of norm clipping on temporal order; write the figures of docs/gradient-flow.md."""
     if min_solved > seeds:
         raise typer.BadParameter(f"must be at most --seeds ({seeds}), got {min_solved}", param_hint="--min-solved")
+    if page is not None and count_tables(page.read_text(encoding="utf-8")) != len(PAGE_TABLES):
+        raise typer.BadParameter(f"must hold the {len(PAGE_TABLES)} tables of docs/gradient-flow.md (lag, clipping, "
+                                 f"longest solved), got {count_tables(page.read_text(encoding='utf-8'))}",
+                                 param_hint="--page")
     command = f"gpurnn diagnose --out {out} --steps {steps} --lr {lr:g} --clip {clip:g} --length {length} " \
               f"--seeds {seeds} --min-solved {min_solved}"
     run_diagnose(out, steps=steps, lr=lr, clip=clip, length=length, run_seeds=seeds, min_solved=min_solved,
-                 echo=typer.echo, command=command, page=page if page.is_file() else None)
+                 echo=typer.echo, command=command, page=page)
