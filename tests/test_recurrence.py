@@ -85,7 +85,7 @@ def test_bad_arguments_are_named(change, message):
         recurrence.forward(x, U, W, np.zeros(D + 1), backend="cpu")
 
 
-@pytest.mark.parametrize("truncate", [None, 0, 1, 2])
+@pytest.mark.parametrize("truncate", [None, 0, 1, 2, T - 1])
 def test_step_and_final_state_gradients_together_match_the_per_term_reference(truncate, backend):
     """grad_states and grad_last at once (a loss on every s_t and on s_last, as `gpurnn.torch.RNN`
     with a loss on h_n gives): both are loss terms at a sequence's last step, so they add there,
