@@ -200,12 +200,12 @@ def test_import_sets_openblas_spin_timeout_before_numpy_unless_the_user_did(pres
 
 
 @pytest.mark.parametrize("first", ["numpy", "gpurnn"])
-def test_openblas_workers_never_spin_into_our_threads_whichever_is_imported_first(first):
-    """After a multi-threaded NumPy product, a phase that holds BLAS at 1 thread (`run`) finds
-    OpenBLAS's workers not spinning, whether NumPy was imported before gpurnn (the timeout
-    unset: `run` stops the workers) or after (the timeout bounded): the process uses almost
-    no CPU while that phase sleeps 50 ms, nor in 50 ms of sleep after it (a spinning worker
-    would use ~50 ms)."""
+def test_openblas_workers_never_spin_beside_our_threads_whichever_is_imported_first(first):
+    """After a multi-threaded NumPy product, tasks that `run` puts on threads at once (BLAS
+    held at 1 thread) find OpenBLAS's workers not spinning, whether NumPy was imported before
+    gpurnn (the timeout unset: `run` stops the workers) or after (the timeout bounded): the
+    process uses almost no CPU while both tasks sleep 50 ms (a spinning worker would use up to
+    50 ms)."""
     import os
     import subprocess
     import sys
@@ -216,19 +216,19 @@ def test_openblas_workers_never_spin_into_our_threads_whichever_is_imported_firs
         "import time\n"
         "from threadpoolctl import threadpool_limits\n"
         "from gpurnn.backends import cpu_threads\n"
+        "cpu_threads._threads = lambda: 2\n"
         "a, used = np.random.default_rng(0).random((600, 600)), []\n"
         "def idle():\n"
         "    start = time.process_time()\n"
         "    time.sleep(0.05)\n"
         "    used.append(time.process_time() - start)\n"
-        "hold = cpu_threads.Plan('compiled', [slice(0, 1)], False, True, 'test')\n"
+        "at_once = cpu_threads.Plan('compiled', [], True, True, 'test')\n"
         "for _ in range(3):\n"
         "    with threadpool_limits(2):\n"
         "        a @ a\n"
-        "    cpu_threads.run(hold, idle, [()])\n"
-        "    idle()\n"
-        "print(max(used), len(cpu_threads._spinning_openblas()))\n")
+        "    cpu_threads.run(at_once, idle, [(), ()])\n"
+        "print(len(used), max(used), len(cpu_threads._spinning_openblas()))\n")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    used, stopped = out.stdout.split()
-    assert float(used) < 0.01
+    calls, used, stopped = out.stdout.split()
+    assert int(calls) == 6 and float(used) < 0.01
     assert int(stopped) == (first == "numpy")        # NumPy's OpenBLAS, loaded without the timeout

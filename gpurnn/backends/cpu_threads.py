@@ -36,14 +36,15 @@ multi-threaded product they spin for OPENBLAS_THREAD_TIMEOUT (2^n cycles, 2^28 �
 unset), which OpenBLAS reads once, when it loads. `import gpurnn` bounds it to 2^20 (~0.4 ms)
 for the libraries loaded after it (`gpurnn/__init__.py`); for one loaded before without the
 variable (a program that imports NumPy first), `run` stops its workers (OpenBLAS's
-`blas_thread_shutdown_`, ~0.1 ms; its next multi-threaded call starts them again) in
-every phase that holds BLAS at 1 thread and after it, so its spinning never shares a core with ours
-either way. Like `threadpool_limits`, this assumes no other thread of the process is inside
-a multi-threaded OpenBLAS call meanwhile.
+`blas_thread_shutdown_`, ~0.1 ms on an idle machine, a scheduler time slice on a loaded one)
+before our threads run at once, once the 1-thread limit is in force (restoring the thread
+count starts them again, ready for the multi-threaded products that follow), so its spinning
+never takes a core our threads need, either way. A phase on the calling thread alone leaves
+them be: they spin on the other core. Like `threadpool_limits`, this assumes no other thread
+of the process is inside a multi-threaded OpenBLAS call meanwhile.
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
@@ -108,11 +109,13 @@ def run(choice: Plan, loop, tasks):
         for args in tasks:
             loop(*args)
         return
-    with _blas_at_one_thread():
+    with _blas().limit(limits=1):               # about 30 µs
         if not choice.concurrent:
             for args in tasks:
                 loop(*args)
             return
+        for shutdown in _spinning_openblas():      # our threads need every core now
+            shutdown()
         pool = _pool(max(1, min(len(tasks), _threads()) - 1))       # the calling thread runs one too
         futures = [pool.submit(loop, *args) for args in tasks[1:]]
         loop(*tasks[0])
@@ -144,21 +147,6 @@ def _blas():
     from threadpoolctl import ThreadpoolController
 
     return ThreadpoolController().select(user_api="blas")
-
-
-@contextlib.contextmanager
-def _blas_at_one_thread():
-    """BLAS held at 1 thread (about 30 µs), the workers of `_spinning_openblas` stopped after
-    the limit and after the restore, each of which may start them anew, spinning."""
-    with _blas().limit(limits=1):
-        _stop_spinning_workers()
-        yield
-    _stop_spinning_workers()
-
-
-def _stop_spinning_workers():
-    for shutdown in _spinning_openblas():
-        shutdown()
 
 
 @functools.cache
