@@ -208,7 +208,8 @@ def summarise(rows, answers, threads):
             samples = [s for a in answers[side] for s in a["rows"][i][kind]]
             med[f"{side}_{kind}"], best[f"{side}_{kind}"] = statistics.median(samples), min(samples)
         torch_loss = answers["torch"][0]["rows"][i]["loss"]
-        loss_diff = max(abs(torch_loss - answers[side][0]["rows"][i]["loss"]) / abs(torch_loss) for side in GPURNN_SIDES)
+        loss_diff = max(abs(torch_loss - answers[side][0]["rows"][i]["loss"]) / abs(torch_loss)
+                        for side in GPURNN_SIDES)
         rate = flops(*shape) / med["gpurnn_dense"]
         table.append({"shape": dict(zip(("T", "B", "n", "d", "k", "layers", "directions"), shape)),
                       "seconds": med, "seconds_min": best,
