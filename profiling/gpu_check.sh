@@ -37,7 +37,8 @@
 # install. Warnings are not errors here (-W default): the GPU run reports them instead of
 # failing on them. GPU_CHECK_STAGES="smoke bench" runs only those stages (a rerun after a fix;
 # the first GPU stage then probes itself, but only install installs gpurnn: keep it on a fresh
-# machine); GPU_CHECK_SMOKE="block coop" only those smoke families.
+# machine); GPU_CHECK_SMOKE="block coop" only those smoke families, GPU_CHECK_SMOKE_TIMEOUT
+# seconds each (default: the stage's cap less 10).
 # GPU_CHECK_SIMULATE (comma-separated, for the dry run tests/test_gpu_check.py only) fakes a
 # failure: `pip-fails`, `nvvm-missing` (gpu_probe.py), `hang:FAMILY` (gpu_smoke.py), or a
 # usable GPU: `gpu`.

@@ -66,6 +66,33 @@ def test_when_pip_fails_the_source_copy_is_probed_and_run(tmp_path):
     assert summary[2] == "smoke: SKIPPED (no usable GPU (see versions.log))"
 
 
+def test_the_probe_sets_cuda_home_to_a_toolkit_where_cuda_pathfinder_finds_no_nvvm(tmp_path, monkeypatch):
+    """What the GPU image needs: numba-cuda's NVVM search (cuda-pathfinder) fails, a system
+    toolkit has libNVVM and libdevice, CUDA_HOME is unset; a root lacking either is passed over."""
+    monkeypatch.syspath_prepend(str(ROOT / "profiling"))
+    import gpu_probe
+    from cuda import pathfinder
+
+    def not_found(name):
+        raise pathfinder.DynamicLibNotFoundError(f"{name}: not found")
+
+    half, whole = tmp_path / "half", tmp_path / "whole"
+    for root in (half, whole):
+        (root / "nvvm" / "lib64").mkdir(parents=True)
+        (root / "nvvm" / "lib64" / "libnvvm.so.4").touch()
+    (whole / "nvvm" / "libdevice").mkdir()
+    (whole / "nvvm" / "libdevice" / "libdevice.10.bc").touch()
+    monkeypatch.setattr(pathfinder, "load_nvidia_dynamic_lib", not_found)
+    monkeypatch.setattr(gpu_probe, "system_roots", lambda: [tmp_path / "absent", half, whole])
+    for name in ("CUDA_HOME", "CUDA_PATH"):
+        monkeypatch.setenv(name, "restored after the test")
+        monkeypatch.delenv(name)
+    where, home = gpu_probe.find_toolkit()
+    assert home == whole and os.environ["CUDA_HOME"] == str(whole)
+    assert where == f"CUDA_HOME={whole}, set here (cuda-pathfinder: DynamicLibNotFoundError: nvvm: not found)"
+    assert gpu_probe.find_toolkit() == (f"CUDA_HOME={whole} as set", None)     # set: left alone
+
+
 def test_a_hanging_smoke_family_loses_only_itself(tmp_path):
     start = time.monotonic()
     out, summary = run_check(tmp_path, GPU_CHECK_STAGES="smoke", GPU_CHECK_SIMULATE="gpu,hang:block",
