@@ -141,8 +141,8 @@ def test_bench_gpu_alternates_the_calls_and_records_a_failing_one(monkeypatch):
 
     order = []
 
-    def events_of(key):
-        return lambda: ((lambda: None), (lambda: None), (lambda: 1.5))
+    def events():
+        return (lambda: None), (lambda: None), (lambda: 1.5)
 
     def call_of(key, result):
         return lambda: (order.append(key), result)[1]
@@ -151,8 +151,8 @@ def test_bench_gpu_alternates_the_calls_and_records_a_failing_one(monkeypatch):
         raise RuntimeError("no kernel image for this card")
 
     row = {}
-    calls = {"gpurnn_cublas": (events_of("a"), call_of("gpurnn_cublas", "ours")), "gpurnn_numba": (events_of("b"), broken),
-             "torch": (events_of("c"), call_of("torch", "loss"))}
+    calls = {"gpurnn_cublas": (events, call_of("gpurnn_cublas", "ours")), "gpurnn_numba": (events, broken),
+             "torch": (events, call_of("torch", "loss"))}
     assert bench_gpu.alternating(row, calls, 1, 3) == {"gpurnn_cublas": "ours", "torch": "loss"}
     assert order == ["gpurnn_cublas"] * 2 + ["torch"] * 2 + ["gpurnn_cublas", "torch"] * 3
     assert row["gpurnn_numba_error"] == "RuntimeError: no kernel image for this card"
@@ -162,11 +162,12 @@ def test_bench_gpu_alternates_the_calls_and_records_a_failing_one(monkeypatch):
     assert bench_gpu.fmt(row, "ratio_torch_over_gpurnn", 7) == "      -"
 
 
-def test_bench_gpu_says_tf32_is_off_only_where_every_setting_says_so():
-    sys.path.insert(0, str(ROOT / "profiling"))
+def test_bench_gpu_says_tf32_is_off_only_where_every_setting_says_so(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "profiling"))
     import bench_gpu
 
-    off = {"CUPY_TF32": "unset", "torch.backends.cudnn.allow_tf32": False, "torch.backends.cudnn.rnn.fp32_precision": "ieee",
+    off = {"CUPY_TF32": "unset", "torch.backends.cudnn.allow_tf32": False,
+           "torch.backends.cudnn.rnn.fp32_precision": "ieee",
            "torch.backends.cuda.matmul.fp32_precision": "AttributeError: no such setting in this torch"}
     assert bench_gpu.tf32_verdict(off) == "TF32 off"
     assert bench_gpu.tf32_verdict({**off, "torch.backends.cudnn.rnn.fp32_precision": "tf32"}) == \

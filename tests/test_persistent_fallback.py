@@ -121,7 +121,8 @@ def _refusals():
 
     words = "CUDA_ERROR_COOPERATIVE_LAUNCH_TOO_LARGE: too many blocks"
     numba_error = CudaAPIError(words) if SIMULATOR else CudaAPIError(720, words)
-    return [pytest.param(numba_error, id="numba-CudaAPIError"), pytest.param(pc.CUDAError(words), id="cuda.core-CUDAError")]
+    return [pytest.param(numba_error, id="numba-CudaAPIError"),
+            pytest.param(pc.CUDAError(words), id="cuda.core-CUDAError")]
 
 
 class _RefusingKernel:
