@@ -23,8 +23,8 @@ Families, in the order a short GPU slot values them (all by default; name some t
 Each family runs in a process of its own, N at a time (default: one per core), each under
 its own timeout (default 120 s), so a hang or a sticky CUDA error (an illegal address spoils
 the process's context) loses that family alone; each family's output is printed, its lines
-marked `[family]`, as it ends, then its `FAMILY: ok | FAILED | TIMED OUT` line. The
-persistent kernels come from Numba's disk cache where an earlier process compiled them.
+marked `[family]`, as it ends, then its `FAMILY: ok | FAILED | TIMED OUT` line. Kernels
+come from Numba's disk cache (NUMBA_CACHE_DIR) where an earlier process compiled them.
 `--jobs 0` runs the families one after another in this process (profiling/sanitize.sh, under
 compute-sanitizer): a family's failure is caught and printed with its message, and the next one
 runs. Each process's last lines give its compiled persistent kernels' registers per thread, the

@@ -12,8 +12,8 @@
 # `timeout` waits before KILL included, so the caps fit inside the caller's. Every process
 # stays in this script's process group (`timeout --foreground`), so a caller's timeout ends
 # them all; after a tool's cap, what its target left behind (processes of this group handed to
-# init) is killed before the next tool starts. Each tool's whole output streams to stdout as it
-# comes (profiling/gpu_check.sh keeps it as $OUT/sanitize.log) and to
+# init or a subreaper) is killed before the next tool starts. Each tool's whole output streams
+# to stdout as it comes (profiling/gpu_check.sh keeps it as $OUT/sanitize.log) and to
 # $SANITIZE_LOG_DIR/sanitize_TOOL.log (a temporary folder by default). CuPy's memory pool is
 # off in the checked process (GPU_SMOKE_NO_POOL=1), so memcheck sees each array's own bounds.
 # Exit status: 0 clean, 1 a tool reported errors, timed out or a check failed, 3 no
@@ -29,6 +29,11 @@ read -r -a FAMILIES <<< "${SANITIZE_FAMILIES:-block optin coop pairs}"
 KILL_AFTER=3
 LIMIT=$((TOTAL / ${#TOOLS[@]} - KILL_AFTER - 1))
 GROUP=$(ps -o pgid= $$ | tr -d ' ')
+
+orphans() {   # this group's processes whose parent is outside it, its leader aside: a killed tool's children
+    ps -e -o pid=,ppid=,pgid= | awk -v g="$GROUP" '$3 == g { member[$1] = 1; parent[$1] = $2 }
+        END { for (p in parent) if (!(parent[p] in member) && p != g) print p }'
+}
 SANITIZER=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2> /dev/null)
 if [ -z "$SANITIZER" ]; then
     echo "sanitize.sh: compute-sanitizer is not installed here (not on PATH, not in /usr/local/cuda/bin):" \
@@ -47,7 +52,8 @@ for tool in "${TOOLS[@]}"; do
     case $rc in
         0) verdicts+=("$tool clean") ;;
         124 | 137) verdicts+=("$tool TIMED OUT"); status=1
-            pkill -KILL -g "$GROUP" -P 1 2> /dev/null ;;   # the checked process, if the sanitizer left it
+            # shellcheck disable=SC2046  # pids, meant to split
+            kill -KILL $(orphans) 2> /dev/null ;;   # the checked process, if the sanitizer left it behind
         *) verdicts+=("$tool rc=$rc"); status=1 ;;
     esac
     echo "--- $tool: rc=$rc"
