@@ -142,6 +142,7 @@ versions() {
     command -v nvcc > /dev/null && nvcc --version | tail -n 2
     command -v compute-sanitizer > /dev/null && compute-sanitizer --version | tail -n 1
     echo "CUDA_HOME=${CUDA_HOME:-unset}, $CORES cores"
+    probe   # first: the later stages need its answers more than the versions below
     "$PY" - <<'PYEOF'
 import importlib, platform
 print("python", platform.python_version())
@@ -160,7 +161,6 @@ try:
 except Exception as error:
     print("versions:", type(error).__name__, error)
 PYEOF
-    probe
 }
 
 smoke() {   # one process per family, as many at once as cores, each family's cap inside the stage's
