@@ -9,12 +9,12 @@
    and libdevice: nvcc's, /usr/local/cuda, /usr/local/cuda-* (newest first), /opt/cuda; the
    `export CUDA_HOME=...` line goes to --env for every later stage.
 2. Where Numba found NVVM and libdevice (numba.cuda.cuda_paths), as it will for every kernel.
-3. One tiny kernel (tanh through libdevice) compiled and, on a GPU, run and checked; without
-   a GPU it is compiled to PTX for sm_90.
+3. One tiny kernel (tanh through libdevice) compiled for the GPU and run and checked there;
+   without a GPU, compiled to PTX for sm_90.
 4. The CUDA backend's own GPU probe, from the gpurnn tree that the later stages run.
 
---blocked gets why the GPU stages cannot run, in one line (kernels do not compile, or no
-usable GPU), or nothing when they can; the last line printed is `verdict: ...`.
+--blocked gets why the GPU stages cannot run, in one line (kernels do not compile, a compiled
+kernel does not run, or no usable GPU), or nothing when they can; the last line printed is `verdict: ...`.
 
 GPU_CHECK_SIMULATE (comma-separated; the dry run, tests/test_gpu_check.py) pretends:
 `nvvm-missing`: cuda-pathfinder finds no libNVVM and there is no toolkit root;
@@ -99,8 +99,9 @@ def numba_paths():
 
 
 def tiny_kernel(on_gpu):
-    """Compile one kernel calling libdevice (NVVM, libdevice); on a GPU run it and check it.
-    Returns what was done; raises where it fails."""
+    """Compile one kernel calling libdevice (NVVM, libdevice) for sm_90, or the GPU's own
+    compute capability; on a GPU run it and check it. (what was done, why the GPU stages cannot
+    run or "")."""
     import numpy as np
     from numba import cuda
 
@@ -109,17 +110,25 @@ def tiny_kernel(on_gpu):
         if i < a.size:
             a[i] = math.tanh(a[i])
 
+    cc = cuda.get_current_device().compute_capability if on_gpu else (9, 0)
+    try:
+        ptx, _ = cuda.compile_ptx(tanh_in_place, "void(float32[::1])", cc=cc)
+        if "tanh" not in ptx:
+            raise AssertionError("libdevice's tanh is missing from the PTX")
+    except Exception as error:
+        return "FAILED", f"kernels do not compile: {one_line(error)}"
     if not on_gpu:
-        ptx, _ = cuda.compile_ptx(tanh_in_place, "void(float32[::1])", cc=(9, 0))
-        assert "__nv_tanhf" in ptx or "tanh" in ptx, "libdevice's tanh missing from the PTX"
-        return "compiled to PTX for sm_90 (no GPU to run it)"
-    x = np.linspace(-3, 3, 1000, dtype=np.float32)
-    a = cuda.to_device(x)
-    cuda.jit("void(float32[::1])")(tanh_in_place)[4, 256](a)
-    err = float(np.max(np.abs(a.copy_to_host() - np.tanh(x))))
-    if not err < 1e-6:
-        raise AssertionError(f"tanh off by {err:.1e}")
-    return f"compiled and ran on the GPU, max error {err:.1e}"
+        return f"compiled to PTX for sm_{cc[0]}{cc[1]} (no GPU to run it)", ""
+    try:
+        x = np.linspace(-3, 3, 1000, dtype=np.float32)
+        a = cuda.to_device(x)
+        cuda.jit("void(float32[::1])")(tanh_in_place)[4, 256](a)
+        err = float(np.max(np.abs(a.copy_to_host() - np.tanh(x))))
+        if not err < 1e-6:
+            raise AssertionError(f"tanh off by {err:.1e}")
+    except Exception as error:
+        return "compiled, FAILED on the GPU", f"a compiled kernel does not run: {one_line(error)}"
+    return f"compiled for sm_{cc[0]}{cc[1]} and ran on the GPU, max error {err:.1e}", ""
 
 
 def gpu_usable():
@@ -147,13 +156,8 @@ def main(env_file, blocked_file):
     except Exception as error:
         on_gpu = False
         print(f"gpurnn: the CUDA backend's probe failed: {one_line(error)}", flush=True)
-    blocked = ""
-    try:
-        did = tiny_kernel(on_gpu and "gpu" not in SIMULATE)
-        print(f"tiny kernel: {did}", flush=True)
-    except Exception as error:
-        blocked = f"kernels do not compile: {one_line(error)}"
-        print(f"tiny kernel: FAILED: {one_line(error)}", flush=True)
+    did, blocked = tiny_kernel(on_gpu and "gpu" not in SIMULATE)
+    print(f"tiny kernel: {did}{': ' + blocked if blocked else ''}", flush=True)
     for name, where in numba_paths().items():
         print(f"{name}: {where}", flush=True)
     if not blocked and not on_gpu:
