@@ -12,10 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from conftest import real_gpu
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "profiling" / "gpu_check.sh"
 GPU_STAGES = ["smoke", "bench", "persistent", "gputests", "sanitize", "rest"]
 pytestmark = pytest.mark.skipif(shutil.which("timeout") is None, reason="needs coreutils' timeout")
+no_gpu_here = pytest.mark.skipif(real_gpu(), reason="a dry run: on a GPU machine the GPU stages would run for real")
 
 
 def run_check(tmp_path, **env):
@@ -27,6 +30,7 @@ def run_check(tmp_path, **env):
     return out, (out / "summary.txt").read_text().splitlines()
 
 
+@no_gpu_here
 def test_without_a_gpu_each_gpu_stage_is_skipped_with_its_log_and_summary_line(tmp_path):
     out, summary = run_check(tmp_path, GPU_CHECK_STAGES=" ".join(GPU_STAGES))
     assert [line.split(":")[0] for line in summary] == GPU_STAGES
@@ -52,6 +56,7 @@ def test_without_nvvm_versions_says_so_in_one_line_and_the_kernel_stages_are_ski
     assert "tiny kernel: FAILED" in (out / "versions.log").read_text()
 
 
+@no_gpu_here
 def test_when_pip_fails_the_source_copy_is_probed_and_run(tmp_path):
     shadow = tmp_path / "shadow" / "gpurnn"      # another gpurnn first on the path: the checkout is not importable
     shadow.mkdir(parents=True)

@@ -156,8 +156,10 @@ def test_a_refused_launch_runs_the_step_path_with_its_reason(error, monkeypatch)
     from gpurnn.backends import cuda_recurrence
     from gpurnn.backends.cuda import CUDABackend
     from gpurnn.kernels import persistent_backward as pb
+    from gpurnn.kernels import persistent_common as pc
     from gpurnn.kernels import persistent_forward as pf
 
+    monkeypatch.setattr(pc, "_check_fits", lambda *args: None)      # on a GPU: the refusal comes at launch
     monkeypatch.setattr(pf, "forward_kernel", lambda plan, dtype: (_RefusingKernel(error), pf.forward_signature(dtype)))
     monkeypatch.setattr(pb, "backward_kernel",
                         lambda plan, dtype, exact=True: (_RefusingKernel(error), pb.backward_signature(dtype)))
