@@ -48,12 +48,9 @@ def hide_nvvm():
         os.environ.pop(name, None)
 
 
-def toolkit_root(root):
-    """`root` where it holds libdevice and a libNVVM, else None."""
-    root = Path(root)
-    if (root / LIBDEVICE).is_file() and any(glob.glob(str(root / pattern)) for pattern in LIBNVVM):
-        return root
-    return None
+def is_toolkit_root(root):
+    """Whether `root` holds libdevice and a libNVVM."""
+    return (root / LIBDEVICE).is_file() and any(glob.glob(str(root / pattern)) for pattern in LIBNVVM)
 
 
 def system_roots():
@@ -81,7 +78,7 @@ def find_toolkit():
         missing = f"{type(error).__name__}: {' '.join(str(error).split())[:200]}"
     if "nvvm-missing" not in SIMULATE:
         for root in system_roots():
-            if toolkit_root(root):
+            if is_toolkit_root(root):
                 os.environ["CUDA_HOME"] = str(root)
                 return f"CUDA_HOME={root}, set here (cuda-pathfinder: {missing})", root
     return f"no toolkit root with libNVVM and libdevice (cuda-pathfinder: {missing})", None
