@@ -155,12 +155,14 @@ _cache: dict = {}
 
 
 def forward_kernel(the_plan: pp.Plan, dtype):
-    """The compiled-on-demand kernel (a Numba dispatcher) and its launch signature."""
+    """The compiled-on-demand kernel (a Numba dispatcher) and its launch signature. Numba's
+    disk cache (NUMBA_CACHE_DIR) keeps each variant once compiled for every later process: its
+    key hashes the kernel's closure, which names the variant."""
     key = (the_plan.variant, the_plan.rows, the_plan.rreg, the_plan.pairs, str(dtype))
     if key not in _cache:
         py = (_block_forward(dtype, the_plan.rows, the_plan.rreg, the_plan.pairs) if the_plan.variant == "block"
               else _coop_forward(dtype, the_plan.rows, the_plan.pairs))
-        _cache[key] = cuda.jit(py)
+        _cache[key] = cuda.jit(py, cache=True)
     return _cache[key], forward_signature(dtype)
 
 
