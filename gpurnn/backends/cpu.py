@@ -12,9 +12,9 @@ import numpy as np
 from numba import njit
 
 from ..arrays import to_host
+from ..compile_cache import CPU_SOURCES, key_on_sources
 from . import cpu_memory as mem
 from .base import CellsOneByOne
-from .cpu_cache import key_on_sources
 from .cpu_loops import activate_step, backward_loop, delta_step, forward_loop, truncated_loop
 from .cpu_threads import plan, products_plan, run
 
@@ -269,4 +269,4 @@ class CPUBackend(CellsOneByOne):
         return np.clip(A, -limit, limit)
 
 
-key_on_sources(globals())
+key_on_sources(globals(), CPU_SOURCES)

@@ -19,7 +19,7 @@ from numba import njit, types
 from numba.extending import overload
 
 from .. import cell
-from .cpu_cache import key_on_sources
+from ..compile_cache import CPU_SOURCES, key_on_sources
 
 TANH = cell.TANH
 sigma = njit(cell.sigma, cache=True)
@@ -115,4 +115,4 @@ def activate(act, pre, extra, out):
             out[j] = sigma(act, pre[j] + extra[j])
 
 
-key_on_sources(globals())
+key_on_sources(globals(), CPU_SOURCES)

@@ -22,8 +22,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from ..compile_cache import CPU_SOURCES, key_on_sources
 from .cpu_blas import activate, gemm, sigma_prime
-from .cpu_cache import key_on_sources
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -158,4 +158,4 @@ def truncated_loop(G, c, g_last, S, WT, lengths, act, rev, tau, delta, DP, ds0):
         ds0 += chains[s]
 
 
-key_on_sources(globals())
+key_on_sources(globals(), CPU_SOURCES)
