@@ -8,9 +8,9 @@ tensors as CuPy arrays through DLPack and stay on their device. gpurnn's kernels
 products run on CuPy's current stream (the default one); DLPack's exchange makes each consumer
 wait for the producer (`__dlpack__(stream=...)`): gpurnn's stream for torch's current stream's
 work on the way in, torch's current stream for gpurnn's on the way out, so a module called
-under `torch.cuda.stream(s)` is ordered with `s`; the CuPy memory a torch tensor holds goes back
-to CuPy's pool only after the work queued on `s` by then (`stream_keepalive.py`). (Not yet run on
-a GPU: the task that wrote this had none; the CPU and the CUDA simulator paths are tested.)
+under `torch.cuda.stream(s)` is ordered with `s`, and each memory is kept alive for the streams
+that read it (`cuda_bridge.py`). (Not yet run on a GPU: the tasks that wrote this had none; the
+CPU and the CUDA simulator paths are tested, the bridge with stand-ins for CuPy and CUDA.)
 
 Weights per direction, fw then bw: weight_ih (d,n), weight_hh (d,d) as torch holds them (gpurnn's
 U = weight_ihᵀ, W = weight_hhᵀ are views) and b (d,) = bias_ih + bias_hh (made in torch by the
@@ -30,11 +30,11 @@ import torch
 from torch import Tensor
 
 from .. import recurrence
-from ..arrays import on_host
+from ..arrays import array_module, on_host
 from ..backends import get_backend
 from ..cell import Cell, activation_code
 from ..validation import Problem, _effective_truncate
-from . import reference
+from . import cuda_bridge, reference
 
 
 def to_array(tensor):
@@ -42,18 +42,17 @@ def to_array(tensor):
     tensor = tensor.detach()
     if tensor.device.type == "cpu":
         return tensor.numpy()
-    import cupy
-
-    return cupy.from_dlpack(tensor)
+    return cuda_bridge.to_cupy(tensor)
 
 
 def to_tensor(array, device):
     """A torch tensor on `device` over the array's memory (a copy only when the backend's result
-    lives elsewhere: the CUDA backend run on CPU tensors, e.g. under the simulator). CuPy memory
-    stays alive for the torch stream that reads it (`keep_alive_for_stream`)."""
+    lives elsewhere: the CUDA backend run on CPU tensors, under the simulator)."""
     if on_host(array):
         return torch.from_numpy(array).to(device)
-    return torch.from_dlpack(array).to(device)
+    if array_module(array) is not np:
+        return cuda_bridge.to_torch(array).to(device)
+    return torch.from_dlpack(array).to(device)      # the simulator's device arrays
 
 
 def backend_name(backend, device):
@@ -96,12 +95,13 @@ def layer_op(x: Tensor, h0: Optional[Tensor], lengths: Optional[Tensor], w_ih: T
     D, d = w_hh.shape[:2]
     if B == 0:
         return x.new_zeros(T, 0, D * d), x.new_zeros(D, 0, d), x.new_zeros(D, T + 1, 0, d)
-    run, cells = _run(x, lengths, w_ih, w_hh, b, activation, None, backend)
-    be = run.be
-    s0s = [run.s0] * D if h0 is None else [be.asarray(to_array(s), run.problem.dtype) for s in h0]
-    H, Ss = recurrence.layer_states(be, run.inputs, cells, s0s, run.lengths, run.problem.activation)
-    S = torch.stack([to_tensor(S, x.device) for S in Ss])
-    return to_tensor(H, x.device), S[:, -1].clone(), S
+    with cuda_bridge.allocations(x.device):
+        run, cells = _run(x, lengths, w_ih, w_hh, b, activation, None, backend)
+        be = run.be
+        s0s = [run.s0] * D if h0 is None else [be.asarray(to_array(s), run.problem.dtype) for s in h0]
+        H, Ss = recurrence.layer_states(be, run.inputs, cells, s0s, run.lengths, run.problem.activation)
+        S = torch.stack([to_tensor(S, x.device) for S in Ss])
+        return to_tensor(H, x.device), S[:, -1].clone(), S
 
 
 @layer_op.register_fake
@@ -124,16 +124,17 @@ def layer_backward_op(grad_H: Optional[Tensor], grad_h_n: Optional[Tensor], x: T
     if B == 0:
         return (torch.zeros_like(x) if input_grad else x.new_zeros(0)), x.new_zeros(D, 0, d), \
             torch.zeros_like(w_ih), torch.zeros_like(w_hh), torch.zeros_like(b)
-    run, cells = _run(x, lengths, w_ih, w_hh, b, activation, truncate, backend)
-    be, problem = run.be, run.problem
-    G = None if grad_H is None else be.asarray(to_array(grad_H.contiguous()))
-    g_last = None if grad_h_n is None else be.asarray(to_array(grad_h_n.transpose(0, 1).reshape(B, D * d)))
-    grads = recurrence.layer_backprop(be, run.inputs, [be.asarray(to_array(S_j)) for S_j in S], cells, G, g_last,
-                                      run.lengths, problem.activation, problem.truncate, input_grad=input_grad)
-    dU, dW, db = ([to_tensor(g, x.device) for g in field] for field in zip(*grads.cells))
-    dx = to_tensor(grads.dX, x.device) if input_grad else x.new_zeros(0)
-    return (dx, torch.stack([to_tensor(g, x.device) for g in grads.ds0]), torch.stack(dU).transpose(1, 2).contiguous(),
-            torch.stack(dW).transpose(1, 2).contiguous(), torch.stack(db))
+    with cuda_bridge.allocations(x.device):
+        run, cells = _run(x, lengths, w_ih, w_hh, b, activation, truncate, backend)
+        be, problem = run.be, run.problem
+        G = None if grad_H is None else be.asarray(to_array(grad_H.contiguous()))
+        g_last = None if grad_h_n is None else be.asarray(to_array(grad_h_n.transpose(0, 1).reshape(B, D * d)))
+        grads = recurrence.layer_backprop(be, run.inputs, [be.asarray(to_array(S_j)) for S_j in S], cells, G, g_last,
+                                          run.lengths, problem.activation, problem.truncate, input_grad=input_grad)
+        dU, dW, db = ([to_tensor(g, x.device) for g in field] for field in zip(*grads.cells))
+        dx = to_tensor(grads.dX, x.device) if input_grad else x.new_zeros(0)
+        return (dx, torch.stack([to_tensor(g, x.device) for g in grads.ds0]), torch.stack(dU).transpose(1, 2).contiguous(),
+                torch.stack(dW).transpose(1, 2).contiguous(), torch.stack(db))
 
 
 @layer_backward_op.register_fake
