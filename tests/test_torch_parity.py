@@ -201,7 +201,8 @@ ERRORS = [
     ((10, 0, 1), {}, None, ValueError, "hidden_size must be greater than zero"),
     ((10, 10, 0), {}, None, ValueError, "num_layers must be greater than zero"),
     ((3, 5), {}, "mismatched dtype", ValueError,
-     r"RNN input dtype .* does not match weight dtype .* Convert input: input\.to\(.*\), or convert model: model\.to\(.*\)"),
+     r"RNN input dtype .* does not match weight dtype .* "
+     r"Convert input: input\.to\(.*\), or convert model: model\.to\(.*\)"),
     ((3, 5), {"bias": 0}, None, TypeError, "bias should be of type bool, got: int"),
     ((3, 5), {"bias": 1}, None, TypeError, "bias should be of type bool, got: int"),
     ((3, 5), {"bias": "True"}, None, TypeError, "bias should be of type bool, got: str"),

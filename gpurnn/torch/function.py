@@ -131,17 +131,17 @@ def layer_backward_op(grad_H: Optional[Tensor], grad_h_n: Optional[Tensor], x: T
         g_last = None if grad_h_n is None else be.asarray(to_array(grad_h_n.transpose(0, 1).reshape(B, D * d)))
         grads = recurrence.layer_backprop(be, run.inputs, [be.asarray(to_array(S_j)) for S_j in S], cells, G, g_last,
                                           run.lengths, problem.activation, problem.truncate, input_grad=input_grad)
-        dU, dW, db = ([to_tensor(g, x.device) for g in field] for field in zip(*grads.cells))
+        dU, dW, db = (torch.stack([to_tensor(g, x.device) for g in field]) for field in zip(*grads.cells))
         dx = to_tensor(grads.dX, x.device) if input_grad else x.new_zeros(0)
-        return (dx, torch.stack([to_tensor(g, x.device) for g in grads.ds0]), torch.stack(dU).transpose(1, 2).contiguous(),
-                torch.stack(dW).transpose(1, 2).contiguous(), torch.stack(db))
+        dh0 = torch.stack([to_tensor(g, x.device) for g in grads.ds0])
+        return dx, dh0, dU.transpose(1, 2).contiguous(), dW.transpose(1, 2).contiguous(), db
 
 
 @layer_backward_op.register_fake
 def _(grad_H, grad_h_n, x, S, lengths, w_ih, w_hh, b, activation, truncate, backend, input_grad):
     D, d = w_hh.shape[:2]
     dx = x.new_empty(x.shape) if input_grad else x.new_empty(0)
-    return dx, x.new_empty(D, x.shape[1], d), w_ih.new_empty(w_ih.shape), w_hh.new_empty(w_hh.shape), b.new_empty(b.shape)
+    return dx, x.new_empty(D, x.shape[1], d), torch.empty_like(w_ih), torch.empty_like(w_hh), torch.empty_like(b)
 
 
 def _vmap_by_loop(op):

@@ -41,7 +41,8 @@ class RNN(nn.RNNBase):
         if unexpected:
             raise TypeError(f"RNN.__init__() got an unexpected keyword argument {next(iter(unexpected))!r}")
         if nonlinearity not in NONLINEARITIES:
-            raise ValueError(f"Unknown nonlinearity {nonlinearity!r}. Select from {', '.join(map(repr, NONLINEARITIES))}.")
+            choices = ", ".join(map(repr, NONLINEARITIES))
+            raise ValueError(f"Unknown nonlinearity {nonlinearity!r}. Select from {choices}.")
         if truncate is not None and (isinstance(truncate, bool) or not isinstance(truncate, int) or truncate < 0):
             raise ValueError(f"truncate must be None or an int >= 0, got {truncate!r}")
         if backend not in BACKENDS:
