@@ -51,7 +51,7 @@ def _params(module):
 @pytest.mark.parametrize("nonlinearity,packed", [("tanh", False), ("relu", True)])
 def test_gradgradcheck(nonlinearity, packed):
     _, ours = _pair(nonlinearity)
-    assert torch.autograd.gradgradcheck(_loss_of(ours, packed), (*_inputs(), *_params(ours)))
+    assert torch.autograd.gradgradcheck(_loss_of(ours, packed), (*_inputs(), *_params(ours)), fast_mode=packed)
 
 
 def test_logistic_gradgradcheck_by_finite_differences():
@@ -76,6 +76,29 @@ def test_hvp_and_hessian_equal_nn_rnns(packed):
     torch.testing.assert_close(torch.autograd.functional.hessian(lambda x: _loss_of(ours)(x, *args[1:]), x),
                                torch.autograd.functional.hessian(lambda x: _loss_of(reference)(x, *args[1:]), x),
                                rtol=1e-10, atol=1e-12)
+
+
+def test_hvp_in_the_parameters_alone_equals_nn_rnns():
+    """Curvature of the weights with the input fixed (the first layer's input gradient not asked)."""
+    results = []
+    for module in _pair():
+        x, h0 = (t.detach() for t in _inputs())
+        params = _params(module)
+        torch.manual_seed(3)
+        v = tuple(torch.randn_like(p) for p in params)
+        results.append(torch.autograd.functional.hvp(lambda *p: _loss_of(module)(x, h0, *p), tuple(params), v)[1])
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+# torch's forward-mode decompositions (torch/_decomp/decompositions_for_jvp.py) script their rules on import
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+def test_forward_mode_jacfwd_and_func_hessian_equal_nn_rnns():
+    reference, ours = _pair()
+    x, h0 = (t.detach() for t in _inputs())
+    for transform in (torch.func.jacfwd(lambda x, m: m(x, h0)[0]),
+                      torch.func.hessian(lambda x, m: m(x, h0)[0].sin().sum())):
+        torch.testing.assert_close(transform(x, ours), transform(x, reference), rtol=1e-10, atol=1e-12)
 
 
 def test_gradient_penalty_equals_nn_rnns():

@@ -172,8 +172,9 @@ def layer(x, h0, lengths, w_ih, w_hh, b, activation, truncate, backend):
 
 class Layer(torch.autograd.Function):
     """`layer_op` under autograd: (x, h0, lengths, w_ih, w_hh, b, activation, truncate, backend)
-    -> (H, h_n); its backward is `LayerBackward`. An `autograd.Function` with `setup_context`
-    and a generated vmap rule, so the torch.func transforms (grad, vjp, jacrev, vmap) take it."""
+    -> (H, h_n, S); its backward is `LayerBackward`, its forward-mode derivative the torch
+    reference's. An `autograd.Function` with `setup_context` and a generated vmap rule, so the
+    torch.func transforms (grad, vjp, jacrev, jvp, jacfwd, hessian, vmap) take it."""
 
     generate_vmap_rule = True
 
@@ -187,6 +188,7 @@ class Layer(torch.autograd.Function):
         ctx.mark_non_differentiable(output[2])
         ctx.set_materialize_grads(False)
         ctx.save_for_backward(x, h0, lengths, w_ih, w_hh, b, output[2])
+        ctx.save_for_forward(x, h0, lengths, w_ih, w_hh, b, output[2])
         ctx.options = (activation, truncate, backend)
 
     @staticmethod
@@ -200,10 +202,20 @@ class Layer(torch.autograd.Function):
         return (dx if needs[0] else None, dh0 if needs[1] else None, None, dw_ih if needs[3] else None,
                 dw_hh if needs[4] else None, db if needs[5] else None, None, None, None)
 
+    @staticmethod
+    def jvp(ctx, x_t, h0_t, _lengths_t, w_ih_t, w_hh_t, b_t, *_options_t):
+        x, h0, lengths, w_ih, w_hh, b, S = ctx.saved_tensors
+        h0 = S[:, 0] if h0 is None else h0
+        primals = (x, h0, w_ih, w_hh, b)
+        tangents = _tangents(primals, (x_t, h0_t, w_ih_t, w_hh_t, b_t))
+        _, (H_t, h_n_t) = torch.func.jvp(lambda *p: reference.layer(*p[:2], lengths, *p[2:], ctx.options[0]),
+                                         primals, tangents)
+        return H_t, h_n_t, None
+
 
 class LayerBackward(torch.autograd.Function):
-    """`layer_backward_op` under autograd, whose own backward (the second derivative) is exact:
-    the vector-Jacobian product of the torch reference (`reference.py`). h0 is not read (S[:,0]
+    """`layer_backward_op` under autograd, whose own derivatives (second order) are exact: those
+    of the torch reference's vector-Jacobian product (`reference.py`). h0 is not read (S[:,0]
     holds it): it is an argument so that the second derivative reaches it."""
 
     generate_vmap_rule = True
@@ -217,30 +229,46 @@ class LayerBackward(torch.autograd.Function):
     def setup_context(ctx, inputs, output):
         grad_H, grad_h_n, x, h0, S, lengths, w_ih, w_hh, b, activation, truncate, backend, input_grad = inputs
         ctx.set_materialize_grads(False)
-        ctx.save_for_backward(grad_H, grad_h_n, x, h0, lengths, w_ih, w_hh, b)
-        ctx.options = (activation, truncate, input_grad)
+        saved = (grad_H, grad_h_n, x, S[:, 0] if h0 is None else h0, lengths, w_ih, w_hh, b)
+        ctx.save_for_backward(*saved)
+        ctx.save_for_forward(*saved)
+        ctx.options = (activation, truncate, input_grad, grad_H is None, grad_h_n is None, h0 is None)
 
     @staticmethod
-    def backward(ctx, g_dx, g_dh0, g_dw_ih, g_dw_hh, g_db):
-        grad_H, grad_h_n, x, h0, lengths, w_ih, w_hh, b = ctx.saved_tensors
-        activation, truncate, input_grad = ctx.options
-        T, B, _ = x.shape
-        if _effective_truncate(truncate, T) is not None:
-            raise RuntimeError(f"gpurnn.torch.RNN: second-order gradients of truncated BPTT (truncate={truncate} "
-                               f"< T - 1 = {T - 1}) are not defined; take them with truncate=None")
-        D, d = w_hh.shape[:2]
-        weights = [w for j in range(D) for w in (w_ih[j], w_hh[j], b[j])]
-        primals = (x, x.new_zeros(D, B, d) if h0 is None else h0, weights,
-                   x.new_zeros(T, B, D * d) if grad_H is None else grad_H,
-                   x.new_zeros(D, B, d) if grad_h_n is None else grad_h_n)
-        g_weights = [torch.zeros_like(w) if g is None else g[j] for j in range(D) for w, g in
-                     zip((w_ih[j], w_hh[j], b[j]), (g_dw_ih, g_dw_hh, g_db))]
-        cotangents = [g_dx if input_grad and g_dx is not None else torch.zeros_like(x),
-                      torch.zeros_like(primals[1]) if g_dh0 is None else g_dh0, *g_weights]
-        g_x, g_h0, g_w, g_grad_H, g_grad_h_n = reference.layer_vjp_vjp(*primals, lengths, activation, cotangents)
-        return (None if grad_H is None else g_grad_H, None if grad_h_n is None else g_grad_h_n, g_x,
-                None if h0 is None else g_h0, None, None, torch.stack(g_w[0::3]), torch.stack(g_w[1::3]),
-                torch.stack(g_w[2::3]), None, None, None, None)
+    def backward(ctx, g_dx, *cotangents):
+        primals, lengths = _second_order(ctx)
+        cotangents = _tangents(primals[:5], (g_dx if ctx.options[2] else None, *cotangents))
+        g_x, g_h0, g_w_ih, g_w_hh, g_b, g_grad_H, g_grad_h_n = reference.layer_vjp_vjp(
+            *primals, lengths, ctx.options[0], cotangents)
+        no_grad_H, no_grad_h_n, no_h0 = ctx.options[3:]
+        return (None if no_grad_H else g_grad_H, None if no_grad_h_n else g_grad_h_n, g_x, None if no_h0 else g_h0,
+                None, None, g_w_ih, g_w_hh, g_b, None, None, None, None)
+
+    @staticmethod
+    def jvp(ctx, grad_H_t, grad_h_n_t, x_t, h0_t, _S_t, _lengths_t, w_ih_t, w_hh_t, b_t, *_options_t):
+        primals, lengths = _second_order(ctx)
+        tangents = _tangents(primals, (x_t, h0_t, w_ih_t, w_hh_t, b_t, grad_H_t, grad_h_n_t))
+        _, result_t = torch.func.jvp(lambda *p: reference.layer_vjp(*p, lengths, ctx.options[0]), primals, tangents)
+        return result_t if ctx.options[2] else (primals[0].new_zeros(0), *result_t[1:])
+
+
+def _second_order(ctx):
+    """`LayerBackward`'s primals (x, h0, w_ih, w_hh, b, grad_H, grad_h_n), zeros for a None
+    output gradient, and lengths; refused for truncated BPTT, which is not a derivative."""
+    grad_H, grad_h_n, x, h0, lengths, w_ih, w_hh, b = ctx.saved_tensors
+    truncate, T = ctx.options[1], x.shape[0]
+    if _effective_truncate(truncate, T) is not None:
+        raise RuntimeError(f"gpurnn.torch.RNN: second-order gradients of truncated BPTT (truncate={truncate} "
+                           f"< T - 1 = {T - 1}) are not defined; take them with truncate=None")
+    D, d = w_hh.shape[:2]
+    grad_H = x.new_zeros(T, x.shape[1], D * d) if grad_H is None else grad_H
+    grad_h_n = torch.zeros_like(h0) if grad_h_n is None else grad_h_n
+    return (x, h0, w_ih, w_hh, b, grad_H, grad_h_n), lengths
+
+
+def _tangents(like, given):
+    """The given tangents (or cotangents), zeros of `like`'s shapes for those that are None."""
+    return tuple(torch.zeros_like(p) if g is None else g for p, g in zip(like, given))
 
 
 layer_op.register_autograd(Layer.backward, setup_context=Layer.setup_context)

@@ -14,18 +14,18 @@ import torch
 SIGMAS = {"tanh": torch.tanh, "relu": torch.relu, "logistic": torch.sigmoid, "sigmoid": torch.sigmoid}
 
 
-def layer(x, h0, lengths, weights, activation):
-    """(H (T,B,D·d), h_n (D,B,d)) of x (T,B,n), h0 (D,B,d), lengths (B,) int64 or None."""
+def layer(x, h0, lengths, w_ih, w_hh, b, activation):
+    """(H (T,B,D·d), h_n (D,B,d)) of x (T,B,n), h0 (D,B,d), lengths (B,) int64 or None,
+    w_ih (D,d,n), w_hh (D,d,d), b (D,d)."""
     sigma = SIGMAS[activation]
     T = x.shape[0]
     active = None if lengths is None else (torch.arange(T)[:, None] < lengths[None, :]).to(x.device)[..., None]
     outputs, finals = [], []
-    for j in range(len(weights) // 3):
-        w_ih, w_hh, b = weights[3 * j:3 * j + 3]
-        projected = x @ w_ih.t() + b
+    for j in range(w_hh.shape[0]):
+        projected = x @ w_ih[j].t() + b[j]
         s, H = h0[j], [None] * T
         for t in (range(T) if j == 0 else reversed(range(T))):
-            new = sigma(projected[t] + s @ w_hh.t())
+            new = sigma(projected[t] + s @ w_hh[j].t())
             s = new if active is None else torch.where(active[t], new, s)
             H[t] = s if active is None else torch.where(active[t], s, torch.zeros_like(s))
         outputs.append(torch.stack(H))
@@ -33,20 +33,16 @@ def layer(x, h0, lengths, weights, activation):
     return torch.cat(outputs, dim=-1), torch.stack(finals)
 
 
-def layer_vjp(x, h0, weights, grad_H, grad_h_n, lengths, activation):
-    """∂⟨(grad_H, grad_h_n), layer(x, h0, weights)⟩ / ∂(x, h0, weights): (dx, dh0, [dw...])."""
-    _, pullback = torch.func.vjp(lambda x, h0, *w: layer(x, h0, lengths, w, activation), x, h0, *weights)
-    dx, dh0, *dweights = pullback((grad_H, grad_h_n))
-    return dx, dh0, dweights
+def layer_vjp(x, h0, w_ih, w_hh, b, grad_H, grad_h_n, lengths, activation):
+    """∂⟨(grad_H, grad_h_n), layer(...)⟩ / ∂(x, h0, w_ih, w_hh, b), in that order."""
+    _, pullback = torch.func.vjp(lambda *primals: layer(*primals[:2], lengths, *primals[2:], activation),
+                                 x, h0, w_ih, w_hh, b)
+    return pullback((grad_H, grad_h_n))
 
 
-def layer_vjp_vjp(x, h0, weights, grad_H, grad_h_n, lengths, activation, cotangents):
-    """The vector-Jacobian product of `layer_vjp` with cotangents (g_dx, g_dh0, [g_dw...]):
-    its gradients with respect to (x, h0, weights, grad_H, grad_h_n), in that order."""
-    def grads(x, h0, grad_H, grad_h_n, *w):
-        dx, dh0, dweights = layer_vjp(x, h0, w, grad_H, grad_h_n, lengths, activation)
-        return (dx, dh0, *dweights)
-
-    _, pullback = torch.func.vjp(grads, x, h0, grad_H, grad_h_n, *weights)
-    g_x, g_h0, g_grad_H, g_grad_h_n, *g_weights = pullback(tuple(cotangents))
-    return g_x, g_h0, g_weights, g_grad_H, g_grad_h_n
+def layer_vjp_vjp(x, h0, w_ih, w_hh, b, grad_H, grad_h_n, lengths, activation, cotangents):
+    """The vector-Jacobian product of `layer_vjp` with cotangents of its five results: its
+    gradients with respect to (x, h0, w_ih, w_hh, b, grad_H, grad_h_n), in that order."""
+    _, pullback = torch.func.vjp(lambda *primals: layer_vjp(*primals, lengths, activation),
+                                 x, h0, w_ih, w_hh, b, grad_H, grad_h_n)
+    return pullback(tuple(cotangents))
