@@ -1,24 +1,26 @@
 """One layer of the recurrence, both its directions, as PyTorch operators: `gpurnn::layer` and
 its backward `gpurnn::layer_backward` (`torch.library.custom_op`), each with a fake-tensor rule
-(torch.compile, torch.export), an autograd rule and a vmap rule (torch.func).
+(torch.compile, torch.export) and a vmap rule (torch.func); `Layer` and `LayerBackward`, the
+autograd.Functions that run them, carry the derivatives (`layer` picks `Layer`, or the operator
+with `Layer`'s autograd rule under torch.compile).
 
 Forward and backward run `gpurnn.recurrence`'s layer functions, as `gpurnn.stack` does, on the
 tensors' own memory: CPU tensors cross as NumPy views (`Tensor.numpy()`, `torch.from_numpy`), CUDA
-tensors as CuPy arrays through DLPack and stay on their device. gpurnn's kernels and CuPy's
-products run on CuPy's current stream (the default one); DLPack's exchange makes each consumer
-wait for the producer (`__dlpack__(stream=...)`): gpurnn's stream for torch's current stream's
-work on the way in, torch's current stream for gpurnn's on the way out, so a module called
-under `torch.cuda.stream(s)` is ordered with `s`, and each memory is kept alive for the streams
-that read it (`cuda_bridge.py`). (Not yet run on a GPU: the tasks that wrote this had none; the
-CPU and the CUDA simulator paths are tested, the bridge with stand-ins for CuPy and CUDA.)
+tensors as CuPy arrays and stay on their device. gpurnn's kernels and CuPy's products run on
+CuPy's current stream (the default one); DLPack's exchange makes CuPy's stream wait for torch's
+current stream on the way in, and torch's current stream waits for CuPy's on the way out, so a
+module called under `torch.cuda.stream(s)` is ordered with `s`; each memory is kept alive for
+the streams that read it (`cuda_bridge.py`). (Not yet run on a GPU: the tasks that wrote this
+had none; the CPU and the CUDA simulator paths are tested, the bridge with stand-ins.)
 
-Weights per direction, fw then bw: weight_ih (d,n), weight_hh (d,d) as torch holds them (gpurnn's
-U = weight_ihᵀ, W = weight_hhᵀ are views) and b (d,) = bias_ih + bias_hh (made in torch by the
-caller, so autograd routes its gradient to both). Gradients come back contiguous, in the
-weights' own layout.
+Weights, the directions (fw, then bw) stacked along a first axis D: w_ih (D,d,n), w_hh (D,d,d) as
+torch holds them (gpurnn's U = w_ih[j]ᵀ, W = w_hh[j]ᵀ are views) and b (D,d) = bias_ih + bias_hh
+(made in torch by the caller, so autograd routes its gradient to both). Gradients come back
+contiguous, in the weights' own layout.
 
-Second order: `layer_backward`'s own backward is the exact vector-Jacobian product of the torch
-reference (`reference.py`), so gradient penalties, `hvp` and `hessian` are exact; truncated BPTT
+Beyond gpurnn's first derivative: `LayerBackward`'s own backward (second order) and both
+Functions' forward-mode derivatives are the exact ones of the torch reference (`reference.py`),
+so gradient penalties, `hvp`, `hessian`, `jvp` and `jacfwd` are exact; truncated BPTT
 (τ < T − 1) is not the derivative of the forward, and its second derivative is refused.
 """
 from __future__ import annotations
@@ -71,7 +73,8 @@ def _run(x, lengths, w_ih, w_hh, b, activation, truncate, backend):
     T, B, n = x.shape
     d = w_hh.shape[1]
     lengths = np.full(B, T, np.int64) if lengths is None else lengths.numpy()
-    problem = Problem(T, B, n, d, 0, np.dtype(to_array(x).dtype), False, to_array(x), lengths, None,
+    inputs = to_array(x)
+    problem = Problem(T, B, n, d, 0, np.dtype(inputs.dtype), False, inputs, lengths, None,
                       activation_code(activation), truncate=_effective_truncate(truncate, T))
     run = recurrence.Placement(get_backend(backend_name(backend, x.device)), problem, on_host=False)
     return run, _cells(run.be, w_ih, w_hh, b)
