@@ -25,11 +25,13 @@ so gradient penalties, `hvp`, `hessian`, `jvp` and `jacfwd` are exact; truncated
 """
 from __future__ import annotations
 
+import inspect
 from typing import Optional
 
 import numpy as np
 import torch
 from torch import Tensor
+from torch.utils import _python_dispatch
 
 from .. import recurrence
 from ..arrays import array_module, on_host
@@ -86,8 +88,7 @@ def _cells(be, w_ih, w_hh, b):
     return [Cell(be.asarray(U[j].T), be.asarray(W[j].T), be.asarray(b[j])) for j in range(len(W))]
 
 
-@torch.library.custom_op("gpurnn::layer", mutates_args=())
-def layer_op(x: Tensor, h0: Optional[Tensor], lengths: Optional[Tensor], w_ih: Tensor, w_hh: Tensor, b: Tensor,
+def _layer(x: Tensor, h0: Optional[Tensor], lengths: Optional[Tensor], w_ih: Tensor, w_hh: Tensor, b: Tensor,
              activation: str, truncate: Optional[int], backend: str) -> tuple[Tensor, Tensor, Tensor]:
     """(H (T,B,D·d): each direction's state after reading position t in its columns, 0 past each
     length; h_n (D,B,d): each direction's final state; S (D,T+1,B,d): each direction's states in
@@ -107,6 +108,9 @@ def layer_op(x: Tensor, h0: Optional[Tensor], lengths: Optional[Tensor], w_ih: T
         return to_tensor(H, x.device), S[:, -1].clone(), S
 
 
+layer_op = torch.library.custom_op("gpurnn::layer", _layer, mutates_args=())
+
+
 @layer_op.register_fake
 def _(x, h0, lengths, w_ih, w_hh, b, activation, truncate, backend):
     T, B, _ = x.shape
@@ -114,8 +118,7 @@ def _(x, h0, lengths, w_ih, w_hh, b, activation, truncate, backend):
     return x.new_empty(T, B, D * d), x.new_empty(D, B, d), x.new_empty(D, T + 1, B, d)
 
 
-@torch.library.custom_op("gpurnn::layer_backward", mutates_args=())
-def layer_backward_op(grad_H: Optional[Tensor], grad_h_n: Optional[Tensor], x: Tensor, S: Tensor,
+def _layer_backward(grad_H: Optional[Tensor], grad_h_n: Optional[Tensor], x: Tensor, S: Tensor,
                       lengths: Optional[Tensor], w_ih: Tensor, w_hh: Tensor, b: Tensor, activation: str,
                       truncate: Optional[int], backend: str, input_grad: bool
                       ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
@@ -138,6 +141,9 @@ def layer_backward_op(grad_H: Optional[Tensor], grad_h_n: Optional[Tensor], x: T
         dx = to_tensor(grads.dX, x.device) if input_grad else x.new_zeros(0)
         dh0 = torch.stack([to_tensor(g, x.device) for g in grads.ds0])
         return dx, dh0, dU.transpose(1, 2).contiguous(), dW.transpose(1, 2).contiguous(), db
+
+
+layer_backward_op = torch.library.custom_op("gpurnn::layer_backward", _layer_backward, mutates_args=())
 
 
 @layer_backward_op.register_fake
@@ -164,6 +170,15 @@ _vmap_by_loop(layer_op)
 _vmap_by_loop(layer_backward_op)
 
 
+def _direct(*tensors):
+    """Whether an operator's body may run as a plain call (the dispatcher's custom-op path costs
+    about as much as a small layer): eager tensors, no torch.func transform or autograd vmap, no
+    tracing and no Python dispatch mode, all of which must see the operator."""
+    return (not torch._C._are_functorch_transforms_active() and _python_dispatch._get_current_dispatch_mode() is None
+            and all(t is None or type(t) is Tensor and not torch._C._functorch.is_legacy_batchedtensor(t)
+                    for t in tensors))
+
+
 def layer(x, h0, lengths, w_ih, w_hh, b, activation, truncate, backend):
     """(H, h_n, S) of `layer_op` under autograd: `Layer` eagerly (the torch.func transforms need an
     autograd.Function), the operator with `Layer`'s autograd rule under torch.compile (dynamo
@@ -183,7 +198,8 @@ class Layer(torch.autograd.Function):
 
     @staticmethod
     def forward(x, h0, lengths, w_ih, w_hh, b, activation, truncate, backend):
-        return torch.ops.gpurnn.layer(x, h0, lengths, w_ih, w_hh, b, activation, truncate, backend)
+        run = _layer if _direct(x, h0, w_ih, w_hh, b) else torch.ops.gpurnn.layer
+        return run(x, h0, lengths, w_ih, w_hh, b, activation, truncate, backend)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -225,8 +241,8 @@ class LayerBackward(torch.autograd.Function):
 
     @staticmethod
     def forward(grad_H, grad_h_n, x, h0, S, lengths, w_ih, w_hh, b, activation, truncate, backend, input_grad):
-        return torch.ops.gpurnn.layer_backward(grad_H, grad_h_n, x, S, lengths, w_ih, w_hh, b, activation, truncate,
-                                               backend, input_grad)
+        run = _layer_backward if _direct(grad_H, grad_h_n, x, S, w_ih, w_hh, b) else torch.ops.gpurnn.layer_backward
+        return run(grad_H, grad_h_n, x, S, lengths, w_ih, w_hh, b, activation, truncate, backend, input_grad)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -275,3 +291,5 @@ def _tangents(like, given):
 
 
 layer_op.register_autograd(Layer.backward, setup_context=Layer.setup_context)
+for _function in (Layer, LayerBackward):      # Function.apply binds its arguments by signature on every call
+    _function.forward.__signature__ = inspect.signature(_function.forward)
