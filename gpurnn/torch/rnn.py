@@ -7,10 +7,10 @@ The module is an `nn.RNNBase`, as nn.RNN is: its constructor's checks and errors
 names, shapes, order and initialisation (uniform ±1/√hidden, so `load_state_dict` works both
 ways and the same seed draws the same weights), `_flat_weights`, `all_weights`, pickling; the
 forward's checks are nn.RNN's own (`check_input`, `check_hidden_size`). Each layer is one
-`function.layer` call (the operator `gpurnn::layer` under autograd): gpurnn runs its directions together, as `gpurnn.stack` does (the
-reverse direction reads each sequence from its last step, its h_n is its state after the
-sequence's first step; the directions' states side by side); torch stacks the layers, with
-dropout between them in training only. gpurnn's own options: `nonlinearity="logistic"`,
+`function.layer` call (the operator `gpurnn::layer` under autograd): gpurnn runs its
+directions together, as `gpurnn.stack` does (the reverse direction reads each sequence from
+its last step, its h_n is its state after the sequence's first step; the directions' states
+side by side); torch stacks the layers, with dropout between them in training only. gpurnn's own options: `nonlinearity="logistic"`,
 `truncate=τ` (at most τ Jacobian factors per loss term, each output gradient at step t
 counting as a loss term at step t, as `gpurnn.bptt`; None is exact) and `backend` ("auto"
 follows the tensors' device).
