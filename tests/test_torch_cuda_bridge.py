@@ -86,3 +86,26 @@ def test_memory_no_buffer_owns_goes_through_dlpack(cuda, monkeypatch):
     monkeypatch.setattr(torch, "from_dlpack", lambda array: seen.append(array) or "tensor")
     array = SimpleNamespace(data=SimpleNamespace(mem=SimpleNamespace(ptr=0)))
     assert cuda_bridge.to_torch(array) == "tensor" and seen == [array]
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA build of torch and a GPU")
+def test_a_result_read_late_on_a_side_stream_is_not_overwritten():
+    """On a GPU: a result freed on the host while a side stream has yet to read it keeps its
+    memory through the next call's allocations (made on CuPy's stream meanwhile)."""
+    import gpurnn.torch as gt
+
+    torch.manual_seed(0)
+    module = gt.RNN(8, 64).cuda()
+    x, other = torch.randn(50, 16, 8, device="cuda"), torch.randn(50, 16, 8, device="cuda")
+    expected = module(x)[0].sum().item()
+    side = torch.cuda.Stream()
+    with torch.cuda.stream(side):
+        output = module(x)[0]
+        torch.cuda._sleep(200_000_000)                # the side stream reads the result late
+        total = output.sum()
+    del output                                        # freed on the host before the read
+    for _ in range(3):
+        module(other)                                 # allocates and writes on CuPy's stream now
+    torch.cuda.synchronize()
+    assert total.item() == pytest.approx(expected, rel=1e-5)
