@@ -1,7 +1,7 @@
 """gpurnn.torch's CUDA bridge keeps each memory alive for the streams that read it (issue 19,
 item 7), checked without a GPU: CuPy and torch's CUDA streams are stand-ins that record what the
-bridge asks of them; the buffers are CPU tensors. On a GPU the bridge runs in
-test_torch_rnn.py's side-stream test."""
+bridge asks of them; the buffers are CPU tensors. On a GPU (marked `cuda`), a result read late
+on a side stream, and test_torch_rnn.py's side-stream test."""
 import contextlib
 from types import SimpleNamespace
 
