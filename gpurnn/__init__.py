@@ -7,7 +7,8 @@ import os as _os
 # 2^20 cycles (~0.4 ms) keeps the workers awake between the calls of a step loop and frees the
 # core before the next phase (profiling/RESULTS.md, "OpenBLAS's spinning workers"). OpenBLAS
 # reads it when it loads: in effect where gpurnn is imported before NumPy (the command line
-# does); a user's own setting wins.
+# does); where NumPy came first, the CPU backend stops the workers before such phases instead
+# (`gpurnn.backends.cpu_threads.run`). A user's own setting wins.
 _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "20")
 
 from .bptt import BPTTResult, ForwardResult, bptt, forward, output_logits

@@ -5,6 +5,8 @@ Launch: block (THREADS,), grid (ceil(N/THREADS),); one element per thread, no ba
 """
 from numba import cuda
 
+from gpurnn.compile_cache import cuda_sources, key_on_sources
+
 
 @cuda.jit(cache=True)
 def scale(A, factor, out):
@@ -21,3 +23,6 @@ def clamp(A, limit, out):
     if i < A.shape[0]:
         top = A.dtype.type(limit)
         out[i] = min(max(A[i], -top), top)
+
+
+key_on_sources(globals(), cuda_sources())

@@ -9,6 +9,8 @@ barriers are `tile_product`'s.
 """
 from numba import cuda
 
+from gpurnn.compile_cache import cuda_sources, key_on_sources
+
 from .device import PAD, TILE, tile_product
 
 
@@ -24,3 +26,6 @@ def gemm(A, B, bias, trans_a, trans_b, has_bias, C):
         if has_bias:
             acc += bias[j]
         C[i, j] = acc
+
+
+key_on_sources(globals(), cuda_sources())

@@ -33,6 +33,8 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
+from gpurnn.compile_cache import cuda_sources, key_dispatcher
+
 from . import cell_step
 from . import persistent_common as pc
 from . import persistent_plan as pp
@@ -187,14 +189,17 @@ _cache: dict = {}
 
 
 def backward_kernel(the_plan: pp.Plan, dtype, exact=True):
-    """The compiled-on-demand kernel (a Numba dispatcher) and its launch signature."""
+    """The compiled-on-demand kernel (a Numba dispatcher) and its launch signature. Numba's
+    disk cache (NUMBA_CACHE_DIR) keeps each variant once compiled for every later process: its
+    key hashes the kernel's closure, which names the variant, and `compile_cache` adds the
+    kernels' sources."""
     key = (the_plan.variant, the_plan.rows, the_plan.chains, the_plan.rreg, the_plan.pairs, exact, str(dtype))
     if key not in _cache:
         if the_plan.variant == "block":
             py = _block_backward(dtype, the_plan.rows, the_plan.chains, the_plan.rreg, exact, the_plan.pairs)
         else:
             py = _coop_backward(dtype, the_plan.rows, the_plan.pairs)
-        _cache[key] = cuda.jit(py)
+        _cache[key] = key_dispatcher(cuda.jit(py, cache=True), cuda_sources())
     return _cache[key], backward_signature(dtype)
 
 

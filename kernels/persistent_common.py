@@ -13,6 +13,14 @@ from numba import cuda, float32, float64, int64, uint64
 from numba.cuda import libdevice
 from numba.cuda.cudadrv.driver import CudaAPIError
 
+try:    # numba-cuda 0.2x+ launches through cuda.core, whose refusals are its own CUDAError
+    from cuda.core._utils.cuda_utils import CUDAError
+except ImportError:     # older cuda-core keeps it under .experimental; without cuda-core, numba's alone
+    try:
+        from cuda.core.experimental._utils.cuda_utils import CUDAError
+    except ImportError:
+        CUDAError = CudaAPIError
+
 # Device functions are inlined at the Numba IR level (kernels/device.py): a local array handed
 # to a call that is not inlined lives in local memory, inlined it stays in registers.
 from .device import array_types, inline
@@ -201,8 +209,8 @@ def launch(dispatcher, sig, the_plan: Plan, names, args, stream=0):
     args, written_back = _host_arrays_moved(args, stream)
     try:
         dispatcher[(the_plan.grid, the_plan.cells), the_plan.threads, stream, the_plan.smem](*args)
-    except CudaAPIError as error:      # what the checks above did not foresee
-        raise PersistentUnavailable(f"the driver refused the launch: {error}") from error
+    except (CudaAPIError, CUDAError) as error:      # what the checks above did not foresee
+        raise PersistentUnavailable(f"the driver refused the launch: {type(error).__name__}: {error}") from error
     for host, device in written_back:
         device.copy_to_host(host, stream=stream)
 
@@ -218,23 +226,34 @@ def _host_arrays_moved(args, stream):
     return [moved[id(a)][1] if id(a) in moved else a for a in args], list(moved.values())
 
 
+_fits: dict = {}    # (dispatcher, sig, plan, device id) -> why it cannot launch, or None: checked once
+
+
 def _check_fits(dispatcher, sig, the_plan: Plan):
     """Compile, opt in to the plan's shared memory, and raise PersistentUnavailable when the
-    compiled kernel cannot launch as planned on the current device."""
+    compiled kernel cannot launch as planned on the current device. The answer is kept per
+    kernel, plan and device (numba keeps a loaded kernel, and so its opt-in, per device): a
+    launch after the first costs a dictionary lookup, not a driver call and an occupancy query."""
+    key = (dispatcher, sig, the_plan, cuda.get_current_device().id)
+    if key not in _fits:
+        _fits[key] = _why_not(dispatcher, sig, the_plan)
+    if _fits[key] is not None:
+        raise PersistentUnavailable(_fits[key])
+
+
+def _why_not(dispatcher, sig, the_plan: Plan):
+    """Why the compiled kernel cannot launch as `the_plan` says on the current device, or None."""
     try:
         kernel = dispatcher.compile(sig)
     except Exception as error:   # e.g. the grid barrier's device-runtime library missing at link time
-        raise PersistentUnavailable(f"compiling the {the_plan.variant} kernel failed: "
-                                    f"{type(error).__name__}: {error}") from error
+        return f"compiling the {the_plan.variant} kernel failed: {type(error).__name__}: {error}"
     optin_error = _opt_in(kernel, the_plan.smem) if the_plan.smem > DEFAULT_DYNAMIC_SMEM else None
     most = None
     if the_plan.variant == "coop" and optin_error is None:
         most = kernel.max_cooperative_grid_blocks(the_plan.threads, the_plan.smem)
-    reason = launch_blocker(the_plan, regs_per_thread=kernel.regs_per_thread,
-                            max_threads_per_block=kernel.max_threads_per_block, limits=device_limits(),
-                            optin_error=optin_error, coop_grid_limit=most)
-    if reason is not None:
-        raise PersistentUnavailable(reason)
+    return launch_blocker(the_plan, regs_per_thread=kernel.regs_per_thread,
+                          max_threads_per_block=kernel.max_threads_per_block, limits=device_limits(),
+                          optin_error=optin_error, coop_grid_limit=most)
 
 
 def _opt_in(kernel, smem):

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 from numba import cuda
 
+from gpurnn.compile_cache import cuda_sources, key_dispatcher
+
 from . import cell_step
 from . import persistent_common as pc
 from . import persistent_plan as pp
@@ -155,12 +157,15 @@ _cache: dict = {}
 
 
 def forward_kernel(the_plan: pp.Plan, dtype):
-    """The compiled-on-demand kernel (a Numba dispatcher) and its launch signature."""
+    """The compiled-on-demand kernel (a Numba dispatcher) and its launch signature. Numba's
+    disk cache (NUMBA_CACHE_DIR) keeps each variant once compiled for every later process: its
+    key hashes the kernel's closure, which names the variant, and `compile_cache` adds the
+    kernels' sources."""
     key = (the_plan.variant, the_plan.rows, the_plan.rreg, the_plan.pairs, str(dtype))
     if key not in _cache:
         py = (_block_forward(dtype, the_plan.rows, the_plan.rreg, the_plan.pairs) if the_plan.variant == "block"
               else _coop_forward(dtype, the_plan.rows, the_plan.pairs))
-        _cache[key] = cuda.jit(py)
+        _cache[key] = key_dispatcher(cuda.jit(py, cache=True), cuda_sources())
     return _cache[key], forward_signature(dtype)
 
 

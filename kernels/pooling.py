@@ -19,6 +19,8 @@ the same bits on every run.
 """
 from numba import cuda
 
+from gpurnn.compile_cache import cuda_sources, key_on_sources
+
 MEAN, MAX = 0, 1
 MODES = {"mean": MEAN, "max": MAX}
 
@@ -61,3 +63,6 @@ def unpool_grad(dP, lengths, argmax, mode, G):
         elif argmax[i, j] == t:
             value = dP[i, j]
         G[t, i, j] = value
+
+
+key_on_sources(globals(), cuda_sources())

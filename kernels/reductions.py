@@ -15,6 +15,8 @@ sum_squares  partials[b] = Σ A_i² (float64) over i = b·THREADS + x + q·THREA
 """
 from numba import cuda
 
+from gpurnn.compile_cache import cuda_sources, key_on_sources
+
 from .device import LANES, SIM, THREADS, tree_reduce
 
 MAX_BLOCKS = 4 if SIM else 512   # sum_squares' grid cap (its partials are copied to the host)
@@ -62,3 +64,6 @@ def sum_squares(A, partials):
     total = tree_reduce(buf, x, THREADS, False)
     if x == 0:
         partials[cuda.blockIdx.x] = total
+
+
+key_on_sources(globals(), cuda_sources())

@@ -24,6 +24,8 @@ bucket_pieces, bucket_total   dU[v, j] = Σ_{p = offsets[v]}^{offsets[v+1]−1} 
 """
 from numba import cuda
 
+from gpurnn.compile_cache import cuda_sources, key_on_sources
+
 from .device import LANES, SIM, tree_reduce
 
 PIECE = 2 if SIM else 256     # sorted rows per chunk of bucket_pieces
@@ -101,3 +103,6 @@ def bucket_total(base, partial, dU):
         for q in range(base[v], base[v + 1]):
             acc += partial[q, j]
         dU[v, j] = acc
+
+
+key_on_sources(globals(), cuda_sources())

@@ -19,6 +19,8 @@ import math
 
 from numba import cuda
 
+from gpurnn.compile_cache import cuda_sources, key_on_sources
+
 from .device import SIM, tree_reduce
 
 # Threads per row (a power of two): 128 covers k up to a few thousand in a handful of
@@ -63,3 +65,6 @@ def softmax_xent(Z, targets, dZ, rows):
         wide = rows.dtype.type
         rows[r, 0] = math.log(wide(total)) + wide(top) - wide(Z[r, y])
         rows[r, 1] = 1
+
+
+key_on_sources(globals(), cuda_sources())

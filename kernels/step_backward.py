@@ -28,6 +28,8 @@ second's (a one-cell launch passes its arrays twice), the cell of a block its bl
 """
 from numba import cuda, int64
 
+from gpurnn.compile_cache import cuda_sources, key_on_sources
+
 from .cell_step import state_slope
 from .device import PAD, TILE, array_types, pick, tile_product
 
@@ -86,3 +88,6 @@ def signature(f):
     """step_backward's argument types as launched, for the Numba float type `f`."""
     (_, v2, v3), lens = array_types(f), int64[::1]
     return (v3, v3, v2, v2, v3, v3, v2, v2, v3, v3, v3, v3, v2, v2, int64, lens, int64, int64, int64, int64, int64)
+
+
+key_on_sources(globals(), cuda_sources())

@@ -19,6 +19,8 @@ barriers are `tile_product`'s.
 """
 from numba import cuda, int64
 
+from gpurnn.compile_cache import cuda_sources, key_on_sources
+
 from .cell_step import new_state
 from .device import PAD, TILE, array_types, pick, tile_product
 
@@ -54,3 +56,6 @@ def signature(f):
     """step_forward's argument types as launched, for the Numba float type `f`."""
     (_, v2, v3), lens = array_types(f), int64[::1]
     return (v3, v3, v3, v3, v2, v2, v2, v2, v2, v2, lens, int64, int64)
+
+
+key_on_sources(globals(), cuda_sources())

@@ -3,16 +3,21 @@ forward + backward, on one GPU, in one process.
 
     python3 profiling/bench_gpu.py --jsonl $OUT/bench_gpu.jsonl [--out bench_gpu.json]
 
-TF32 is off on both sides (torch's matmul and cuDNN flags set False, CuPy's CUPY_TF32 unset),
-so both compute in float32 proper; the settings are recorded. The JSON lines file gets a
+TF32 is off on both sides (torch: the legacy allow_tf32 flags False and, from torch 2.9, the
+fp32_precision of matmul, cuDNN and cuDNN's RNNs "ieee", whose default for RNNs is "tf32";
+CuPy: CUPY_TF32 unset), so both compute in float32 proper; the settings are recorded as
+read back. The JSON lines file gets a
 header line (card, versions, TF32 settings, the GEMM rate), then one line per row as soon as
 the row is done (flushed: a run cut short keeps its finished rows); a variant or a row that
 fails records its error there and the run goes on.
 
 Both sides get the same float32 weights and the same dense inputs (T,B,n) with n = k, and
 compute the same function (the losses are compared, and the gradients on the first row).
-Each variant is timed with CUDA events around `repeats` calls after `warmup` untimed ones
-(Numba compiles and cuDNN picks its algorithms there); the table shows medians.
+Rows by value: the goals' shapes in the order of the goals (B = 1 and 8, then B = 32 and 64,
+then B = 256). Within a row every variant and torch get their first call and `warmup` more
+untimed (Numba compiles and cuDNN picks its algorithms there), then `repeats` rounds of one
+call each, in turns, each timed with its library's CUDA events: a drift of the card's clocks
+falls on all of them alike. The table shows medians.
 Variants of gpurnn: "cublas" (cuBLAS for the large products, persistent recurrences: the
 default on a GPU), "numba" (the tiled Numba GEMM instead), "cublas-step" (one fused launch per
 step instead of the persistent kernels; "cublas-step-fused" / "cublas-step-gemm" fix how each
@@ -25,6 +30,7 @@ rate (cuBLAS through CuPy, 8192³) is measured first, as the ceiling to compare 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -55,27 +61,51 @@ def torch_events():
     return start.record, stop.record, lambda: (stop.synchronize(), start.elapsed_time(stop))[1]
 
 
-def median_ms(events, call, warmup, repeats):
-    """Median milliseconds of call() between two CUDA events (each library's own, on its
-    current stream), after `warmup` untimed calls; and all the samples."""
-    for _ in range(warmup):
-        call()
-    times = []
+def alternating(result, calls, warmup, repeats):
+    """Time `calls` ({key: (events, call)}) in turns: each one's first call and `warmup` more
+    untimed, then `repeats` rounds of one timed call of each (between two CUDA events, each
+    library's own, on its current stream). Sets result[key_ms] (the median) and
+    result[key_samples]; a call that fails records result[key_error] and drops out, the others
+    go on. Returns {key: its first call's result} of those that never failed."""
+    firsts, samples = {}, {}
+
+    def failed(key, error):
+        result[f"{key}_error"] = f"{type(error).__name__}: {str(error)[:500]}"
+        print(f"  {key}: {result[f'{key}_error']}", flush=True)
+        firsts.pop(key, None)
+        samples.pop(key, None)
+
+    for key, (_, call) in calls.items():
+        try:
+            firsts[key] = call()
+            for _ in range(warmup):
+                call()
+            samples[key] = []
+        except Exception as error:
+            failed(key, error)
     for _ in range(repeats):
-        start, stop, elapsed = events()
-        start()
-        call()
-        stop()
-        times.append(elapsed())
-    return statistics.median(times), times
+        for key in list(samples):
+            events, call = calls[key]
+            try:
+                start, stop, elapsed = events()
+                start()
+                call()
+                stop()
+                samples[key].append(elapsed())
+            except Exception as error:
+                failed(key, error)
+    for key, times in samples.items():
+        result[f"{key}_ms"], result[f"{key}_samples"] = statistics.median(times), times
+    return firsts
 
 
 def gemm_rate(cp, size=8192, repeats=10):
     """The card's float32 cuBLAS rate (TFLOP/s) on a size³ product of random matrices."""
     rng = cp.random.default_rng(0)
     A, B = rng.standard_normal((size, size), dtype=cp.float32), rng.standard_normal((size, size), dtype=cp.float32)
-    ms, _ = median_ms(cupy_events, lambda: A @ B, 2, repeats)
-    return 2 * size**3 / (ms * 1e-3) / 1e12
+    timing = {}
+    alternating(timing, {"gemm": (cupy_events, lambda: A @ B)}, 2, repeats)
+    return 2 * size**3 / (timing["gemm_ms"] * 1e-3) / 1e12
 
 
 def make_case(np, T, B, d, k, seed=0):
@@ -97,19 +127,6 @@ def backend_for(variant):
     return CUDABackend(gemm=gemm, persistent="step" not in rest, step_product=rest[1] if len(rest) > 1 else "auto")
 
 
-def timed(result, key, events, call, warmup, repeats):
-    """result[key_ms], result[key_samples] from median_ms; on failure result[key_error] (the run goes on).
-    Returns call()'s first result, or None when it failed."""
-    try:
-        first = call()
-        result[f"{key}_ms"], result[f"{key}_samples"] = median_ms(events, call, warmup, repeats)
-        return first
-    except Exception as error:
-        result[f"{key}_error"] = f"{type(error).__name__}: {str(error)[:500]}"
-        print(f"  {key}: {result[f'{key}_error']}", flush=True)
-        return None
-
-
 def bench_row(row, warmup, repeats, variants):
     import cupy as cp
     import numpy as np
@@ -122,15 +139,14 @@ def bench_row(row, warmup, repeats, variants):
     params = gpurnn.Params(*(cp.asarray(weights[name]) for name in ("U", "W", "V", "b", "c")))
     x_dev, t_dev = cp.asarray(x), cp.asarray(targets)
     result = {"T": T, "B": B, "n": k, "d": d, "k": k, "gflop": flops(T, B, k, d, k) / 1e9}
-    ours = {}
+    calls = {}
     for variant in variants:
         try:
             backend = backend_for(variant)
         except Exception as error:
             result[f"gpurnn_{variant}_error"] = f"{type(error).__name__}: {error}"
             continue
-        ours[variant] = timed(result, f"gpurnn_{variant}", cupy_events,
-                              lambda: gpurnn.bptt(params, x_dev, t_dev, backend=backend), warmup, repeats)
+        calls[f"gpurnn_{variant}"] = (cupy_events, lambda be=backend: gpurnn.bptt(params, x_dev, t_dev, backend=be))
 
     device = torch.device("cuda")
     rnn, head = torch_model(torch, weights, device)
@@ -144,11 +160,12 @@ def bench_row(row, warmup, repeats, variants):
         loss.backward()
         return loss
 
-    torch_loss = timed(result, "torch", torch_events, torch_step, warmup, repeats)
-    done = [v for v in variants if ours.get(v) is not None]
-    if torch_loss is not None and done:
-        first = ours[done[0]]
-        torch_loss = float(torch_loss.detach())
+    calls["torch"] = (torch_events, torch_step)
+    firsts = alternating(result, calls, warmup, repeats)
+    done = [v for v in variants if f"gpurnn_{v}" in firsts]
+    if "torch" in firsts and done:
+        first = firsts[f"gpurnn_{done[0]}"]
+        torch_loss = float(firsts["torch"].detach())
         result["loss_rel_diff"] = abs(first.loss - torch_loss) / abs(torch_loss)
         dW_torch = rnn.weight_hh_l0.grad.T.cpu().numpy()
         result["dW_rel_diff"] = float(np.linalg.norm(cp.asnumpy(first.grads.W) - dW_torch) / np.linalg.norm(dW_torch))
@@ -164,12 +181,30 @@ def bench_row(row, warmup, repeats, variants):
 
 
 def tf32_off(torch):
-    """TF32 off for torch's matmuls and cuDNN (CuPy uses it only with CUPY_TF32=1); the settings."""
+    """TF32 off for torch's matmuls, cuDNN and cuDNN's RNNs (the legacy flags, and the
+    fp32_precision settings where this torch has them); CuPy uses TF32 only with CUPY_TF32=1.
+    The settings as read back."""
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    return {"torch.backends.cuda.matmul.allow_tf32": torch.backends.cuda.matmul.allow_tf32,
-            "torch.backends.cudnn.allow_tf32": torch.backends.cudnn.allow_tf32,
-            "CUPY_TF32": os.environ.get("CUPY_TF32", "unset")}
+    settings = {"CUPY_TF32": os.environ.get("CUPY_TF32", "unset")}
+    for name in ("cuda.matmul", "cudnn", "cudnn.rnn"):
+        obj = functools.reduce(getattr, name.split("."), torch.backends)
+        if hasattr(obj, "fp32_precision"):           # torch 2.9+
+            obj.fp32_precision = "ieee"
+    for name in ("cuda.matmul.allow_tf32", "cudnn.allow_tf32", "cuda.matmul.fp32_precision", "cudnn.fp32_precision",
+                 "cudnn.rnn.fp32_precision"):
+        try:
+            settings[f"torch.backends.{name}"] = functools.reduce(getattr, name.split("."), torch.backends)
+        except Exception as error:       # absent from this torch, or refused (mixed legacy and new API)
+            settings[f"torch.backends.{name}"] = f"{type(error).__name__}: {error}"
+    return settings
+
+
+def tf32_verdict(settings):
+    """"TF32 off" where every setting read back says so (absent ones aside), else which did not."""
+    on = [name for name, value in settings.items()
+          if value not in (False, "ieee", "unset") and not str(value).startswith("AttributeError")]
+    return f"TF32 NOT off: {', '.join(on)}" if on else "TF32 off"
 
 
 def fmt(r, key, width):
@@ -230,7 +265,8 @@ def main(out=None, jsonl=None, warmup=2, repeats=10, rows="", variants="cublas,n
               + fmt(r, "torch_ms", 10) + " " + fmt(r, "ratio_torch_over_gpurnn", 10) + " "
               + fmt(r, "gpurnn_tflops", 9) + " " + fmt(r, "torch_tflops", 10))
     failed = sum(any(key.endswith("error") for key in r) for r in report["rows"])
-    print(f"verdict: {len(report['rows']) - failed}/{len(report['rows'])} rows without errors, TF32 off", flush=True)
+    print(f"verdict: {len(report['rows']) - failed}/{len(report['rows'])} rows without errors, "
+          f"{tf32_verdict(report['tf32'])}", flush=True)
 
 
 def cli():

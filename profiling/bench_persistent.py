@@ -1,10 +1,11 @@
 """Time the persistent kernels alone on a GPU against profiling/persistent_model.py's predictions.
 
-    python3 profiling/bench_persistent.py [--reps 20]
+    python3 profiling/bench_persistent.py [--reps 10]
 
 For each issue row (float32) and each kernel version (v1: single state loads, v2: paired
-8-byte state loads; the default plan and its alternative), the median of `reps` launches
-timed with CUDA events after one warm-up launch (compilation), inputs random (never zeros),
+8-byte state loads; the default plan and its alternative), the median over `reps` samples of
+LAUNCHES launches between one pair of CUDA events, after one warm-up launch (compilation and
+the kernel's fit checks, which later launches find cached), inputs random (never zeros),
 outputs checked finite. Prints µs per step next to the model's prediction; a case that fails
 prints its error and the next one runs; a last `verdict:` line counts them. Then a layer's two
 directions (CELL_ROWS): one paired launch (`plan(..., cells=2)`) against two one-cell launches,
@@ -24,19 +25,24 @@ from gpurnn.kernels import persistent_backward as pb  # noqa: E402
 from gpurnn.kernels import persistent_forward as pf  # noqa: E402
 from gpurnn.kernels import persistent_plan as pp  # noqa: E402
 
+LAUNCHES = 20    # launches per timed sample
 
-def median_ms(launch, reps):
-    """Median milliseconds of `launch()` between two CUDA events, after a warm-up."""
+
+def median_ms(launch, reps, launches=LAUNCHES):
+    """Median milliseconds of one `launch()`: `reps` samples, each `launches` launches between
+    one pair of CUDA events (so the host's launch cost overlaps the device's work, as it does
+    in training), after a warm-up launch (compilation, the fit checks)."""
     launch()
     cuda.synchronize()
     times = []
     for _ in range(reps):
         start, stop = cuda.event(), cuda.event()
         start.record()
-        launch()
+        for _ in range(launches):
+            launch()
         stop.record()
         stop.synchronize()
-        times.append(start.elapsed_time(stop))
+        times.append(start.elapsed_time(stop) / launches)
     return float(np.median(times))
 
 
@@ -87,7 +93,7 @@ def cell_rows(reps, counts):
                   f"{apart * 1e3 / T:>12.2f}", flush=True)
 
 
-def main(reps: int = 20):
+def main(reps: int = 10):
     print(getattr(cuda.get_current_device(), "name", "simulator"), "  (prediction: persistent_model.py, H100 constants)")
     print(f"{'T':>5} {'B':>4} {'d':>5} {'dir':<8} {'variant':<6} {'pairs':<5} {'µs/step':>8} {'predicted':>10}")
     rng = np.random.default_rng(0)

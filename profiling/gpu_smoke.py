@@ -1,6 +1,6 @@
 """Every kernel family of the CUDA backend once, at small sizes, checked against the CPU backend.
 
-    python3 profiling/gpu_smoke.py [FAMILY ...]       (a GPU; stage 2 of profiling/gpu_check.sh)
+    python3 profiling/gpu_smoke.py [--jobs N] [--timeout S] [FAMILY ...]      (a GPU; profiling/gpu_check.sh)
 
 Families, in the order a short GPU slot values them (all by default; name some to run those):
 
@@ -20,17 +20,27 @@ Families, in the order a short GPU slot values them (all by default; name some t
   trainer     three Trainer steps (Adam kernels, clipping) against the CPU trainer
   stream      bptt inside `with cupy.cuda.Stream()` equals bptt on the default stream
 
-Each family's failure is caught and printed with its message, and the next one runs. The
-last lines give each compiled persistent kernel's registers per thread, the block size they
-allow and its local memory (the figures `persistent_plan.launch_blocker` checks), then one
-`verdict:` line. Exit status 1 when a family failed. GPU_SMOKE_NO_POOL=1 turns CuPy's memory
-pool off (profiling/sanitize.sh: memcheck then sees each array's own bounds).
+Each family runs in a process of its own, N at a time (default: one per core), each under
+its own timeout (default 120 s), so a hang or a sticky CUDA error (an illegal address spoils
+the process's context) loses that family alone; each family's output is printed, its lines
+marked `[family]`, as it ends, then its `FAMILY: ok | FAILED | TIMED OUT` line. Kernels
+come from Numba's disk cache (NUMBA_CACHE_DIR) where an earlier process compiled them.
+`--jobs 0` runs the families one after another in this process (profiling/sanitize.sh, under
+compute-sanitizer): a family's failure is caught and printed with its message, and the next one
+runs. Each process's last lines give its compiled persistent kernels' registers per thread, the
+block size they allow and their local memory (the figures `persistent_plan.launch_blocker`
+checks). The last line is `verdict:`; exit status 1 when a family failed. GPU_SMOKE_NO_POOL=1
+turns CuPy's memory pool off (memcheck then sees each array's own bounds).
+GPU_CHECK_SIMULATE=hang:FAMILY (the dry run, tests/test_gpu_check.py) makes that family hang.
 """
+import argparse
 import os
+import subprocess
 import sys
 import time
 import traceback
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))   # siblings, also under python -P / PYTHONSAFEPATH
@@ -216,22 +226,28 @@ def kernel_figures():
                       flush=True)
 
 
-def main(names):
-    unknown = sorted(set(names) - set(FAMILIES))
-    if unknown:
-        sys.exit(f"unknown families {unknown}; choose from {list(FAMILIES)}")
+def simulated_hang(name):
+    """GPU_CHECK_SIMULATE=hang:NAME: family NAME never ends (the dry run's stand-in for a hung kernel)."""
+    if f"hang:{name}" in os.environ.get("GPU_CHECK_SIMULATE", "").split(","):
+        print(f"{name}: hanging (GPU_CHECK_SIMULATE)", flush=True)
+        time.sleep(3600)
+
+
+def in_process(names):
+    """Run the families one after another here; the names of those that failed."""
     from numba import cuda
 
     from gpurnn.backends.cuda_memory import cupy_module
 
     if os.environ.get("GPU_SMOKE_NO_POOL") == "1" and cupy_module():
         cupy_module().cuda.set_allocator(None)
-    print(getattr(cuda.get_current_device(), "name", "simulator"), flush=True)
     failed = []
-    for name in names or FAMILIES:
+    for name in names:
         start = time.perf_counter()
         print(f"--- {name}", flush=True)
         try:
+            simulated_hang(name)
+            print(getattr(cuda.get_current_device(), "name", "simulator"), flush=True)
             ok = FAMILIES[name]()
         except Exception as error:       # logged with its message; the next family still runs
             traceback.print_exc(limit=4, file=sys.stdout)
@@ -244,11 +260,62 @@ def main(names):
         kernel_figures()
     except Exception as error:
         print(f"figures: ERROR {type(error).__name__}: {error}", flush=True)
-    ran = len(names or FAMILIES)
-    print(f"verdict: {ran - len(failed)}/{ran} families ok" + (f"; failed: {' '.join(failed)}" if failed else ""),
-          flush=True)
-    sys.exit(1 if failed else 0)
+    return failed
+
+
+def family_process(name, timeout):
+    """Run family `name` in a child process (in this process group: a stage's timeout reaches
+    it) under `timeout` seconds: (state, seconds, its output)."""
+    start = time.perf_counter()
+    child = subprocess.Popen([sys.executable, __file__, "--jobs", "0", name], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, errors="replace")
+    try:
+        output, _ = child.communicate(timeout=timeout)
+        state = "ok" if child.returncode == 0 else f"FAILED rc={child.returncode}"
+    except subprocess.TimeoutExpired:
+        child.kill()
+        output, _ = child.communicate()
+        state = f"TIMED OUT after {timeout:g} s"
+    return state, time.perf_counter() - start, output
+
+
+def in_processes(names, jobs, timeout):
+    """Each family in its own process, `jobs` at a time; the names of those that failed, and
+    of those that timed out."""
+    def run(name):
+        state, seconds, output = family_process(name, timeout)
+        block = "".join(f"[{name}] {line}\n" for line in output.splitlines())
+        print(f"{block}{name}: {state} ({seconds:.1f} s)", flush=True)
+        return state
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        states = dict(zip(names, pool.map(run, names)))
+    return ([n for n, s in states.items() if s.startswith("FAILED")],
+            [n for n, s in states.items() if s.startswith("TIMED OUT")])
+
+
+def main(names, jobs, timeout):
+    unknown = sorted(set(names) - set(FAMILIES))
+    if unknown:
+        sys.exit(f"unknown families {unknown}; choose from {list(FAMILIES)}")
+    names = names or list(FAMILIES)
+    hung = []
+    if jobs == 0:
+        failed = in_process(names)
+    else:
+        print(f"{len(names)} families, {jobs} processes at a time, {timeout:g} s each", flush=True)
+        failed, hung = in_processes(names, jobs, timeout)
+    bad = len(failed) + len(hung)
+    print(f"verdict: {len(names) - bad}/{len(names)} families ok" + (f"; failed: {' '.join(failed)}" if failed else "")
+          + (f"; timed out after {timeout:g} s: {' '.join(hung)}" if hung else ""), flush=True)
+    sys.exit(1 if bad else 0)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    parser = argparse.ArgumentParser(description="every kernel family of the CUDA backend once, against the CPU")
+    parser.add_argument("families", nargs="*", help=f"of {', '.join(FAMILIES)} (default: all)")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                        help="families run at once, each in its own process (0: one after another, here)")
+    parser.add_argument("--timeout", type=float, default=120, help="seconds each family's process may take")
+    args = parser.parse_args()
+    main(args.families, min(args.jobs, len(args.families or FAMILIES)), args.timeout)

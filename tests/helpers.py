@@ -236,17 +236,114 @@ def reference_bptt(case):
         dz[y] -= 1.0
         grads["V"] += np.outer(p, dz)
         grads["c"] += dz
+        xs = [_x(case, t, i) for t in range(_lengths(case)[i])]          # the real steps only
         for t, w in shares:
-            g = w * (P.V @ dz)                           # ∂L_t/∂s_t: this step's share
-            first = 1 if case.truncate is None else max(1, t - case.truncate)
-            for step in range(t, first - 1, -1):        # s_step = σ(x_step U + s_{step−1} W + b)
-                delta = g * reference_sigma_prime(case.activation, S[step, i])
-                grads["W"] += np.outer(S[step - 1, i], delta)
-                grads["b"] += delta
-                grads["U"] += np.outer(_x(case, step - 1, i), delta)
-                g = P.W @ delta                          # ∂L_t/∂s_{step−1}
-            if first == 1:
-                ds0[i] += g
+            reached = walk_back(P.cell(0), xs, S[:, i], w * (P.V @ dz), t, case.truncate, case.activation, grads)
+            if reached is not None:
+                ds0[i] += reached
+    return float(loss), grads, ds0
+
+
+def walk_back(cell, xs, S, g, t, truncate, activation, grads, dxs=None):
+    """One loss term of one sequence backpropagated on its own: g = ∂L_t/∂s_t walked back over
+    the steps t, t−1, …, max(1, t−τ) (τ = None: to step 1), each adding its ∂⁺s_k/∂θ share to
+    grads["U"], grads["W"], grads["b"] and, when given, ∂L/∂x_k to dxs[k−1] (L,n).
+    xs: the sequence's dense inputs by step (x_k = xs[k−1]); S (≥t+1,d) its states, S[0] = s0.
+    Returns ∂L_t/∂s_0 when the walk reaches step 1 (t = 0: g itself), else None."""
+    first = 1 if truncate is None else max(1, t - truncate)
+    for step in range(t, first - 1, -1):            # s_step = σ(x_step U + s_{step−1} W + b)
+        delta = g * reference_sigma_prime(activation, S[step])
+        grads["W"] += np.outer(S[step - 1], delta)
+        grads["b"] += delta
+        grads["U"] += np.outer(xs[step - 1], delta)
+        if dxs is not None:
+            dxs[step - 1] += cell.U @ delta
+        g = cell.W @ delta                           # ∂L_t/∂s_{step−1}
+    return g if first == 1 else None
+
+
+# --- the per-term reference of a layer stack, one sequence at a time ---------------------------
+
+def reference_layer(cells, X, s0s, activation):
+    """One sequence X (L,n) through a layer of cells (fw, then bw reading X reversed): H (L,D·d)
+    by position and each cell's states S_j (L+1,d) in its own reading order, S_j[0] = s0s[j]."""
+    Ss = []
+    for j, cell in enumerate(cells):
+        xs = X if j == 0 else X[::-1]
+        S = [np.asarray(s0s[j], np.float64)]
+        for x in xs:
+            S.append(reference_step(cell, x, S[-1], activation)[1])
+        Ss.append(np.array(S))
+    H = np.concatenate([S[1:] if j == 0 else S[1:][::-1] for j, S in enumerate(Ss)], axis=1)
+    return H, Ss
+
+
+def reference_layer_backprop(cells, X, Ss, G, g_last, activation, truncate):
+    """The layer's gradients for one sequence, every loss term on its own: G (L,D·d) = ∂L/∂H
+    by position, each row a loss term at its step, and g_last (D,d) = ∂L/∂(each cell's final
+    state), a term at the cell's last step (or None). Returns (dX (L,n), [ds0_j (d,)],
+    [{"U", "W", "b"} per cell])."""
+    L, d = len(X), len(Ss[0][0])
+    dX, ds0s, grads = np.zeros(X.shape), [], []
+    for j, (cell, S) in enumerate(zip(cells, Ss)):
+        own = G[:, j * d:(j + 1) * d] if j == 0 else G[::-1, j * d:(j + 1) * d]
+        xs = X if j == 0 else X[::-1]
+        dxs, ds0 = np.zeros(X.shape), np.zeros(d)
+        cell_grads = {f: np.zeros(np.shape(getattr(cell, f))) for f in ("U", "W", "b")}
+        for t in range(0 if g_last is not None else 1, L + 1):
+            g = own[t - 1].copy() if t > 0 else np.zeros(d)
+            if g_last is not None and t == L:
+                g += g_last[j]
+            reached = walk_back(cell, xs, S, g, t, truncate, activation, cell_grads, dxs)
+            if reached is not None:
+                ds0 += reached
+        dX += dxs if j == 0 else dxs[::-1]
+        ds0s.append(ds0)
+        grads.append(cell_grads)
+    return dX, ds0s, grads
+
+
+def reference_stack_bptt(P, x, targets, lengths, s0, activation, truncate, masks=None, h_n_grad=None):
+    """(loss, {name: grad} with gpurnn's parameter names, ds0 (cells,B,d)) of a stack with an
+    output per step (`output="all"`, summed cross-entropy) on dense inputs x (T,B,n): each
+    sequence alone, each layer's G (and each cell's ∂L/∂(final state) h_n_grad (cells,B,d),
+    as a loss on torch's h_n adds) backpropagated term by term through at most τ factors
+    (`reference_layer_backprop`), τ applying in every cell. masks: `stack.dropout_masks`."""
+    from gpurnn.model import DIRECTIONS
+
+    D, layers = P.directions, P.layers
+    head_V, head_c = P.head_names()
+    grads = {name: np.zeros(np.shape(value)) for name, value in P.items()}
+    ds0 = np.zeros((P.n_cells, x.shape[1], P.hidden))
+    loss = 0.0
+    for i, L in enumerate(lengths):
+        X, record = x[:L, i], []
+        for layer in range(layers):
+            if masks is not None and masks[layer] is not None:
+                X = X * masks[layer][:L, i]
+            cells = [P.cell(layer, direction) for direction in DIRECTIONS[:D]]
+            H, Ss = reference_layer(cells, X, [s0[layer * D + j, i] for j in range(D)], activation)
+            record.append((cells, X, Ss))
+            X = H
+        G = np.zeros((L, D * P.hidden))
+        for t in range(L):
+            z = X[t] @ P.V + P.c
+            loss += np.logaddexp.reduce(z) - z[targets[t, i]]
+            dz = np.exp(z - np.logaddexp.reduce(z))
+            dz[targets[t, i]] -= 1.0
+            grads[head_V] += np.outer(X[t], dz)
+            grads[head_c] += dz
+            G[t] = P.V @ dz
+        for layer in reversed(range(layers)):
+            cells, X_in, Ss = record[layer]
+            g_last = None if h_n_grad is None else h_n_grad[layer * D:(layer + 1) * D, i]
+            G, ds0s, cell_grads = reference_layer_backprop(cells, X_in, Ss, G, g_last, activation, truncate)
+            if masks is not None and masks[layer] is not None:
+                G = G * masks[layer][:L, i]
+            for j, direction in enumerate(DIRECTIONS[:D]):
+                ds0[layer * D + j, i] += ds0s[j]
+                for f, value in cell_grads[j].items():
+                    grads[P.cell_name(layer, direction, f)] += value
     return float(loss), grads, ds0
 
 

@@ -75,6 +75,8 @@ USE_CASES = [                        # (command line, what the one line must nam
     (["train", "--task", "autocomplete", "--data", "{tmp}/word.txt", "--out", "{tmp}/run"], "--valid-fraction"),
     (["train", "--task", "autocomplete", "--data", "{words}", "--out", "{tmp}/empty", "--resume"], "--resume"),
     (["train", "--task", "autocomplete", "--data", "{words}", "--out", "{tmp}/model.safetensors"], "--out"),
+    (["diagnose", "--out", "{tmp}/figures", "--page", "{tmp}/one.txt"], "--page"),      # no tables in it
+    (["diagnose", "--out", "{tmp}/figures", "--page", "{tmp}/missing.md"], "--page"),
 ]
 
 

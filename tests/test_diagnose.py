@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from gpurnn.diagnostics.figures import measured_rate, run_diagnose
+from gpurnn.diagnostics.figures import markdown_tables, measured_rate, run_diagnose
 from gpurnn.diagnostics import spectral_radius
 from gpurnn.diagnostics.studies import lag_study, longest_solved, recurrent_matrix, train_run
 
@@ -49,8 +49,13 @@ def test_measured_rate():
 
 def test_run_diagnose_writes_figures_and_numbers(tmp_path):
     lines = []
+    page = tmp_path / "page.md"
+    page.write_text("intro\nNumbers and figures of this page: old\n\n| a |\n|---|\n\ntext\n| b |\n\n| c |\nend\n")
     numbers = run_diagnose(tmp_path, T=6, hidden=4, length=10, steps=2, search=(10,), seeds=1, run_seeds=2,
-                           min_solved=1, sequences=100, echo=lines.append, command="test")
+                           min_solved=1, sequences=100, echo=lines.append, command="test", page=page)
+    tables = markdown_tables(numbers)
+    assert page.read_text() == (f"intro\n{tables['provenance']}\n\n{tables['lag']}\n\ntext\n{tables['clipping']}\n\n"
+                                f"{tables['longest_solved']}\nend\n")
     assert (tmp_path / "gradient-flow-lag.png").stat().st_size > 0
     assert (tmp_path / "gradient-flow-clipping.png").stat().st_size > 0
     assert json.loads((tmp_path / "gradient-flow.json").read_text()) == json.loads(json.dumps(numbers))

@@ -98,10 +98,19 @@ def test_truncation_changes_the_gradient(output, backend):
 @pytest.mark.parametrize("output", ["all", "last", "mean"])
 @pytest.mark.parametrize("lengths", [False, True])
 def test_truncate_at_least_T_minus_1_is_full_bptt(output, lengths, backend):
+    """τ ≥ T − 1 keeps every factor: the per-term reference walked back τ steps (its own count,
+    not `bptt`'s shortcut to the exact loops) gives the exact gradients, and so does `bptt`,
+    bit for bit equal to its exact run (by construction: τ ≥ T − 1 runs the exact loops)."""
     T = SIZES["T"]
     case = make_case(4, output=output, lengths=lengths, s0=True, **SIZES)
     full = run(case, backend)
+    exact_loss, exact, exact_ds0 = reference_bptt(case)
     for tau in (T - 1, T, 10 * T):
+        _, grads, ds0 = reference_bptt(dataclasses.replace(case, truncate=tau))
+        for name in FIELDS:
+            assert relative_error(grads[name], exact[name]) < 1e-13, name
+            assert relative_error(getattr(full.grads, name), grads[name]) < 1e-10, name
+        assert relative_error(full.ds0, ds0) < 1e-10
         r = run(case, backend, truncate=tau)
         assert r.loss == full.loss
         for name in FIELDS:

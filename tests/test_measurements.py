@@ -49,6 +49,8 @@ def test_equal_length_and_unlabelled_files(tmp_path):
     (HEADER + "1,2,x:4,5,6:a\n", 10, "channel 1: 'x' is not a number"),
     (HEADER + "1,2,3:4,,6:a\n", 10, "channel 2: '' is not a number"),
     (HEADER + "1,2,3:4,5,nan:a\n", 10, "NaN or infinite"),
+    (HEADER + "1,2,3:4,inf,6:a\n", 10, "channel 2: a value is NaN or infinite"),
+    (HEADER + "-inf,2,3:4,5,6:a\n", 10, "channel 1: a value is NaN or infinite"),
     (HEADER + GOOD + "1,2:3,4:c\n", 12, "class label 'c' is not one of those @classLabel declares"),
     (HEADER + "1,2,3:4,5,6:7,8,9:a\n", 10, "expected 2 channels and a class label separated by ':', got 4"),
     (HEADER + "1,2,3:a\n", 10, "got 2 fields"),

@@ -11,6 +11,7 @@ Three places run them:
 import re
 import shutil
 import subprocess
+import sys
 import types
 
 import numpy as np
@@ -236,6 +237,32 @@ def compile_ptx(name, cc, monkeypatch=None):
         kernel, sig = pb.backward_kernel(the_plan, dtype, exact=truncate is None)
     ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=cc)
     return ptx
+
+
+CACHE_KEY = """
+import hashlib, sys
+import numpy as np
+from numba.cuda.serialize import dumps
+from gpurnn.kernels import persistent_backward as pb, persistent_forward as pf, persistent_plan as pp
+plans = [pp.custom_plan("block", 5, 96, np.float32, rows=2, rreg=32), pp.custom_plan("coop", 5, 96, np.float32, rows=2),
+         pp.custom_plan("coop", 5, 96, np.float32, rows=2, pairs=True)]
+kernels = [pf.forward_kernel(p, np.float32)[0] for p in plans] + [pb.backward_kernel(p, np.float32)[0] for p in plans]
+for k in kernels:
+    print(hashlib.sha256(dumps(tuple(c.cell_contents for c in k.py_func.__closure__))).hexdigest())
+"""
+
+
+@pytest.mark.skipif(SIMULATOR, reason="the simulator keeps no disk cache")
+def test_the_disk_cache_key_of_each_variant_is_its_own_and_the_same_in_every_process():
+    """Numba's disk cache finds a kernel compiled by an earlier process by a hash of the
+    kernel's closure (the variant's parameters and device functions): two processes must hash
+    it alike, and two variants differently."""
+    runs = [subprocess.run([sys.executable, "-c", CACHE_KEY], capture_output=True, text=True, check=True).stdout
+            for _ in range(2)]
+    assert runs[0] == runs[1]
+    assert len(set(runs[0].split())) == 6
+    assert type(pf.forward_kernel(pp.custom_plan("block", 5, 96, np.float32, rows=2), np.float32)[0]._cache).__name__ \
+        == "CUDACache"                             # cache=True, not the NullCache of an uncached kernel
 
 
 def ptxas_report(ptx, path, arch="sm_90"):

@@ -1,6 +1,8 @@
 """When a persistent kernel cannot run on the card at hand, training goes on: the planner's
 run-time check (`persistent_plan.launch_blocker`, from the compiled kernel's own figures) and
 the backend's fallback to the step path with one warning per reason."""
+import types
+
 import numpy as np
 import pytest
 
@@ -84,8 +86,6 @@ def test_the_shared_memory_opt_in_tries_both_driver_handle_kinds(monkeypatch):
     """numba-cuda's function handle is a CUkernel (cuKernelSetAttribute) in recent releases and a
     CUfunction (cuFuncSetAttribute) in older ones: the opt-in tries one, then the other, and
     reports both answers when neither takes it."""
-    import types
-
     import numba.cuda.cudadrv.driver as numba_driver
 
     from gpurnn.kernels import persistent_common as pc
@@ -110,3 +110,92 @@ def test_the_shared_memory_opt_in_tries_both_driver_handle_kinds(monkeypatch):
                                                                       cuFuncSetAttribute=refuse("func")))
     why = pc._opt_in(kernel, 100_000)
     assert "kernel does not take this handle" in why and "func does not take this handle" in why
+
+
+def _refusals():
+    """A launch refused by each API a numba-cuda release launches through: numba's own driver
+    wrapper (CudaAPIError) and cuda.core (CUDAError), with the driver's words."""
+    from numba.cuda.cudadrv.driver import CudaAPIError
+
+    from gpurnn.kernels import persistent_common as pc
+
+    words = "CUDA_ERROR_COOPERATIVE_LAUNCH_TOO_LARGE: too many blocks"
+    numba_error = CudaAPIError(words) if SIMULATOR else CudaAPIError(720, words)
+    return [pytest.param(numba_error, id="numba-CudaAPIError"),
+            pytest.param(pc.CUDAError(words), id="cuda.core-CUDAError")]
+
+
+class _RefusingKernel:
+    """A dispatcher whose every launch the driver refuses with `error`."""
+
+    def __init__(self, error):
+        self.error = error
+
+    def __getitem__(self, config):
+        def refuse(*args):
+            raise self.error
+        return refuse
+
+
+@pytest.mark.parametrize("error", _refusals())
+def test_a_refused_launch_becomes_persistent_unavailable(error, monkeypatch):
+    from gpurnn.kernels import persistent_common as pc
+
+    assert pc.CUDAError.__name__ == "CUDAError"          # cuda.core's own class, found where it lives
+    monkeypatch.setattr(pc, "_check_fits", lambda *args: None)
+    the_plan = pp.custom_plan("coop", 4, 96, np.float32, rows=2)
+    with pytest.raises(pp.PersistentUnavailable, match=f"refused the launch: {type(error).__name__}: .*"
+                                                       "CUDA_ERROR_COOPERATIVE_LAUNCH_TOO_LARGE"):
+        pc.launch(_RefusingKernel(error), (), the_plan, [], [])
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("error", _refusals())
+def test_a_refused_launch_runs_the_step_path_with_its_reason(error, monkeypatch):
+    import gpurnn
+    from gpurnn.backends import cuda_recurrence
+    from gpurnn.backends.cuda import CUDABackend
+    from gpurnn.kernels import persistent_backward as pb
+    from gpurnn.kernels import persistent_common as pc
+    from gpurnn.kernels import persistent_forward as pf
+
+    monkeypatch.setattr(pc, "_check_fits", lambda *args: None)      # on a GPU: the refusal comes at launch
+    monkeypatch.setattr(pf, "forward_kernel", lambda plan, dtype: (_RefusingKernel(error), pf.forward_signature(dtype)))
+    monkeypatch.setattr(pb, "backward_kernel",
+                        lambda plan, dtype, exact=True: (_RefusingKernel(error), pb.backward_signature(dtype)))
+    monkeypatch.setattr(cuda_recurrence, "_warned", set())
+    params = gpurnn.init_params(5, 4, 3, seed=1, dtype="float64")
+    rng = np.random.default_rng(1)
+    inputs, targets = rng.integers(0, 5, (4, 2)), rng.integers(0, 3, (4, 2))
+    want = gpurnn.bptt(params, inputs, targets, backend="cpu")
+    with pytest.warns(cuda_recurrence.PersistentFallbackWarning, match=f"{type(error).__name__}: .*CUDA_ERROR_COOP"):
+        got = gpurnn.bptt(params, inputs, targets, backend=CUDABackend(gemm="numba"))
+    assert abs(got.loss - want.loss) < 1e-10
+    for a, b in zip(got.grads, want.grads):
+        np.testing.assert_allclose(a, b, atol=1e-10)
+
+
+def test_the_fit_check_runs_once_per_kernel_plan_and_device(monkeypatch):
+    """`_check_fits` (a compile lookup, the opt-in, an occupancy query) stays out of every launch
+    after the first of a kernel and plan on a device, a refusal included."""
+    from gpurnn.kernels import persistent_common as pc
+
+    device = types.SimpleNamespace(id=0)
+    calls = []
+
+    def why_not(dispatcher, sig, the_plan):
+        calls.append((dispatcher, the_plan.rows))
+        return "too big" if the_plan.rows == 3 else None
+
+    monkeypatch.setattr(pc, "_fits", {})
+    monkeypatch.setattr(pc, "_why_not", why_not)
+    monkeypatch.setattr(pc.cuda, "get_current_device", lambda: device)
+    fits, refused = (pp.custom_plan("block", 4, 64, np.float32, rows=rows) for rows in (2, 3))
+    for _ in range(3):
+        pc._check_fits("kernel", (), fits)
+        with pytest.raises(pp.PersistentUnavailable, match="too big"):
+            pc._check_fits("kernel", (), refused)
+    assert calls == [("kernel", 2), ("kernel", 3)]
+    device.id = 1                                  # another device: checked again
+    pc._check_fits("kernel", (), fits)
+    assert calls[-1] == ("kernel", 2) and len(calls) == 3

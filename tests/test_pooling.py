@@ -9,6 +9,7 @@ from helpers import FIELDS, assert_close, make_case
 import gpurnn
 from gpurnn.backends import get_backend
 from gpurnn.bptt import output_logits
+from gpurnn.cell import random_orthogonal
 from gpurnn.train import TrainConfig, Trainer
 
 
@@ -92,6 +93,18 @@ def test_trainer_evaluates_a_pooled_model_with_its_training_loss():
     result = gpurnn.bptt(case.params, case.inputs, case.targets, lengths=case.lengths, output="max", backend="cpu")
     stats = trainer.evaluate(Source())
     assert stats.count == result.count and stats.loss == pytest.approx(result.loss / result.count, rel=1e-12)
+
+
+@pytest.mark.parametrize("d", [1, 2, 7])
+def test_orthogonal_init_is_the_q_of_a_qr_whose_r_has_a_positive_diagonal(d):
+    """`random_orthogonal` is Haar-distributed because G = W R with R upper triangular and R's
+    diagonal positive, G the Gaussian matrix it draws (the QR decomposition made unique,
+    whatever sign convention LAPACK's QR follows)."""
+    for seed in range(5):
+        W = random_orthogonal(d, np.random.default_rng(seed))
+        R = W.T @ np.random.default_rng(seed).standard_normal((d, d))
+        np.testing.assert_allclose(np.tril(R, -1), 0, atol=1e-12)
+        assert (np.diag(R) > 0).all(), (seed, np.diag(R))
 
 
 def test_recurrent_initialisations():

@@ -1,9 +1,12 @@
 """gpurnn.recurrence: the recurrence alone (no output layer), against float64 finite
-differences, token ids against their one-hot inputs, gradients past a length ignored, bad input."""
+differences, token ids against their one-hot inputs, gradients past a length ignored, truncation
+with a final-state gradient against the per-term reference, bad input."""
 import numpy as np
 import pytest
+from helpers import reference_layer, reference_layer_backprop
 
 from gpurnn import recurrence
+from gpurnn.cell import Cell
 
 T, B, N, D = 4, 3, 2, 3
 LENGTHS = np.array([4, 2, 0])
@@ -80,3 +83,27 @@ def test_bad_arguments_are_named(change, message):
         recurrence.backward(args.pop("x"), args.pop("U"), args.pop("W"), args.pop("S"), backend="cpu", **args)
     with pytest.raises(ValueError, match=r"b must have shape \(3,\)"):
         recurrence.forward(x, U, W, np.zeros(D + 1), backend="cpu")
+
+
+@pytest.mark.parametrize("truncate", [None, 0, 1, 2, T - 1])
+def test_step_and_final_state_gradients_together_match_the_per_term_reference(truncate, backend):
+    """grad_states and grad_last at once (a loss on every s_t and on s_last, as `gpurnn.torch.RNN`
+    with a loss on h_n gives): both are loss terms at a sequence's last step, so they add there,
+    and each term keeps at most τ Jacobian factors (tests/helpers.py's per-term reference)."""
+    x, U, W, b, s0, G, g_last = _problem(3)
+    cell = Cell(U, W, b)
+    S = recurrence.forward(x, U, W, b, s0=s0, lengths=LENGTHS, backend=backend)
+    got = recurrence.backward(x, U, W, S, grad_states=G, grad_last=g_last, lengths=LENGTHS, truncate=truncate,
+                              backend=backend)
+    for i, L in enumerate(LENGTHS):
+        _, Ss = reference_layer([cell], x[:L, i], [s0[i]], "tanh")
+        np.testing.assert_allclose(S[:L + 1, i], Ss[0], rtol=1e-12, atol=1e-14)
+    grads, ds0, dX = {f: np.zeros_like(a) for f, a in zip("UWb", cell)}, np.zeros_like(s0), np.zeros_like(x)
+    for i, L in enumerate(LENGTHS):
+        dx, (ds0[i],), (cell_grads,) = reference_layer_backprop([cell], x[:L, i], [S[:L + 1, i]], G[:L, i],
+                                                                g_last[i][None], "tanh", truncate)
+        dX[:L, i] = dx
+        for f in grads:
+            grads[f] += cell_grads[f]
+    for name, want in (("dU", grads["U"]), ("dW", grads["W"]), ("db", grads["b"]), ("ds0", ds0), ("dX", dX)):
+        np.testing.assert_allclose(getattr(got, name), want, rtol=1e-10, atol=1e-12, err_msg=name)

@@ -12,6 +12,7 @@ import numpy as np
 from numba import njit
 
 from ..arrays import to_host
+from ..compile_cache import CPU_SOURCES, key_on_sources
 from . import cpu_memory as mem
 from .base import CellsOneByOne
 from .cpu_loops import activate_step, backward_loop, delta_step, forward_loop, truncated_loop
@@ -266,3 +267,6 @@ class CPUBackend(CellsOneByOne):
 
     def clamp(self, A, limit):
         return np.clip(A, -limit, limit)
+
+
+key_on_sources(globals(), CPU_SOURCES)

@@ -19,6 +19,7 @@ from numba import njit, types
 from numba.extending import overload
 
 from .. import cell
+from ..compile_cache import CPU_SOURCES, key_on_sources
 
 TANH = cell.TANH
 sigma = njit(cell.sigma, cache=True)
@@ -112,3 +113,6 @@ def activate(act, pre, extra, out):
     else:
         for j in range(out.shape[0]):
             out[j] = sigma(act, pre[j] + extra[j])
+
+
+key_on_sources(globals(), CPU_SOURCES)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from ..compile_cache import CPU_SOURCES, key_on_sources
 from .cpu_blas import activate, gemm, sigma_prime
 
 
@@ -155,3 +156,6 @@ def truncated_loop(G, c, g_last, S, WT, lengths, act, rev, tau, delta, DP, ds0):
     # Σ_k ∂L_t/∂s_k ∂⁺s_k/∂θ with θ = s0, whose only explicit term is at the first step).
     for s in range(m):
         ds0 += chains[s]
+
+
+key_on_sources(globals(), CPU_SOURCES)

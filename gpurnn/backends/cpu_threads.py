@@ -32,8 +32,16 @@ while OpenBLAS's two threads inside one of them reach ~148 together, and a loade
 which starves BLAS's own threads, costs no barrier inside a product (profiling/RESULTS.md).
 
 Threads of ours run at full speed only while OpenBLAS's idle workers sleep: after a
-multi-threaded product they spin for OPENBLAS_THREAD_TIMEOUT (2^n cycles), which `import
-gpurnn` bounds to 2^20 (~0.4 ms) where it can (`gpurnn/__init__.py`).
+multi-threaded product they spin for OPENBLAS_THREAD_TIMEOUT (2^n cycles, 2^28 ≈ 0.1 s
+unset), which OpenBLAS reads once, when it loads. `import gpurnn` bounds it to 2^20 (~0.4 ms)
+for the libraries loaded after it (`gpurnn/__init__.py`); for one loaded before without the
+variable (a program that imports NumPy first), `run` stops its workers (OpenBLAS's
+`blas_thread_shutdown_`, ~0.1 ms on an idle machine, a scheduler time slice on a loaded one)
+before our threads run at once, once the 1-thread limit is in force (restoring the thread
+count starts them again, ready for the multi-threaded products that follow), so its spinning
+never takes a core our threads need, either way. A phase on the calling thread alone leaves
+them be: they spin on the other core. Like `threadpool_limits`, this assumes no other thread
+of the process is inside a multi-threaded OpenBLAS call meanwhile.
 """
 from __future__ import annotations
 
@@ -106,6 +114,8 @@ def run(choice: Plan, loop, tasks):
             for args in tasks:
                 loop(*args)
             return
+        for shutdown in _spinning_openblas():      # our threads need every core now
+            shutdown()
         pool = _pool(max(1, min(len(tasks), _threads()) - 1))       # the calling thread runs one too
         futures = [pool.submit(loop, *args) for args in tasks[1:]]
         loop(*tasks[0])
@@ -137,6 +147,20 @@ def _blas():
     from threadpoolctl import ThreadpoolController
 
     return ThreadpoolController().select(user_api="blas")
+
+
+@functools.cache
+def _spinning_openblas():
+    """`blas_thread_shutdown_` of each OpenBLAS loaded now whose idle workers spin the default
+    2^28 cycles: loaded before OPENBLAS_THREAD_TIMEOUT was set (`openblas_thread_timeout()`, the
+    value OpenBLAS read at load, is 0). A value the user set is left alone."""
+    found = []
+    for lib in _blas().lib_controllers:
+        timeout = getattr(lib.dynlib, "openblas_thread_timeout", None) if lib.internal_api == "openblas" else None
+        shutdown = getattr(lib.dynlib, "blas_thread_shutdown_", None) if timeout is not None else None
+        if shutdown is not None and timeout() == 0:
+            found.append(shutdown)
+    return found
 
 
 @functools.cache

@@ -34,6 +34,8 @@ SEARCH_LENGTHS = (10, 15, 20, 30, 40, 60)
 # The training studies' verdicts: 10 seeds each, and a length counts as solved when at least 8
 # of them solve it (one or two chaotic runs flipping cannot change the verdict).
 RUN_SEEDS, MIN_SOLVED = 10, 8
+PROVENANCE_PREFIX = "Numbers and figures of this page:"
+PAGE_TABLES = ("lag", "clipping", "longest_solved")      # docs/gradient-flow.md's tables, in order
 
 
 def measured_rate(curve: np.ndarray, first=1, last=20) -> float:
@@ -111,8 +113,10 @@ def _smooth(values, window=25):
 
 def run_diagnose(out_dir="runs/diagnose", *, T=60, hidden=32, length=20, lr=0.3, clip=1.0, steps=1500,
                  search=SEARCH_LENGTHS, seeds=3, run_seeds=RUN_SEEDS, min_solved=MIN_SOLVED, sequences=10_000,
-                 echo=print, command="gpurnn diagnose") -> dict:
-    """Run the studies, write the figures and gradient-flow.json into `out_dir`, return the numbers.
+                 echo=print, command="gpurnn diagnose", page=None) -> dict:
+    """Run the studies, write the figures and gradient-flow.json into `out_dir`, rewrite the
+    tables of the page at `page` (docs/gradient-flow.md; None: none) by `update_page`, return
+    the numbers.
 
     seeds: random W per (σ, ρ) of the lag study; run_seeds: seeds of each training study (the
     clipping pair and every length of the search); min_solved: the rule of the search, a length
@@ -167,8 +171,11 @@ def run_diagnose(out_dir="runs/diagnose", *, T=60, hidden=32, length=20, lr=0.3,
                                           "runs": [_run_numbers(run) for run in made]})
     (out / "gradient-flow.json").write_text(json.dumps(numbers, indent=1) + "\n")
     (out / "gradient-flow-tables.md").write_text("\n\n".join(markdown_tables(numbers).values()) + "\n")
+    if page is not None:
+        page = pathlib.Path(page)
+        page.write_text(update_page(page.read_text(encoding="utf-8"), numbers), encoding="utf-8")
     echo(f"[{time.perf_counter() - start:5.0f} s] wrote {out}/: gradient-flow-lag.png, gradient-flow-clipping.png, "
-         "gradient-flow.json, gradient-flow-tables.md")
+         "gradient-flow.json, gradient-flow-tables.md" + (f"; rewrote the tables of {page}" if page is not None else ""))
     for name, rates in numbers["lag_rate_by_seed"].items():
         for seed, rate in enumerate(rates):
             echo(f"metric rate_{name}_seed{seed} {rate:.4f}")
@@ -210,9 +217,33 @@ def markdown_tables(numbers: dict) -> dict[str, str]:
                   else "not run" for n in search]
         verdict = "none" if s["longest"] is None else f"T = {s['longest']}"
         longest.append(f"| {setting} | {' | '.join(counts)} | {verdict} |")
-    return {"provenance": f"Numbers and figures of this page: `{p['command']}`, run {p['date'][:10]} at commit "
+    return {"provenance": f"{PROVENANCE_PREFIX} `{p['command']}`, run {p['date'][:10]} at commit "
                           f"{p['commit']}.",
             "lag": "\n".join(lag), "clipping": "\n".join(clip), "longest_solved": "\n".join(longest)}
+
+
+def update_page(page: str, numbers: dict) -> str:
+    """docs/gradient-flow.md's text with its provenance line and its three tables (lag,
+    clipping, longest solved, in that order: the page's only lines starting with "|") rendered
+    anew from `numbers` by `markdown_tables`; the prose around them is kept."""
+    if count_tables(page) != len(PAGE_TABLES):
+        raise ValueError(f"the page must hold {len(PAGE_TABLES)} tables, got {count_tables(page)}")
+    tables, blocks = markdown_tables(numbers), iter(PAGE_TABLES)
+    lines, out = page.split("\n"), []
+    for i, line in enumerate(lines):
+        if line.startswith(PROVENANCE_PREFIX):
+            out.append(tables["provenance"])
+        elif not line.startswith("|"):
+            out.append(line)
+        elif i == 0 or not lines[i - 1].startswith("|"):
+            out.append(tables[next(blocks)])
+    return "\n".join(out)
+
+
+def count_tables(page: str) -> int:
+    """The markdown tables of a page: runs of lines starting with "|"."""
+    lines = page.split("\n")
+    return sum(line.startswith("|") and (i == 0 or not lines[i - 1].startswith("|")) for i, line in enumerate(lines))
 
 
 def _curve_numbers(c) -> dict:
@@ -242,6 +273,8 @@ def _run_numbers(run) -> dict:
 def diagnose_command(
     out: pathlib.Path = typer.Option(pathlib.Path("runs/diagnose"), help="folder for the PNGs and gradient-flow.json "
                                      "(docs/figures: the published ones)"),
+    page: pathlib.Path = typer.Option(None, help="a page whose tables to rewrite from the numbers "
+                                                 "(docs/gradient-flow.md)", exists=True, dir_okay=False),
     steps: int = typer.Option(1500, min=1, help="SGD steps per training run (the length search's budget)"),
     lr: float = typer.Option(0.3, min=0.0, help="SGD learning rate of the clipping study"),
     clip: float = typer.Option(1.0, min=0.0, help="max ‖g‖ of the clipped runs"),
@@ -253,7 +286,11 @@ def diagnose_command(
     effect of norm clipping on temporal order; write the figures of docs/gradient-flow.md."""
     if min_solved > seeds:
         raise typer.BadParameter(f"must be at most --seeds ({seeds}), got {min_solved}", param_hint="--min-solved")
+    if page is not None and count_tables(page.read_text(encoding="utf-8")) != len(PAGE_TABLES):
+        raise typer.BadParameter(f"must hold the {len(PAGE_TABLES)} tables of docs/gradient-flow.md (lag, clipping, "
+                                 f"longest solved), got {count_tables(page.read_text(encoding='utf-8'))}",
+                                 param_hint="--page")
     command = f"gpurnn diagnose --out {out} --steps {steps} --lr {lr:g} --clip {clip:g} --length {length} " \
               f"--seeds {seeds} --min-solved {min_solved}"
     run_diagnose(out, steps=steps, lr=lr, clip=clip, length=length, run_seeds=seeds, min_solved=min_solved,
-                 echo=typer.echo, command=command)
+                 echo=typer.echo, command=command, page=page)
