@@ -64,7 +64,7 @@ def test_run_diagnose_writes_figures_and_numbers(tmp_path):
     assert [line.split("stage ")[1][:3] for line in stages if " stage " in line] == ["1/3", "2/3", "3/3"]
     assert "  seed 2/2: solved without clipping " in "\n".join(stages) and "  no clipping: length 10 solved by " in "\n".join(stages)
     assert stages[-1].endswith(f"wrote {tmp_path}/: gradient-flow-lag.png, gradient-flow-clipping.png, "
-                               "gradient-flow.json, gradient-flow-tables.md")
+                               f"gradient-flow.json, gradient-flow-tables.md; rewrote the tables of {page}")
     assert numbers["provenance"]["command"] == "test" and numbers["settings"]["min_solved"] == 1
     assert len(numbers["clipping"]) == 4 and set(numbers["clipping_solved"]) == {"None", "1.0"}
     assert (tmp_path / "gradient-flow-tables.md").read_text().count("\n| tanh | 0.5 |") == 1
