@@ -20,13 +20,14 @@ from .cli_checks import DEBUG, OneLineErrors, choices, fail, finite
 from .diagnostics.figures import diagnose_command
 from .model import RECURRENT_INITS
 from .distributed import abort_job_on_error
-from .train_run import DEFAULTS, run_training, scored_split
+from .tasks import tasks, tasks_with_command
+from .train_run import defaults_help, run_training, scored_split
 from .trained import checkpoint_file
 
 app = typer.Typer(cls=OneLineErrors, add_completion=False, no_args_is_help=True,
                   help="Train Elman RNNs with backpropagation through time on a GPU or the CPU.")
 
-Task = choices("Task", DEFAULTS)
+Task = choices("Task", tasks())
 Activation = choices("Activation", ("tanh", "logistic", "relu"))
 Init = choices("Init", RECURRENT_INITS)
 Optimizer = choices("Optimizer", ("sgd", "adagrad", "rmsprop", "adam"))
@@ -55,16 +56,19 @@ def checkpoint_path(path: Path) -> Path:
     return path
 
 
-def load_model(checkpoint: Path, tasks: tuple):
-    """(path, Checkpoint) of a model for one of `tasks`, its vocabulary checked against its shape."""
+def load_model(checkpoint: Path, command: str):
+    """(path, Checkpoint) of a model that `gpurnn COMMAND` uses (its task declares the command;
+    `eval` uses all), its vocabulary checked against its shape."""
     from .checkpoint import load_checkpoint
     from .data.features import FeatureEncoder
     from .data.vocab import Vocab
 
     path = checkpoint_path(checkpoint)
     ckpt = load_checkpoint(path)
-    if ckpt.meta.get("task") not in tasks:
-        raise fail(f"{path} holds a {ckpt.meta.get('task')!r} model; expected one of {', '.join(tasks)}", "CHECKPOINT")
+    takes = tuple(tasks()) if command == "eval" else tasks_with_command(command)
+    if ckpt.meta.get("task") not in takes:
+        raise fail(f"{path} holds a {ckpt.meta.get('task')!r} model; `gpurnn {command}` needs a model trained with "
+                   f"--task {' or '.join(takes)}", "CHECKPOINT")
     if ckpt.meta["task"] == "sequences":          # measurements: no vocabulary
         return path, ckpt
     try:
@@ -92,28 +96,39 @@ def train(
     out: Path = typer.Option(Path("runs/last"), help="run folder: checkpoints, metrics.jsonl, metrics.json, loss.png"),
     resume: bool = typer.Option(False, help="continue the run in --out from its checkpoint, with its settings"),
     overwrite: bool = typer.Option(False, help="replace the run already in --out"),
-    hidden: Optional[int] = typer.Option(None, min=1, help="hidden units d (task default), per layer and direction"),
-    layers: int = typer.Option(1, min=1, help="stacked recurrent layers (each reads the states of the one below)"),
-    bidirectional: bool = typer.Option(False, help="add a backward direction to every layer (tag, classify, "
-                                       "sequences: each step's output sees the steps after it too)"),
+    hidden: Optional[int] = typer.Option(None, min=1, help="hidden units d, per layer and direction "
+                                          + defaults_help("hidden")),
+    layers: Optional[int] = typer.Option(None, min=1, show_default=False,
+                                         help="stacked recurrent layers (each reads the states of the one below) "
+                                         + defaults_help("layers")),
+    bidirectional: Optional[bool] = typer.Option(None, "--bidirectional/--no-bidirectional", show_default=False,
+                                                 help="add a backward direction to every layer (tag, classify, "
+                                                 "sequences: each step's output sees the steps after it too) "
+                                                 + defaults_help("bidirectional")),
     dropout: float = typer.Option(0.0, parser=finite(0, 1, high_open=True),
                                   help="inverted dropout on the states between layers while training (--layers >= 2)"),
-    activation: Activation = typer.Option("tanh", help="σ"),
-    recurrent_init: Init = typer.Option("uniform", help="W at the start: uniform (±1/sqrt(d), as torch) | identity "
+    activation: Optional[Activation] = typer.Option(None, show_default=False,
+                                                    help="σ " + defaults_help("activation")),
+    recurrent_init: Optional[Init] = typer.Option(None, show_default=False, help="W at the start "
+                                                  + defaults_help("recurrent_init") + ": uniform (±1/sqrt(d), as torch) | identity "
                                         "(W = I, the IRNN of Le et al. 2015, with relu: the state starts as a running sum) "
                                         "| orthogonal (random orthogonal W, Saxe et al. 2014: for long sequences)"),
     optimizer: Optimizer = typer.Option("adam"),
-    lr: Optional[float] = typer.Option(None, parser=finite(0, low_open=True), help="learning rate (task default)"),
-    schedule: Schedule = typer.Option("constant", help="learning-rate schedule"),
+    lr: Optional[float] = typer.Option(None, parser=finite(0, low_open=True), help="learning rate " + defaults_help("lr")),
+    schedule: Optional[Schedule] = typer.Option(None, show_default=False,
+                                                help="learning-rate schedule " + defaults_help("schedule")),
     clip: Clip = typer.Option("norm", help="gradient clipping"),
     max_norm: float = typer.Option(5.0, parser=finite(0, low_open=True), help="global-norm clipping threshold"),
-    average: float = typer.Option(0.0, parser=finite(0, 1, high_open=True),
-                                  help="evaluate, save and score a running average of the parameters over the "
-                                  "steps with this decay (e.g. 0.99: about the last 100 steps; 0: the trained ones)"),
+    average: Optional[float] = typer.Option(None, parser=finite(0, 1, high_open=True), show_default=False,
+                                            help="evaluate, save and score a running average of the parameters over "
+                                            "the steps with this decay (e.g. 0.99: about the last 100 steps; 0: the "
+                                            "trained ones) " + defaults_help("average")),
     truncate: Optional[int] = typer.Option(None, min=1, help="per-loss truncation τ (default: exact BPTT per chunk)"),
-    batch_size: Optional[int] = typer.Option(None, min=1, help="sequences (streams for charlm) per batch (task default)"),
+    batch_size: Optional[int] = typer.Option(None, min=1, help="sequences (streams for charlm) per batch "
+                                              + defaults_help("batch_size")),
     seq_len: int = typer.Option(50, min=1, help="charlm: chunk length of streaming BPTT"),
-    epochs: Optional[int] = typer.Option(None, min=1, help="epochs in all (task default unless --steps)"),
+    epochs: Optional[int] = typer.Option(None, min=1, help="epochs in all, unless --steps "
+                                          + defaults_help("epochs")),
     steps: Optional[int] = typer.Option(None, min=1, help="steps in all (instead of epochs)"),
     eval_every: int = typer.Option(0, min=0, help="evaluate every this many steps (0: each epoch)"),
     checkpoint_every: int = typer.Option(0, min=0, help="also save the checkpoint every this many steps (0: at "
@@ -121,25 +136,31 @@ def train(
     patience: int = typer.Option(2, min=0, help="stop after this many evaluations without a lower validation loss "
                                  "and score the best model (0: train to the end and score the last)"),
     min_count: int = typer.Option(2, min=1, help="tag/classify: rarer words get unknown-word ids"),
-    pool: Pool = typer.Option("mean", help="classify: mean (label at every step) | last | max (of the states); "
-                              "sequences: last | mean | max, the output read from that pool of the states over each "
-                              "sequence's real steps"),
-    signatures: bool = typer.Option(False, help="classify: rarer words read their spelling signature (as the "
-                                    "tagger's, e.g. <unk|x|||ly>) instead of <unk>"),
-    word_dropout: float = typer.Option(0.25, parser=finite(0, 1, high_open=True),
-                                       help="classify: chance a training word reads as unknown"),
+    pool: Optional[Pool] = typer.Option(None, show_default=False,
+                                        help="classify: mean (label at every step) | last | max (of the states); "
+                                        "sequences: last | mean | max, the output read from that pool of the "
+                                        "states over each sequence's real steps " + defaults_help("pool")),
+    signatures: Optional[bool] = typer.Option(None, "--signatures/--no-signatures", show_default=False,
+                                              help="classify: rarer words read their spelling signature (as the "
+                                              "tagger's, e.g. <unk|x|||ly>) instead of <unk> " + defaults_help("signatures")),
+    word_dropout: Optional[float] = typer.Option(None, parser=finite(0, 1, high_open=True), show_default=False,
+                                                 help="classify: chance a training word reads as unknown " + defaults_help("word_dropout")),
     features: Optional[str] = typer.Option(None, help="tag/classify: fields read beside each word, "
-                                           "comma-separated suffixK, prefixK, signature, lower, bigram, negated (e.g. "
+                                           "comma-separated suffixK, prefixK, signature, lower, bigram, negated, or "
+                                           "'none' " + defaults_help("features") + " (e.g. "
                                            "suffix2,suffix3,prefix1)"),
-    signature_dropout: float = typer.Option(0.0, parser=finite(0, 1, high_open=True),
-                                            help="tag: chance a training word seen once reads as its spelling "
-                                            "signature (seen c times: a/(a+c), a = p/(1-p)), redrawn every epoch"),
-    valid_fraction: float = typer.Option(0.1, parser=finite(0, 1, high_open=True),
-                                         help="held out for validation when --valid is not given (classify: 0 "
-                                         "trains on all but the fixed test split)"),
+    signature_dropout: Optional[float] = typer.Option(None, parser=finite(0, 1, high_open=True), show_default=False,
+                                                      help="tag: chance a training word seen once reads as its "
+                                                      "spelling signature (seen c times: a/(a+c), a = p/(1-p)), "
+                                                      "redrawn every epoch " + defaults_help("signature_dropout")),
+    valid_fraction: Optional[float] = typer.Option(None, parser=finite(0, 1, high_open=True), show_default=False,
+                                                   help="held out for validation when --valid is not given (classify 0: "
+                                                   "it trains on all but its fixed test split) "
+                                                   + defaults_help("valid_fraction")),
     seed: int = typer.Option(0, min=0, help="seed of the initial weights, data order and splits"),
     backend: BackendName = Backend,
-    progress: bool = typer.Option(True, help="show a progress bar (--no-progress: a line per evaluation)"),
+    progress: bool = typer.Option(True, help="show a progress bar on a terminal (--no-progress, or "
+                                  "output to a file: a line per evaluation and every 30 s between)"),
     tensorboard: bool = typer.Option(False, help="also write TensorBoard event files to --out/tensorboard "
                                      "(needs the [tensorboard] extra)"),
 ) -> None:
@@ -163,23 +184,30 @@ def evaluate(checkpoint: Path = typer.Argument(..., help="checkpoint file or run
     from .report import print_metrics, with_split
     from .tasks import get_task
 
-    path, ckpt = load_model(checkpoint, tuple(DEFAULTS))
+    path, ckpt = load_model(checkpoint, "eval")
     data, meta, extra = list(data) + list(more_data or []), ckpt.meta, {}
     if ensemble:
         if meta["task"] != "classify":
             raise fail("only classify models average an ensemble", "--ensemble")
-        extra = {"ensemble": [load_model(p, ("classify",))[0] for p in ensemble]}
+        extra = {"ensemble": [load_model(p, "classify")[0] for p in ensemble]}
     metrics = get_task(meta["task"]).evaluate(path, data, meta, backend.value, **extra)
     print_metrics(with_split(metrics, scored_split(meta, data)), typer.echo)
 
 
-def _reader(checkpoint: Path, backend: BackendName, *tasks: str):
+def _reader(checkpoint: Path, backend: BackendName, command: str):
+    """A Reader of the model in `checkpoint`, which must be of a task whose models `command` uses."""
     from .data.vocab import Vocab
     from .generate import Reader
 
-    _, ckpt = load_model(checkpoint, tasks)
+    _, ckpt = load_model(checkpoint, command)
     return Reader(ckpt.params, Vocab.from_json(ckpt.meta["vocab"]), activation=ckpt.activation,
                   backend=backend.value), ckpt.meta
+
+
+def _note_unseen(vocab, text: str, what: str) -> None:
+    note = vocab.unseen_note(text, what)
+    if note:
+        typer.echo(note, err=True)
 
 
 def _words(sentence: str) -> list:
@@ -199,7 +227,8 @@ def sample(checkpoint: Path, prime: str = typer.Option("\n", help="text the mode
 
     if not prime:
         raise fail("expected at least one character for the model to read first, got an empty text", "--prime")
-    reader, _ = _reader(checkpoint, backend, "charlm", "autocomplete")
+    reader, _ = _reader(checkpoint, backend, "sample")
+    _note_unseen(reader.vocab, prime, "the prime")
     typer.echo(prime + draw(reader, prime, length, temperature=temperature, seed=seed))
 
 
@@ -214,7 +243,8 @@ def complete(checkpoint: Path, prefixes: List[str] = typer.Argument(..., help="w
     if k < 1:
         raise fail(f"expected at least 1 completion per prefix (--beam {beam} then grows to --k when smaller), "
                    f"got {k}", "--k")
-    reader, _ = _reader(checkpoint, backend, "autocomplete")
+    reader, _ = _reader(checkpoint, backend, "complete")
+    _note_unseen(reader.vocab, "".join(prefixes), "the prefixes")
     for prefix in prefixes:
         found = beam_complete(reader, prefix, k=k, beam=max(beam, k), max_len=max_len)
         typer.echo(f"{prefix}: " + "  ".join(f"{w} ({lp:.2f})" for w, lp in found))
@@ -255,8 +285,8 @@ def predict(checkpoint: Path = typer.Argument(..., help="a sequences model: chec
     """The most probable class of every sequence of a file, one per line, in file order."""
     from .tasks import get_task
 
-    path, _ = load_model(checkpoint, ("sequences",))
-    for label in get_task("sequences").predict(path, data, backend.value):
+    path, ckpt = load_model(checkpoint, "predict")
+    for label in get_task(ckpt.meta["task"]).predict(path, data, backend.value):
         typer.echo(label)
 
 

@@ -3,7 +3,9 @@ parsed, and the boundary that turns every user error into one line on stderr and
 
 A user error is a bad option value (typer/click ranges, choices, `finite`), a malformed
 data file (`DataError`), a checkpoint that cannot be read, a run folder that cannot be used
-(`RunFolderError`), or any `ValueError`/`TypeError`/`OSError` the library raises about its
+(`RunFolderError`), a backend this machine cannot run (`BackendUnavailableError`), a model
+too large for memory (refused by `gpurnn.memory_estimate` before the run, or a `MemoryError`
+while it runs), or any `ValueError`/`TypeError`/`OSError` the library raises about its
 input. It ends as `error: <message naming the option or file>` and exit status 2, before any
 work starts. `gpurnn --debug ...` (or GPURNN_DEBUG=1) shows the traceback instead; other
 exceptions are bugs and always show theirs. A diverged training run says so on one line and
@@ -19,9 +21,10 @@ from typing import Callable
 import typer
 from typer.core import TyperGroup
 
+from .backends import BackendUnavailableError
 from .train_config import TrainingDiverged
 
-USER_ERRORS = (ValueError, TypeError, OSError)
+USER_ERRORS = (ValueError, TypeError, OSError, BackendUnavailableError, MemoryError)
 DEBUG = {"on": False}    # set by the `--debug` option of the `gpurnn` group for this invocation
 
 
@@ -51,27 +54,19 @@ def finite(low: float | None = None, high: float | None = None, *, low_open: boo
     return parse
 
 
-LANGUAGE_MODELS = ("charlm", "autocomplete")
+def check_model_options(task, settings: dict, given: set) -> None:
+    """The `train` settings that depend on the task or on each other: an option of some tasks
+    only, given to another (the tasks' declarations, `gpurnn.tasks.check_options`); --steps
+    and --epochs together; dropout, which acts between layers, with one layer; --features
+    fields that do not exist."""
+    from .tasks import check_options
 
-
-def check_model_options(settings: dict) -> None:
-    """The `train` settings that depend on each other: a language model predicts the next symbol,
-    so a backward direction, which would read that symbol, is refused; dropout acts between layers;
-    spelling signatures replace a classifier's unknown word (the tagger always has them);
-    --features are a tagger's or a classifier's, --signature-dropout a tagger's."""
-    if settings["bidirectional"] and settings["task"] in LANGUAGE_MODELS:
-        raise fail(f"a {settings['task']} model predicts each next character, which a backward direction would "
-                   "already have read: train it without --bidirectional (tag, classify and sequences take it)",
-                   "--bidirectional")
-    if settings["signatures"] and settings["task"] != "classify":
-        raise fail("spelling signatures are a classify option (the tagger always uses them)", "--signatures")
+    check_options(task, given)
+    if {"steps", "epochs"} <= given:
+        raise fail(f"--steps {settings['steps']} and --epochs {settings['epochs']} both say how long to train: "
+                   "give one", "--epochs")
     if settings["dropout"] and settings["layers"] < 2:
         raise fail(f"--dropout {settings['dropout']} acts between stacked layers: give --layers 2 or more", "--dropout")
-    if settings.get("features") and settings["task"] not in ("tag", "classify"):
-        raise fail(f"fields beside each word are a tagger's or a classifier's: --task tag or classify, not "
-                   f"{settings['task']}", "--features")
-    if settings.get("signature_dropout") and settings["task"] != "tag":
-        raise fail(f"signature dropout is a tagger's: --task tag, not {settings['task']}", "--signature-dropout")
     if settings.get("features"):
         from .data.features import check_fields
 

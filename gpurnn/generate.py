@@ -39,8 +39,13 @@ class Reader:
         return logits[0], s
 
 
-def _draw(logits: np.ndarray, temperature: float, rng) -> int:
-    """argmax for temperature 0, else a draw from softmax(z / temperature)."""
+def _draw(logits: np.ndarray, temperature: float, rng, never: int | None = None) -> int:
+    """argmax for temperature 0, else a draw from softmax(z / temperature); never the symbol
+    `never` (the unknown symbol: it stands for characters the model never saw, none of which
+    it could write)."""
+    if never is not None:
+        logits = logits.copy()
+        logits[never] = -np.inf
     if temperature == 0:
         return int(np.argmax(logits))
     p = softmax(logits.astype(np.float64) / temperature)
@@ -61,7 +66,7 @@ def sample(reader: Reader, prime: str, length: int, *, temperature: float = 1.0,
     logits, s = reader.state(reader.vocab.encode(prime))
     out = []
     for _ in range(length):
-        nxt = _draw(logits[0], temperature, rng)
+        nxt = _draw(logits[0], temperature, rng, never=reader.vocab.unk_id)
         out.append(reader.vocab.symbols[nxt])
         logits, s = reader.step(np.array([nxt]), s)
     return "".join(out)
@@ -84,7 +89,7 @@ def complete(reader: Reader, prefix: str, *, max_len: int = 30, temperature: flo
     logp, s = _prefix_state(reader, prefix)
     chars, total = [], 0.0
     for _ in range(max_len + 1):
-        nxt = _draw(logp, temperature, rng)
+        nxt = _draw(logp, temperature, rng, never=reader.vocab.unk_id)
         total += float(logp[nxt])
         if nxt == stop:
             break

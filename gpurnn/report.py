@@ -3,6 +3,7 @@ event files) and prints (a line per evaluation, `metric SPLIT/NAME VALUE` lines)
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -68,22 +69,30 @@ class History:
 
 
 class EvalLog:
-    """A trainer callback printing one line per evaluation (for runs without a progress bar):
-    step, epoch, mean training loss since the last evaluation, validation loss, tokens/s."""
+    """A trainer callback printing one line per evaluation (for runs without a progress bar:
+    --no-progress, or a log file): step, epoch, mean training loss since the last line,
+    validation loss, tokens/s; and between evaluations one such line (without the validation
+    loss) every `every_seconds`, so a log shows the run moving from its start."""
 
-    def __init__(self, echo=print):
-        self.echo, self.losses, self.last = echo, [], None
+    def __init__(self, echo=print, every_seconds: float | None = None):
+        self.echo, self.every, self.losses, self.last = echo, every_seconds, [], None
+        self.since = time.monotonic()
 
     def on_step(self, trainer, stats):
         self.losses.append(stats.loss)
         self.last = stats
+        if self.every is not None and time.monotonic() - self.since >= self.every:
+            self._line(trainer, stats.step, "")
 
     def on_eval(self, trainer, stats):
+        self._line(trainer, stats.step, f" valid/loss {stats.loss:.4f}")
+
+    def _line(self, trainer, step: int, valid: str) -> None:
         train = f"{np.mean(self.losses):.4f}" if self.losses else "-"
         epoch = self.last.epoch + 1 if self.last else trainer.position["epoch"]
         speed = f"{self.last.tokens_per_s:,.0f}" if self.last else "-"
-        self.echo(f"step {stats.step} epoch {epoch}: train/loss {train} valid/loss {stats.loss:.4f} tokens/s {speed}")
-        self.losses = []
+        self.echo(f"step {step} epoch {epoch}: train/loss {train}{valid} tokens/s {speed}")
+        self.losses, self.since = [], time.monotonic()
 
 
 class TensorBoardLog:

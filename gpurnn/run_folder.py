@@ -3,7 +3,13 @@
     check()    no side effects: the folder is not a file, no running training holds it, it
                holds no earlier run unless --resume (which needs its checkpoint) or
                --overwrite, and it (or its nearest existing parent) can be written to
-    claim()    creates the folder, takes its lock, removes an earlier run's files (--overwrite)
+    claim()    creates the folder, takes its lock and (--overwrite) moves an earlier run's files
+               aside into DIR/.replaced; when the block ends, the earlier run is deleted if the
+               new one wrote a checkpoint (it has started: it can be resumed), and otherwise the
+               new run's files are removed and the earlier run put back, so a run that fails to
+               start leaves the folder as it found it (a folder it created is removed again)
+
+A replacement cut short by a killed process is settled by the next claim the same way.
 
 The lock is `fcntl.flock` on `DIR/.lock`, which holds the owner's pid. The kernel drops a
 flock when its process ends however it ends, so a lock left by a killed run is free: the
@@ -23,8 +29,10 @@ from pathlib import Path
 from .train import BEST, CHECKPOINT, LAST_GOOD
 
 LOCK = ".lock"
+REPLACED = ".replaced"      # the earlier run's files while --overwrite's new run has not started
 LOG, METRICS, PLOT, TENSORBOARD = "metrics.jsonl", "metrics.json", "loss.png", "tensorboard"
 RUN_FILES = (CHECKPOINT, BEST, LAST_GOOD, LOG, METRICS, PLOT, TENSORBOARD)
+STARTED = (CHECKPOINT, BEST, LAST_GOOD)    # a run that wrote one of these can be resumed: it has started
 
 
 class RunFolderError(ValueError):
@@ -68,28 +76,58 @@ class RunFolder:
 
     @contextlib.contextmanager
     def claim(self):
-        """Create the folder and hold its lock inside the `with` block."""
+        """Create the folder and hold its lock inside the `with` block; see the module doc for
+        what the folder holds after it."""
+        created = _missing_folders(self.path)
         self.path.mkdir(parents=True, exist_ok=True)
-        with _open_lock(self.path / LOCK) as fd:
-            if not _try_lock(fd):
-                raise self._busy(fd)
-            previous = _read_pid(fd)
-            if previous and previous != os.getpid():
-                self.took_over_from = previous
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-            self._check_contents()          # again, now that no other run can write here
-            if self.overwrite:
-                for name in RUN_FILES:
-                    target = self.path / name
-                    if target.is_dir():
-                        shutil.rmtree(target)
-                    else:
-                        target.unlink(missing_ok=True)
-            try:
-                yield self
-            finally:
+        lock_existed = (self.path / LOCK).exists()
+        held = started = False
+        try:
+            with _open_lock(self.path / LOCK) as fd:
+                if not _try_lock(fd):
+                    raise self._busy(fd)
+                held = True
+                previous = _read_pid(fd)
+                if previous and previous != os.getpid():
+                    self.took_over_from = previous
                 os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+                try:
+                    self._settle_replacement()      # one a killed run left half done
+                    self._check_contents()          # again, now that no other run can write here
+                    if self.overwrite:
+                        self._move_aside()
+                    yield self
+                finally:
+                    started = self._settle_replacement()
+                    os.ftruncate(fd, 0)
+                    if not started and not lock_existed:
+                        os.unlink(self.path / LOCK)     # still held: no other run can have taken it
+        finally:
+            if not held or not started:
+                _remove_empty(created)
+
+    def _move_aside(self) -> None:
+        aside = self.path / REPLACED
+        aside.mkdir()
+        for name in RUN_FILES:
+            if (self.path / name).exists():
+                os.replace(self.path / name, aside / name)
+
+    def _settle_replacement(self) -> bool:
+        """Whether the folder holds a started run; an earlier run moved aside is deleted when
+        it does, else put back in place of what the new run wrote."""
+        started = any((self.path / name).is_file() for name in STARTED)
+        aside = self.path / REPLACED
+        if aside.is_dir():
+            if not started:
+                _remove(self.path, RUN_FILES)
+                for item in aside.iterdir():
+                    os.replace(item, self.path / item.name)
+            shutil.rmtree(aside)
+        elif not started:
+            _remove(self.path, (LOG, TENSORBOARD))   # what a run that never saved leaves: no history to keep
+        return started
 
 
 @contextlib.contextmanager
@@ -111,6 +149,33 @@ def _try_lock(fd) -> bool:
         raise
 
 
+def _missing_folders(path: Path) -> list:
+    """The folders that `path.mkdir(parents=True)` would create, deepest first."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    return missing
+
+
+def _remove_empty(folders: list) -> None:
+    """Remove the `folders` (deepest first) that are empty; stop at the first that is not."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            break
+
+
+def _remove(folder: Path, names) -> None:
+    for name in names:
+        target = folder / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        else:
+            target.unlink(missing_ok=True)
+
+
 def _read_pid(fd) -> int | None:
     text = os.pread(fd, 32, 0).decode(errors="replace").strip()
     return int(text) if text.isdigit() else None
@@ -119,9 +184,8 @@ def _read_pid(fd) -> int | None:
 def _check_writable(path: Path) -> None:
     """RunFolderError unless a file can be created in `path` (or, when it does not exist yet,
     a folder in its nearest existing parent); the probe is removed at once."""
-    probe_in = path
-    while not probe_in.exists():
-        probe_in = probe_in.parent
+    missing = _missing_folders(path)
+    probe_in = missing[-1].parent if missing else path
     try:
         if path.exists():
             tempfile.TemporaryFile(dir=path).close()

@@ -1,9 +1,12 @@
 """`gpurnn train` from its options (declared in `gpurnn.cli`) to a finished run folder.
 
-    check      the run folder (`RunFolder.check`) and, with --resume, the options against the
-               run's own settings: all before any work and before any folder is created
-    prepare    the task's data
-    claim      the folder (created and locked), the trainer (new or loaded), the history log
+    check      the run folder (`RunFolder.check`), the backend, and, with --resume, the options
+               against the run's own settings
+    prepare    the task's data; then check that the model fits in the device's memory
+               (`gpurnn.memory_estimate`): every check before the folder is touched
+    claim      the folder (created and locked; --overwrite's earlier run moved aside until the
+               new one has saved, and put back if it fails before), the trainer (new or
+               loaded), the history log
     fit        until --steps/--epochs, early stopping, or SIGINT/SIGTERM (which finish the step
                in progress, then save the checkpoint, metrics and plot like any other ending)
     report     why it stopped, the scored metrics (`metric SPLIT/NAME VALUE`), metrics.json, loss.png
@@ -19,26 +22,47 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 from enum import Enum
 
 import typer
 
-from .cli_checks import check_model_options
+from .cli_checks import check_model_options, fail
 from .data.errors import DataError
+from .memory_estimate import check_fits
 from .run_folder import LOG, TENSORBOARD, RunFolder, RunFolderError
 from .train import BEST, CHECKPOINT
 
-# Per-task defaults: (hidden, lr, batch_size, epochs).
-DEFAULTS = {"charlm": (256, 2e-3, 32, 1), "autocomplete": (128, 5e-3, 32, 10), "tag": (128, 2e-3, 32, 5),
-            "classify": (64, 1e-3, 32, 5), "sequences": (64, 2e-3, 16, 100)}
 # What the model and its data are: a resumed run keeps them (--batch-size too: the position
 # in the epoch and the streams' states belong to it).
 FIXED = ("task", "hidden", "layers", "bidirectional", "dropout", "activation", "recurrent_init", "optimizer",
          "schedule", "clip", "truncate", "average", "batch_size", "seq_len", "valid_fraction", "min_count", "pool",
          "word_dropout", "features", "signature_dropout", "signatures", "seed")
+# The defaults of the options a task's declaration (`defaults`) does not set.
+GENERAL_DEFAULTS = {"layers": 1, "bidirectional": False, "pool": None, "activation": "tanh",
+                    "recurrent_init": "uniform", "schedule": "constant", "average": 0.0, "signatures": False,
+                    "word_dropout": 0.0, "features": None, "signature_dropout": 0.0, "valid_fraction": 0.1}
 # What a resumed run may change: the trainer's configuration takes the new value.
 ADJUSTABLE = ("lr", "max_norm", "patience", "eval_every", "checkpoint_every")
 EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}
+LOG_EVERY_SECONDS = 30     # without a progress bar: a line at least this often between evaluations
+
+
+def defaults_help(name: str) -> str:
+    """`--help`'s "(default: ...)" for the option `name`, from the tasks' declarations and
+    GENERAL_DEFAULTS, e.g. "(default: classify relu, the others tanh)"."""
+    from .tasks import TASK_OPTIONS, tasks
+
+    def shown(value) -> str:
+        return ("yes" if value else "no") if isinstance(value, bool) else "none" if value is None else f"{value:g}" \
+            if isinstance(value, float) else str(value)
+
+    own = [f"{task} {shown(t.defaults[name])}" for task, t in tasks().items() if name in t.defaults]
+    others = [task for task, t in tasks().items()
+              if name not in t.defaults and (name not in TASK_OPTIONS or name in t.options)]
+    label = "" if not own else "the others" if name not in TASK_OPTIONS else " and ".join(others)
+    rest = [f"{label} {shown(GENERAL_DEFAULTS[name])}".strip()] if others else []
+    return f"(default: {', '.join(own + rest)})"
 
 
 def run_training(options: dict, given: set, echo=typer.echo) -> None:
@@ -60,37 +84,58 @@ def run_training(options: dict, given: set, echo=typer.echo) -> None:
         comm.Barrier()                      # the other ranks wait for rank 0's verdict (a failure aborts all)
     if o["tensorboard"]:
         _check_tensorboardx()
+    backend = _backend(o["backend"])
     saved = load_checkpoint(folder.checkpoint) if o["resume"] else None
-    settings = _settings(o, given, saved)
-    check_model_options(settings)
+    task = get_task(o["task"])
+    settings = _settings(o, given, saved, task)
+    check_model_options(task, settings, given)
     if saved is not None and _finished(saved, settings, o["out"], echo):
         return
-    task = get_task(settings["task"])
     prepared = task.prepare(o["data"], o["valid"], _task_options(settings, ranks=1 if comm is None else comm.Get_size()))
-    scores_valid = task.held_out_in_data and HELD_OUT_SPLIT[task.name][0] == "valid"   # classify: its test split
+    scores_valid = task.held_out_in_data and task.held_out_split[0] == "valid"   # classify: its test split
     if prepared.valid is None and scores_valid and not (o["valid"] or o["test"]):
         raise DataError(", ".join(o["data"]), None, "too little data to hold out a part to validate and score on at "
                         f"--valid-fraction {settings['valid_fraction']}: give more data, a larger --valid-fraction, "
                         "--valid or --test")
+    if saved is not None and saved.meta.get("vocab") != prepared.meta.get("vocab"):
+        raise RunFolderError(f"--data gives another vocabulary than the run's in {o['out']}: resume with its data")
+    model = {"inputs": prepared.n_in, "hidden": settings["hidden"], "outputs": prepared.n_out,
+             "layers": settings["layers"], "bidirectional": settings["bidirectional"]}
+    check_fits(model, settings["optimizer"], bool(settings["average"]), backend.name)
     with folder.claim() if root else contextlib.nullcontext(folder):
+        if saved is None:
+            echo(_defaults_used(task, given, settings))
+        for note in prepared.notes:
+            echo(note)
         if folder.took_over_from:
             echo(f"note: took over {o['out']} from pid {folder.took_over_from}, which ended without releasing it")
-        _train_in(folder, task, prepared, settings, o, saved, echo, comm)
+        _train_in(folder, task, prepared, model, settings, o, saved, echo, comm)
+
+
+def _defaults_used(task, given: set, settings: dict) -> str:
+    """One line naming the task's defaults that this run takes (the options it was not given)."""
+    horizon = {"steps", "epochs"} & given
+    used = [f"{name.replace('_', ' ')} {settings[name]}" if not isinstance(settings[name], bool)
+            else ("" if settings[name] else "no ") + name.replace("_", " ")
+            for name in task.defaults if name not in given and not (name == "epochs" and horizon)]
+    return f"{task.name} defaults: {', '.join(used)}" if used else f"{task.name}: no task default used"
 
 
 def _quiet(*args, **kwargs) -> None:
     """The `echo` of ranks other than 0: rank 0 alone speaks for the job."""
 
 
-def _settings(o: dict, given: set, saved) -> dict:
+def _settings(o: dict, given: set, saved, task) -> dict:
     """The run's settings: the options, with the task's defaults for those not given (new
     run) or the run's own settings (resumed run; FIXED options given that differ are refused)."""
-    hidden, lr, batch_size, epochs = DEFAULTS[o["task"]]
     settings = {name: o[name] for name in FIXED + ADJUSTABLE}
-    settings.update({k: v for k, v in {"hidden": hidden, "lr": lr, "batch_size": batch_size}.items() if k not in given})
+    settings.update({k: v for k, v in task.defaults.items() if k != "epochs" and k not in given})
+    settings.update({k: v for k, v in GENERAL_DEFAULTS.items() if settings[k] is None})
+    if settings["features"] == "none":
+        settings["features"] = None
     horizon_given = bool({"steps", "epochs"} & given)
     settings.update(data=o["data"], valid=o["valid"], test=o["test"], steps=o["steps"],
-                    epochs=o["epochs"] if horizon_given else epochs)
+                    epochs=o["epochs"] if horizon_given else task.defaults["epochs"])
     if saved is None:
         return settings
     before = {**_legacy_settings(saved), **saved.meta.get("settings", {})}
@@ -142,6 +187,16 @@ def _task_options(settings: dict, ranks: int):
                                                "signature_dropout", "signatures", "seed")})
 
 
+def _backend(name: str):
+    """The backend `--backend name` picks, refused in one line when this machine cannot run it."""
+    from .backends import BackendUnavailableError, get_backend
+
+    try:
+        return get_backend(name)
+    except BackendUnavailableError as error:
+        raise fail(str(error), "--backend") from None
+
+
 def _check_tensorboardx():
     import importlib.util
 
@@ -150,7 +205,7 @@ def _check_tensorboardx():
                              "pip install 'gpurnn[tensorboard]'")
 
 
-def _train_in(folder: RunFolder, task, prepared, settings: dict, o: dict, saved, echo, comm) -> None:
+def _train_in(folder: RunFolder, task, prepared, model: dict, settings: dict, o: dict, saved, echo, comm) -> None:
     """Train in the claimed `folder`, then report and score (see the module doc); ranks other
     than 0 (`comm`) train and save (a collective) and leave the rest to rank 0."""
     from .report import EvalLog, History, TensorBoardLog, plot_loss, print_metrics, with_split, write_metrics
@@ -158,16 +213,15 @@ def _train_in(folder: RunFolder, task, prepared, settings: dict, o: dict, saved,
     out, root = folder.path, comm is None or comm.Get_rank() == 0
     history = History(out / LOG if root else None, upto=None if saved is None else saved.meta["trainer"]["step"])
     logs = [history] + ([TensorBoardLog(out / TENSORBOARD)] if o["tensorboard"] and root else [])
-    callbacks = logs + ([] if o["progress"] else [EvalLog(echo)])
+    bar = o["progress"] and sys.stderr.isatty()        # a log file gets lines, not a bar's carriage returns
+    callbacks = logs + ([] if bar else [EvalLog(echo, every_seconds=LOG_EVERY_SECONDS)])
     try:
-        model = {"inputs": prepared.n_in, "hidden": settings["hidden"], "outputs": prepared.n_out,
-                 "layers": settings["layers"], "bidirectional": settings["bidirectional"]}
         trainer = _trainer(prepared, settings, model, o["backend"], saved, callbacks, out, echo, comm)
         echo(f"{task.name}: {prepared.n_in} inputs, hidden {model['hidden']}, {prepared.n_out} outputs, "
              f"{len(prepared.train)} batches per epoch, backend {trainer.backend.name}")
         with _stop_on_signals(trainer):
             trainer.fit(prepared.train, steps=settings["steps"], epochs=settings["epochs"], valid=prepared.valid,
-                        progress=o["progress"])
+                        progress=bar)
         trainer.save()
         if not root:
             return
@@ -202,8 +256,6 @@ def _trainer(prepared, settings: dict, model: dict, backend: str, saved, callbac
 
     if saved is not None:
         trainer = Trainer.load(out / CHECKPOINT, backend=backend, callbacks=callbacks, out_dir=out, comm=comm)
-        if trainer.meta.get("vocab") != prepared.meta.get("vocab"):
-            raise RunFolderError(f"--data gives another vocabulary than the run's in {out}: resume with its data")
         for name in ADJUSTABLE:
             if getattr(trainer.config, name) != settings[name]:
                 echo(f"resume: --{name.replace('_', '-')} {settings[name]} (the run had {getattr(trainer.config, name)})")
@@ -253,19 +305,14 @@ def _why_stopped(trainer, settings: dict) -> str:
             "command with --resume")
 
 
-# The split a task's `evaluate` scores when given the run's training files: (without --valid,
-# with --valid). charlm and autocomplete then score the part they held out for validation,
-# which they train on when --valid is given; classify scores its fixed test split.
-HELD_OUT_SPLIT = {"charlm": ("valid", "train"), "autocomplete": ("valid", "train"), "classify": ("test", "test"),
-                  "tag": ("train", "train"), "sequences": ("valid", "train")}
-
-
 def scored_split(meta: dict, paths: list) -> str:
     """The split that scoring the model of `meta` on `paths` measures: the task's held-out
     split of its training files, its validation file, or "test" (any other files)."""
+    from .tasks import get_task
+
     settings = meta.get("settings", {})
     if list(paths) == settings.get("data"):
-        return HELD_OUT_SPLIT[meta["task"]][bool(settings.get("valid"))]
+        return get_task(meta["task"]).held_out_split[bool(settings.get("valid"))]
     if settings.get("valid") and list(paths) == [settings["valid"]]:
         return "valid"
     return "test"

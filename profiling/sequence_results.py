@@ -60,8 +60,10 @@ LAGS = (0, 1, 5, 10, 25, 50, 99)
 
 def train(data: Path, name: str, flags, seed: int, out: Path):
     """(test accuracy, train seconds, the command) of one `gpurnn train` run."""
+    one_way = () if "--bidirectional" in flags else ("--no-bidirectional",)    # the task's default is both
     command = ["gpurnn", "train", "--task", "sequences", "--data", str(data / f"{name}_TRAIN.ts"),
-               "--test", str(data / f"{name}_TEST.ts"), *flags, "--seed", str(seed), "--out", str(out), *COMMON]
+               "--test", str(data / f"{name}_TEST.ts"), *flags, *one_way, "--seed", str(seed), "--out", str(out),
+               *COMMON]
     done = subprocess.run([sys.executable, "-m", "gpurnn.cli", *command[1:]], capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stdout}{done.stderr}")

@@ -59,7 +59,24 @@ def test_run_diagnose_writes_figures_and_numbers(tmp_path):
     assert (tmp_path / "gradient-flow-lag.png").stat().st_size > 0
     assert (tmp_path / "gradient-flow-clipping.png").stat().st_size > 0
     assert json.loads((tmp_path / "gradient-flow.json").read_text()) == json.loads(json.dumps(numbers))
-    assert len(numbers["lag_study"]) == 12 and all(line.startswith("metric ") for line in lines)
+    assert len(numbers["lag_study"]) == 12
+    stages = [line for line in lines if not line.startswith("metric ")]
+    assert [line.split("stage ")[1][:3] for line in stages if " stage " in line] == ["1/3", "2/3", "3/3"]
+    assert "  seed 2/2: solved without clipping " in "\n".join(stages) and "  no clipping: length 10 solved by " in "\n".join(stages)
+    assert stages[-1].endswith(f"wrote {tmp_path}/: gradient-flow-lag.png, gradient-flow-clipping.png, "
+                               f"gradient-flow.json, gradient-flow-tables.md; rewrote the tables of {page}")
     assert numbers["provenance"]["command"] == "test" and numbers["settings"]["min_solved"] == 1
     assert len(numbers["clipping"]) == 4 and set(numbers["clipping_solved"]) == {"None", "1.0"}
     assert (tmp_path / "gradient-flow-tables.md").read_text().count("\n| tanh | 0.5 |") == 1
+
+
+def test_diagnose_command_writes_under_runs_of_the_current_folder(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from gpurnn.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["diagnose", "--steps", "1", "--seeds", "1", "--min-solved", "1"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.index("stage 1/3") < result.stdout.index("stage 3/3") < result.stdout.index("wrote runs/diagnose/")
+    assert (tmp_path / "runs" / "diagnose" / "gradient-flow.json").is_file()

@@ -8,6 +8,10 @@ from ..arrays import on_host
 BACKENDS = ("auto", "cpu", "cuda")
 
 
+class BackendUnavailableError(RuntimeError):
+    """The backend asked for cannot run on this machine (the message says what it needs)."""
+
+
 @functools.cache
 def _cpu():
     from .cpu import CPUBackend
@@ -43,7 +47,7 @@ def get_backend(name="auto"):
     if name == "cpu" or (name == "auto" and not cuda_usable(simulator=False)):
         return _cpu()
     if name == "cuda" and not cuda_usable():
-        raise RuntimeError("backend='cuda' needs a CUDA GPU with numba-cuda and CuPy installed "
+        raise BackendUnavailableError("backend='cuda' needs a CUDA GPU with numba-cuda and CuPy installed "
                            "(pip install 'gpurnn[cuda]'), or NUMBA_ENABLE_CUDASIM=1 for the simulator")
     return _cuda()
 

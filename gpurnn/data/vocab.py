@@ -54,6 +54,20 @@ class Vocab:
         """ids (L,) int64 of the symbols of `seq`."""
         return np.array([self.id(s) for s in seq], dtype=np.int64)
 
+    def unseen(self, seq: Iterable[str]) -> list[str]:
+        """The distinct symbols of `seq` that are not in the vocabulary, in order of first appearance."""
+        return list(dict.fromkeys(s for s in seq if s not in self.index))
+
+    def unseen_note(self, seq: Iterable[str], what: str) -> str | None:
+        """One line saying which symbols of `seq` (`what`, e.g. "the prime") the model never saw
+        and reads as the unknown symbol, or None when it saw them all."""
+        unseen = self.unseen(seq)
+        if not unseen:
+            return None
+        shown = " ".join(repr(s) for s in unseen[:10]) + (" ..." if len(unseen) > 10 else "")
+        return (f"note: {len(unseen)} symbol{'s' if len(unseen) > 1 else ''} of {what} never seen in training, "
+                f"read as {self.unk}: {shown}")
+
     def decode(self, ids: Iterable[int]) -> list[str]:
         return [self.symbols[int(i)] for i in ids]
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
+import time
 
 import numpy as np
 import typer
@@ -110,7 +111,7 @@ def _smooth(values, window=25):
     return np.convolve(padded, kernel, mode="valid")
 
 
-def run_diagnose(out_dir="docs/figures", *, T=60, hidden=32, length=20, lr=0.3, clip=1.0, steps=1500,
+def run_diagnose(out_dir="runs/diagnose", *, T=60, hidden=32, length=20, lr=0.3, clip=1.0, steps=1500,
                  search=SEARCH_LENGTHS, seeds=3, run_seeds=RUN_SEEDS, min_solved=MIN_SOLVED, sequences=10_000,
                  echo=print, command="gpurnn diagnose", page=None) -> dict:
     """Run the studies, write the figures and gradient-flow.json into `out_dir`, rewrite the
@@ -123,8 +124,13 @@ def run_diagnose(out_dir="docs/figures", *, T=60, hidden=32, length=20, lr=0.3, 
     sequences per final evaluation (the success criteria use 10,000). `command` is recorded
     in the JSON's provenance with the date and the commit.
     """
-    out = pathlib.Path(out_dir)
+    out, start = pathlib.Path(out_dir), time.perf_counter()
+
+    def stage(number: int, what: str) -> None:
+        echo(f"[{time.perf_counter() - start:5.0f} s] stage {number}/3: {what}")
+
     out.mkdir(parents=True, exist_ok=True)
+    stage(1, f"Jacobian norms by lag, tanh, logistic and relu x {len(RHOS)} spectral radii, {seeds} random W each")
     studies = [lag_study(rhos=RHOS, T=T, d=hidden, seed=seed) for seed in range(seeds)]
     curves = studies[0]
     lag_figure(curves, out / "gradient-flow-lag.png")
@@ -137,16 +143,29 @@ def run_diagnose(out_dir="docs/figures", *, T=60, hidden=32, length=20, lr=0.3, 
                                                                       for study in studies]
                                     for i, c in enumerate(curves)},
                "lag_violations_all_seeds": sum(c.violations for study in studies for c in study)}
-    runs = [[train_run(length=length, clip=value, lr=lr, steps=steps, hidden=hidden, seed=seed, sequences=sequences)
-             for value in (None, clip)] for seed in range(run_seeds)]
+    stage(2, f"temporal order of length {length}, SGD without and with clipping at {clip:g}, {run_seeds} seeds "
+             f"x {steps} steps")
+    runs = []
+    for seed in range(run_seeds):
+        runs.append([train_run(length=length, clip=value, lr=lr, steps=steps, hidden=hidden, seed=seed,
+                               sequences=sequences) for value in (None, clip)])
+        solved = ["yes" if run.evaluation.solved else "no" for run in runs[-1]]
+        echo(f"  seed {seed + 1}/{run_seeds}: solved without clipping {solved[0]}, with {solved[1]}")
     clipping_figure(runs[0], out / "gradient-flow-clipping.png")
     numbers["clipping"] = [_run_numbers(run) for pair in runs for run in pair]
     numbers["clipping_solved"] = {str(value): sum(pair[i].evaluation.solved for pair in runs)
                                   for i, value in enumerate((None, clip))}
     numbers["longest_solved"] = []
+    stage(3, f"the longest length solved by {min_solved} of {run_seeds} seeds, of {', '.join(map(str, search))}, "
+             "without and with clipping")
     for value in (None, clip):
+        def report(n, k, value=value):
+            echo(f"  {'no clipping' if value is None else f'clipping at {value:g}'}: length {n} solved by {k} "
+                 f"of {run_seeds} seeds")
+
         best, made, solved = longest_solved(search, range(run_seeds), min_solved=min_solved, clip=value, lr=lr,
-                                            steps=steps, hidden=hidden, check_every=100, sequences=sequences)
+                                            steps=steps, hidden=hidden, check_every=100, sequences=sequences,
+                                            report=report)
         numbers["longest_solved"].append({"clip": value, "searched": list(search), "longest": best,
                                           "solved_by_length": {str(n): k for n, k in solved.items()},
                                           "runs": [_run_numbers(run) for run in made]})
@@ -155,6 +174,8 @@ def run_diagnose(out_dir="docs/figures", *, T=60, hidden=32, length=20, lr=0.3, 
     if page is not None:
         page = pathlib.Path(page)
         page.write_text(update_page(page.read_text(encoding="utf-8"), numbers), encoding="utf-8")
+    echo(f"[{time.perf_counter() - start:5.0f} s] wrote {out}/: gradient-flow-lag.png, gradient-flow-clipping.png, "
+         "gradient-flow.json, gradient-flow-tables.md" + (f"; rewrote the tables of {page}" if page is not None else ""))
     for name, rates in numbers["lag_rate_by_seed"].items():
         for seed, rate in enumerate(rates):
             echo(f"metric rate_{name}_seed{seed} {rate:.4f}")
@@ -250,7 +271,8 @@ def _run_numbers(run) -> dict:
 
 
 def diagnose_command(
-    out: pathlib.Path = typer.Option(pathlib.Path("docs/figures"), help="folder for the PNGs and gradient-flow.json"),
+    out: pathlib.Path = typer.Option(pathlib.Path("runs/diagnose"), help="folder for the PNGs and gradient-flow.json "
+                                     "(docs/figures: the published ones)"),
     page: pathlib.Path = typer.Option(None, help="a page whose tables to rewrite from the numbers "
                                                  "(docs/gradient-flow.md)", exists=True, dir_okay=False),
     steps: int = typer.Option(1500, min=1, help="SGD steps per training run (the length search's budget)"),

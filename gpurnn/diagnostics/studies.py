@@ -94,12 +94,13 @@ def train_run(problem_name="temporal-order-2", length=20, *, clip=None, lr=0.3, 
     return TrainingRun(problem_name, length, seed, clip, log, np.array(weight_norm), evaluation, diverged)
 
 
-def longest_solved(lengths, seeds=(0, 1, 2), *, min_solved: int | None = None,
+def longest_solved(lengths, seeds=(0, 1, 2), *, min_solved: int | None = None, report=None,
                    **train_kwargs) -> tuple[int | None, list[TrainingRun], dict]:
     """Train at each length in increasing order, once per seed; a length counts as solved when
     at least `min_solved` seeds (default: a majority) solve it, and the search stops at the
     first length that is not.
 
+    `report(length, seeds that solved it)`, when given, is called after each length.
     Returns (the longest solved length or None, every run made, {length: seeds that solved
     it}). Unclipped SGD is chaotic (a change in the order of a BLAS sum can flip one run), so
     a verdict needs many seeds and a rule with a margin (e.g. 8 of 10).
@@ -113,6 +114,8 @@ def longest_solved(lengths, seeds=(0, 1, 2), *, min_solved: int | None = None,
         made = [train_run(length=length, seed=seed, **train_kwargs) for seed in seeds]
         runs.extend(made)
         solved[length] = sum(run.evaluation.solved for run in made)
+        if report is not None:
+            report(length, solved[length])
         if solved[length] < need:
             break
         best = length

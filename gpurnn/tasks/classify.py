@@ -26,6 +26,7 @@ import numpy as np
 
 from ..checkpoint import load_checkpoint
 from ..data.batching import labelled_batches
+from ..data.errors import DataError
 from ..data.features import FeatureEncoder
 from ..data.sentences import fixed_split, read_files_per_label, read_label_column
 from ..data.signatures import WordEncoder
@@ -64,7 +65,17 @@ def word_encoder(meta: dict) -> FeatureEncoder:
 
 class Classify:
     name = "classify"
-    held_out_in_data = True     # whether `evaluate` scores a held-out part of the training files
+    # chosen by 5-fold cross-validation over the training part of rt-polarity (docs/results.md,
+    # "Polarity by cross-validation"): an IRNN's max pool, spelling signatures and fields, the
+    # running average of its weights, trained on all of the training part
+    defaults = {"hidden": 256, "lr": 2e-3, "batch_size": 32, "epochs": 3, "pool": "max", "activation": "relu",
+                "recurrent_init": "identity", "signatures": True, "word_dropout": 0.25,
+                "features": "suffix2,suffix3,suffix4,prefix2,prefix3", "average": 0.99, "valid_fraction": 0.0}
+    options = ("valid_fraction", "min_count", "pool", "signatures", "word_dropout", "features", "bidirectional")
+    refusals = {}
+    held_out_split = ("test", "test")     # its fixed test split, whatever --valid
+    held_out_in_data = True
+    commands = ("classify",)
 
     def prepare(self, paths: list[str], valid: str | None, opts: Options) -> Prepared:
         if opts.pool not in CLASS_OUTPUTS:
@@ -81,6 +92,9 @@ class Classify:
         """`prepare` from the sentences to train on and those to validate on (e.g. one fold of
         a cross-validation, profiling/polarity_validation.py); `paths` go into the meta."""
         labels = sorted({s.label for s in train})
+        if len(labels) < 2:
+            raise DataError(", ".join(paths), None, f"every training sentence has the label {labels[0]!r}: "
+                            "a classifier needs sentences of at least two labels")
         if opts.signatures:
             words = WordEncoder.build((s.words for s in train), min_count=opts.min_count)
         else:
@@ -119,3 +133,6 @@ class Classify:
         majority = sum(s.label == meta["majority"] for s in test)
         return {"accuracy": float(np.mean(p.argmax(axis=1) == truth)), "baseline_majority": majority / len(test),
                 "sentences": float(len(test)), "models": float(len(models))}
+
+
+TASK = Classify()

@@ -56,7 +56,14 @@ def class_scores(checkpoint, path, backend: str, need_labels: bool):
 
 class Sequences:
     name = "sequences"
-    held_out_in_data = False    # `evaluate` on the training file scores its validation part
+    # max pool and both directions: chosen on validation inside the training files of
+    # BasicMotions and JapaneseVowels (docs/results.md, "Defaults chosen by validation")
+    defaults = {"hidden": 64, "lr": 2e-3, "batch_size": 16, "epochs": 100, "pool": "max", "bidirectional": True}
+    options = ("valid_fraction", "pool", "bidirectional")
+    refusals = {}
+    held_out_split = ("valid", "train")   # the stratified validation part; with --valid: all of it
+    held_out_in_data = False              # with --valid, the training file is scored whole
+    commands = ("predict",)
 
     def prepare(self, paths: list[str], valid: str | None, opts: Options) -> Prepared:
         if opts.pool not in POOLS:
@@ -65,6 +72,9 @@ class Sequences:
             raise ValueError(f"sequences train on one .ts or .npz file, got {len(paths)}: {paths}")
         data = read_measurements(paths[0])
         classes = class_names(data)
+        if len(set(data.labels)) < 2:
+            raise DataError(paths[0], None, f"every sequence has the label {data.labels[0]!r}: a classifier needs "
+                            "sequences of at least two labels")
         if valid:
             held = read_measurements(valid)
             keep = np.arange(len(data.series))
@@ -106,3 +116,6 @@ class Sequences:
 def _subset(data, indices):
     return type(data)([data.series[i] for i in indices], [data.labels[i] for i in indices], data.classes,
                       data.channels)
+
+
+TASK = Sequences()
