@@ -31,7 +31,8 @@ def test_plan_names_each_choice(monkeypatch):
         sliced = cpu_threads.plan(8, 512, 1, 3, 100)                                # the same, truncated
         assert (sliced.kind, len(sliced.parts), sliced.concurrent, sliced.hold_blas) == ("compiled", 2, True, True)
         assert cpu_threads.plan(32, 64, 1, None, 100)[1:4] == ([slice(0, 32)], False, False)   # B·d² ≤ 2¹⁸
-        assert cpu_threads.plan(32, 128, 1, None, 100)[1:4] == ([slice(0, 32)], False, True)
+        assert cpu_threads.plan(16, 160, 1, None, 100)[1:4] == ([slice(0, 16)], False, True)    # < 2¹⁹
+        assert cpu_threads.plan(32, 128, 1, None, 100)[1:4] == ([slice(0, 16), slice(16, 32)], True, True)  # 2¹⁹
         for B, d, truncate in ((32, 128, None), (256, 128, None), (8, 512, 3)):   # two cells at once
             assert cpu_threads.plan(B, d, 2, truncate, 100)[:4] == ("compiled", [slice(0, B)], True, True)
         assert not cpu_threads.plan(3, 4, 2, None, 5).concurrent                 # too little work to hand over

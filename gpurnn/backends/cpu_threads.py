@@ -19,8 +19,9 @@ with N the BLAS threads allowed now (`threadpool_limits(1)` makes everything ser
                 machine punishes (profiling/RESULTS.md, ## CPU).
     slices      otherwise from MIN_STEP_WORK multiply-adds per step (truncated loops; exact ones
                 go stepwise there): the batch in row slices of at least MIN_ROWS rows, one
-                thread each, BLAS held at 1 thread (below MIN_STEP_WORK splitting measured no
-                faster: B = 8 and 32 with d = 256, 128).
+                thread each, BLAS held at 1 thread (below MIN_STEP_WORK = 2^19 splitting
+                measured no faster: B·d² = 2^18-3.3·10^5 at B = 16-64; from 2^19 it was as fast
+                or up to 2.4× faster at B = 8-128, d = 100-362: profiling/RESULTS.md, issue 20).
     one thread  the rest: the compiled loops in the calling thread, BLAS held at 1 thread
                 (process-wide, restored after), or untouched where BLAS runs such products
                 on one thread anyway (B·d² ≤ SERIAL_BLAS_WORK).
@@ -52,7 +53,7 @@ from typing import NamedTuple
 import numpy as np
 
 MIN_ROWS = 4               # rows per slice at least: below, per-step BLAS calls are latency-bound
-MIN_STEP_WORK = 1 << 21    # B·d² multiply-adds per step at least for slices
+MIN_STEP_WORK = 1 << 19    # B·d² multiply-adds per step at least for slices
 STEPWISE_WORK = 1 << 21    # B·d² at least for stepwise (exact loops)
 SERIAL_BLAS_WORK = 1 << 18  # B·d² at most: OpenBLAS runs such a product on one thread by itself
 # T·B·d² multiply-adds per cell at least for cells at once: below, handing a loop to a thread
