@@ -6,7 +6,7 @@ from numba import njit
 from gpurnn.backends import cpu_blas
 
 
-@njit(cache=True)
+@njit      # not cached: a disk cache keyed on this file alone would keep an old cpu_blas
 def _gemm(trans_a, trans_b, alpha, A, B, beta, C):
     cpu_blas.gemm(trans_a, trans_b, alpha, A, B, beta, C)
 

@@ -17,7 +17,7 @@ LIBM.tanhf.restype, LIBM.tanhf.argtypes = ctypes.c_float, [ctypes.c_float]
 ABS_BOUND, ULP_TANHF, ULP_ROUNDED = 5 * 2.0 ** -24, 5, 6
 
 
-@njit(cache=True)
+@njit      # not cached: a disk cache keyed on this file alone would keep an old cpu_blas
 def fit(x):
     out = np.empty_like(x)
     for i in range(x.size):
